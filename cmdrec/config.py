@@ -1,0 +1,212 @@
+"""Typed, frozen run configuration loaded from YAML, with `a.b=c` command-line overrides.
+
+Unknown keys are errors (a typo never silently falls back to a default), and values are checked
+against the dataclass field types when loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from cmdrec.errors import InputError
+
+
+# ---------------------------------------------------------------- data side
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where the command log is and how to read it into the canonical event table."""
+
+    format: Literal["events", "user_item"] = "events"
+    path: str = "data/sample/events.csv"  # a file, a directory or a glob
+    user_column: str = "user_id"
+    command_column: str = "command"
+    timestamp_column: str | None = "timestamp"  # None: row order defines event order
+    timestamp_format: str | None = None  # strptime format; None: ISO 8601 or epoch seconds
+    session_column: str | None = None  # use given session ids instead of an inactivity gap
+    metadata_columns: tuple[str, ...] = ()
+    on_bad_rows: Literal["error", "skip"] = "error"
+
+
+@dataclass(frozen=True)
+class CatalogueConfig:
+    """The command catalogue: command -> category, description and other metadata."""
+
+    path: str | None = None
+    command_column: str = "command"
+    category_column: str | None = "category"
+    description_column: str | None = "description"
+    metadata_columns: tuple[str, ...] = ()
+    null_values: tuple[str, ...] = ("", "NULL", "NA")
+    describe_from_name: bool = False  # no description column: build one from the command name
+    on_unknown_commands: Literal["report", "error"] = "report"
+
+
+@dataclass(frozen=True)
+class ProcessingConfig:
+    session_gap_minutes: float = 30.0
+    noise_preset: str | None = None
+    noise_commands: tuple[str, ...] = ()
+    collapse_repeats: bool = False
+    min_session_length: int = 2
+    max_session_length: int | None = None  # keep the most recent N events of longer sessions
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    method: Literal["random_session", "time", "user", "leave_one_out"] = "random_session"
+    valid_fraction: float = 0.05
+    test_fraction: float = 0.15
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    min_command_count: int = 1  # commands seen fewer times in train map to the OOV id
+    min_category_count: int = 1
+    categorical_columns: tuple[str, ...] = ("category",)
+    continuous_columns: tuple[
+        Literal["log_time_delta", "position", "hour", "weekday"], ...
+    ] = ("log_time_delta", "position", "hour", "weekday")
+    label_columns: tuple[str, ...] = ("category",)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "sample"
+    source: SourceConfig = field(default_factory=SourceConfig)
+    catalogue: CatalogueConfig = field(default_factory=CatalogueConfig)
+    processing: ProcessingConfig = field(default_factory=ProcessingConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    processed_dir: str = "outputs/sample/processed"
+    preprocessed_dir: str = "outputs/sample/preprocessed"
+
+    def __post_init__(self):
+        split = self.split
+        if not 0 <= split.valid_fraction < 1 or not 0 <= split.test_fraction < 1:
+            raise InputError("split fractions must lie in [0, 1)")
+        if split.valid_fraction + split.test_fraction >= 1:
+            raise InputError("split.valid_fraction + split.test_fraction must be below 1")
+        if self.processing.min_session_length < 1:
+            raise InputError("processing.min_session_length must be at least 1")
+        for name in self.features.label_columns:
+            if name not in self.features.categorical_columns:
+                raise InputError(
+                    f"features.label_columns: '{name}' must also be in features.categorical_columns"
+                )
+
+
+# ---------------------------------------------------------------- loading
+
+
+def from_dict(cls, data: dict | None, where: str = ""):
+    """Build dataclass `cls` from a mapping, rejecting unknown keys and ill-typed values."""
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise InputError(f"{where or cls.__name__}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise InputError(
+            f"unknown config key(s) {', '.join(where + k for k in unknown)}; "
+            f"allowed under '{where.rstrip('.') or cls.__name__}': {sorted(known)}"
+        )
+    values = {name: _coerce(hints[name], value, f"{where}{name}") for name, value in data.items()}
+    return cls(**values)
+
+
+def _coerce(hint, value, where: str):
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where + ".")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, where)
+            except InputError as error:
+                errors.append(str(error))
+        raise InputError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise InputError(f"{where}: {value!r} is not one of {list(args)}")
+        return value
+    if origin is tuple:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise InputError(f"{where}: expected a list, got {value!r}")
+        return tuple(_coerce(args[0], item, f"{where}[{i}]") for i, item in enumerate(value))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is Any:
+        return value
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise InputError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def to_dict(config) -> dict:
+    """Plain mapping of a config (tuples as lists), suitable for YAML or JSON."""
+
+    def plain(value):
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply `a.b=c` overrides to a nested mapping; values are parsed as YAML scalars or lists."""
+    data = _deep_copy(data)
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        if not sep or not key:
+            raise InputError(f"override '{override}' is not of the form key.sub=value")
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise InputError(f"override '{override}': '{part}' is not a section")
+        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else None
+    return data
+
+
+def _deep_copy(data: dict) -> dict:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in data.items()}
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise InputError(f"{path}: invalid YAML: {error}") from error
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: the top level must be a mapping")
+    return data
+
+
+def load_data_config(path: str | Path | None = None, overrides: list[str] = ()) -> DataConfig:
+    data = load_yaml(path) if path else {}
+    try:
+        return from_dict(DataConfig, apply_overrides(data, list(overrides)))
+    except InputError as error:
+        raise InputError(f"{path or 'config'}: {error}") from error

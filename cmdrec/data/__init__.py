@@ -1,0 +1,1 @@
+"""Data side: raw logs -> canonical events -> sessions -> splits -> feature workflow -> sequences."""

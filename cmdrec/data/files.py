@@ -1,0 +1,192 @@
+"""Load one tabular file (CSV, CSV.gz, Parquet, JSONL) into a polars frame of its raw columns.
+
+Every frame gets a `_row` column (1-based data row in the file) so later checks can name the
+offending row. Bad rows either raise an InputError naming file and row, or, with
+`skip_bad_rows`, are dropped and counted in the returned `LoadReport`.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import gzip
+import io
+import json
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from cmdrec.errors import InputError, located
+
+ROW = "_row"
+SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz", ".parquet", ".jsonl", ".jsonl.gz", ".ndjson")
+
+
+@dataclass
+class LoadReport:
+    files: int = 0
+    rows_read: int = 0
+    bad_rows: dict[str, int] = field(default_factory=dict)  # reason -> count
+    examples: list[str] = field(default_factory=list)
+
+    def skip(self, reason: str, where: str) -> None:
+        self.bad_rows[reason] = self.bad_rows.get(reason, 0) + 1
+        if len(self.examples) < 10:
+            self.examples.append(where)
+
+    def to_dict(self) -> dict:
+        return {"files": self.files, "rows_read": self.rows_read, "bad_rows_skipped": self.bad_rows, "examples": self.examples}
+
+
+def resolve_paths(pattern: str) -> list[Path]:
+    """A file, every supported file in a directory, or the files matching a glob, sorted."""
+    path = Path(pattern)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(SUPPORTED_SUFFIXES))
+    else:
+        found = sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file())
+    if not found:
+        raise InputError(f"no input files found at '{pattern}'")
+    return found
+
+
+def read_table(path: Path, report: LoadReport, skip_bad_rows: bool, separator: str = ",", header: bool = True, column_names: list[str] | None = None) -> pl.DataFrame:
+    name = path.name
+    if name.endswith(".parquet"):
+        frame = _read_parquet(path)
+    elif name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
+        frame = _read_jsonl(path, _read_text_bytes(path), report, skip_bad_rows)
+    else:
+        if name.endswith((".tsv", ".tsv.gz")):
+            separator = "\t"
+        frame = _read_csv(path, _read_text_bytes(path), report, skip_bad_rows, separator, header, column_names)
+    report.files += 1
+    report.rows_read += frame.height
+    return frame
+
+
+def _read_text_bytes(path: Path) -> bytes:
+    raw = path.read_bytes()
+    if path.name.endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as error:
+            raise InputError(located(path, f"not a readable gzip file ({error})")) from error
+    if not raw.strip():
+        raise InputError(located(path, "file is empty"))
+    return raw
+
+
+def _split_invalid_utf8(path: Path, raw: bytes, report: LoadReport, skip_bad_rows: bool, header: bool) -> bytes:
+    """Return `raw` unchanged when it is valid UTF-8; otherwise raise, or drop the bad lines."""
+    try:
+        raw.decode("utf-8")
+        return raw
+    except UnicodeDecodeError:
+        pass
+    lines = raw.split(b"\n")
+    kept = []
+    for number, line in enumerate(lines, start=0 if header else 1):
+        try:
+            line.decode("utf-8")
+            kept.append(line)
+        except UnicodeDecodeError as error:
+            message = f"bytes are not valid UTF-8 (byte 0x{line[error.start]:02x} at column {error.start + 1})"
+            if number == 0 or not skip_bad_rows:
+                row = None if number == 0 else number
+                where = "header: " if number == 0 else ""
+                raise InputError(located(path, where + message, row=row)) from None
+            report.skip("invalid UTF-8", located(path, message, row=number))
+            kept.append(None)
+    # Keep a placeholder row number for dropped lines so later row numbers still match the file.
+    return b"\n".join(line if line is not None else b"\x00SKIPPED\x00" for line in kept)
+
+
+def _read_csv(path, raw, report, skip_bad_rows, separator, header, column_names) -> pl.DataFrame:
+    raw = _split_invalid_utf8(path, raw, report, skip_bad_rows, header)
+    if b"\x00SKIPPED\x00" not in raw:
+        try:
+            frame = pl.read_csv(
+                io.BytesIO(raw), separator=separator, has_header=header, new_columns=column_names,
+                infer_schema=False, quote_char='"',
+            )
+            return frame.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64))
+        except (pl.exceptions.ComputeError, pl.exceptions.NoDataError):
+            pass  # ragged or otherwise malformed rows: find them row by row below
+    return _read_csv_row_by_row(path, raw, report, skip_bad_rows, separator, header, column_names)
+
+
+def _read_csv_row_by_row(path, raw, report, skip_bad_rows, separator, header, column_names) -> pl.DataFrame:
+    reader = csv.reader(io.StringIO(raw.decode("utf-8")), delimiter=separator)
+    if header:
+        try:
+            names = next(reader)
+        except StopIteration:
+            raise InputError(located(path, "file is empty")) from None
+    else:
+        names = column_names
+    names = column_names or names
+    records, rows = [], []
+    for number, fields in enumerate(reader, start=1):
+        if fields == ["\x00SKIPPED\x00"]:
+            continue
+        if not fields:
+            report.skip("blank line", located(path, "blank line", row=number))
+            continue
+        if len(fields) != len(names):
+            message = f"expected {len(names)} fields ({', '.join(names)}), found {len(fields)}: {separator.join(fields)[:120]!r}"
+            if not skip_bad_rows:
+                raise InputError(located(path, message, row=number))
+            report.skip("wrong number of fields", located(path, message, row=number))
+            continue
+        records.append(fields)
+        rows.append(number)
+    if not records:
+        raise InputError(located(path, "no valid data rows"))
+    columns = {name: [r[i] for r in records] for i, name in enumerate(names)}
+    return pl.DataFrame({ROW: rows, **columns}, schema={ROW: pl.Int64, **{n: pl.Utf8 for n in names}})
+
+
+def _read_parquet(path: Path) -> pl.DataFrame:
+    try:
+        frame = pl.read_parquet(path)
+    except Exception as error:  # polars raises several types for corrupt files
+        raise InputError(located(path, f"not a readable Parquet file ({error})")) from error
+    if frame.height == 0:
+        raise InputError(located(path, "file has no rows"))
+    return frame.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64))
+
+
+def _read_jsonl(path, raw, report, skip_bad_rows) -> pl.DataFrame:
+    raw = _split_invalid_utf8(path, raw, report, skip_bad_rows, header=False)
+    records, rows = [], []
+    for number, line in enumerate(raw.decode("utf-8").split("\n"), start=1):
+        if line == "\x00SKIPPED\x00" or not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("a line must hold one JSON object")
+        except ValueError as error:
+            message = f"not a JSON object ({error})"
+            if not skip_bad_rows:
+                raise InputError(located(path, message, row=number)) from None
+            report.skip("invalid JSON", located(path, message, row=number))
+            continue
+        records.append(record)
+        rows.append(number)
+    if not records:
+        raise InputError(located(path, "no valid data rows"))
+    names = list(dict.fromkeys(key for record in records for key in record))
+    data = {name: [_as_text(record.get(name)) for record in records] for name in names}
+    return pl.DataFrame({ROW: rows, **data}, schema={ROW: pl.Int64, **{n: pl.Utf8 for n in names}})
+
+
+def _as_text(value) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value)

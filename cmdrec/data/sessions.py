@@ -1,0 +1,128 @@
+"""Clean a canonical event table into sessions. Each step returns the new table and a report of
+what it removed or changed, so nothing disappears unreported.
+
+Order: sort per user -> split into sessions by inactivity gap -> drop noise commands -> collapse
+consecutive repeats -> drop short sessions -> keep the most recent N events of long sessions.
+Sessions are cut on all activity (a caret move still shows the person is there), before noise is
+removed. All steps are column expressions over the flat table, so a lazy or distributed engine
+can run them unchanged.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from cmdrec.config import ProcessingConfig
+from cmdrec.data.presets import noise_commands
+from cmdrec.data.readers import COMMAND, ORDER, SESSION_KEY, TIME, USER
+
+SESSION = "session_id"
+
+
+def step_report(name: str, before: pl.DataFrame, after: pl.DataFrame, **extra) -> dict:
+    sessions_before = before[SESSION].n_unique() if SESSION in before.columns else None
+    sessions_after = after[SESSION].n_unique() if SESSION in after.columns else None
+    report = {
+        "step": name,
+        "events_before": before.height,
+        "events_after": after.height,
+        "events_removed": before.height - after.height,
+    }
+    if sessions_after is not None:
+        report["sessions_before"] = sessions_before
+        report["sessions_after"] = sessions_after
+        report["sessions_removed"] = (sessions_before or 0) - sessions_after if sessions_before is not None else 0
+    return report | extra
+
+
+def sort_events(events: pl.DataFrame) -> pl.DataFrame:
+    return events.sort([USER, TIME, ORDER], nulls_last=False)
+
+
+def split_sessions(events: pl.DataFrame, gap_minutes: float) -> pl.DataFrame:
+    """Number sessions: a new one starts at each user's first event and after each gap > `gap_minutes`.
+
+    Given session keys (`session_key`) take precedence; without timestamps, a user's whole history
+    is one session.
+    """
+    events = sort_events(events)
+    new_user = pl.col(USER) != pl.col(USER).shift(1)
+    if SESSION_KEY in events.columns:
+        starts = new_user | (pl.col(SESSION_KEY) != pl.col(SESSION_KEY).shift(1))
+    elif events[TIME].null_count() == events.height:
+        starts = new_user
+    else:
+        gap = (pl.col(TIME) - pl.col(TIME).shift(1)).dt.total_microseconds() > int(gap_minutes * 60e6)
+        starts = new_user | gap
+    return events.with_columns(starts.fill_null(True).cum_sum().cast(pl.Int64).alias(SESSION))
+
+
+def drop_commands(events: pl.DataFrame, commands: tuple[str, ...]) -> tuple[pl.DataFrame, dict]:
+    removed = events.filter(pl.col(COMMAND).is_in(commands))
+    kept = events.filter(~pl.col(COMMAND).is_in(commands))
+    per_command = removed[COMMAND].value_counts().sort("count", descending=True)
+    return kept, step_report("drop noise commands", events, kept, removed_per_command=dict(per_command.iter_rows()))
+
+
+def collapse_repeats(events: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
+    """Keep the first of each run of the same command within a session."""
+    repeat = (pl.col(COMMAND) == pl.col(COMMAND).shift(1)) & (pl.col(SESSION) == pl.col(SESSION).shift(1))
+    kept = events.filter(~repeat.fill_null(False))
+    return kept, step_report("collapse consecutive repeats", events, kept)
+
+
+def drop_short_sessions(events: pl.DataFrame, min_length: int) -> tuple[pl.DataFrame, dict]:
+    kept = events.filter(pl.len().over(SESSION) >= min_length)
+    return kept, step_report(f"drop sessions shorter than {min_length}", events, kept)
+
+
+def keep_recent(events: pl.DataFrame, max_length: int) -> tuple[pl.DataFrame, dict]:
+    from_end = pl.int_range(pl.len(), 0, -1).over(SESSION)  # N..1 within each session
+    kept = events.filter(from_end <= max_length)
+    truncated = events.group_by(SESSION).len().filter(pl.col("len") > max_length).height
+    return kept, step_report(f"keep the most recent {max_length} events", events, kept, sessions_truncated=truncated)
+
+
+def process_events(events: pl.DataFrame, config: ProcessingConfig) -> tuple[pl.DataFrame, list[dict]]:
+    """Run every configured cleaning step; return sessions and one report per step."""
+    reports = []
+    sessions = split_sessions(events, config.session_gap_minutes)
+    reports.append(step_report(f"split sessions (gap {config.session_gap_minutes:g} min)", events, sessions))
+    noise = noise_commands(config.noise_preset, config.noise_commands)
+    if noise:
+        sessions, report = drop_commands(sessions, noise)
+        reports.append(report)
+    if config.collapse_repeats:
+        sessions, report = collapse_repeats(sessions)
+        reports.append(report)
+    sessions, report = drop_short_sessions(sessions, config.min_session_length)
+    reports.append(report)
+    if config.max_session_length:
+        sessions, report = keep_recent(sessions, config.max_session_length)
+        reports.append(report)
+    return sessions, reports
+
+
+def session_statistics(events: pl.DataFrame, top: int = 10) -> dict:
+    """Events, sessions, length distribution, repeat rate, share of the top commands and of session ends."""
+    lengths = events.group_by(SESSION).len()["len"]
+    repeat = (pl.col(COMMAND) == pl.col(COMMAND).shift(1)) & (pl.col(SESSION) == pl.col(SESSION).shift(1))
+    repeats = events.select(repeat.fill_null(False).sum()).item()
+    counts = events[COMMAND].value_counts().sort(["count", COMMAND], descending=[True, False])
+    last = events.group_by(SESSION).agg(pl.col(COMMAND).last())[COMMAND].value_counts().sort(["count", COMMAND], descending=[True, False])
+    n_sessions = lengths.len()
+    return {
+        "events": events.height,
+        "sessions": n_sessions,
+        "users": events[USER].n_unique(),
+        "commands": counts.height,
+        "session_length": {
+            "mean": round(float(lengths.mean()), 2),
+            **{f"p{q}": float(lengths.quantile(q / 100, "nearest")) for q in (10, 25, 50, 75, 90, 99)},
+            "min": int(lengths.min()),
+            "max": int(lengths.max()),
+        },
+        "repeat_rate": round(repeats / max(events.height - n_sessions, 1), 4),
+        "top_commands": {c: round(n / events.height, 4) for c, n in counts.head(top).iter_rows()},
+        "top_session_ends": {c: round(n / n_sessions, 4) for c, n in last.head(5).iter_rows()},
+    }

@@ -1,0 +1,88 @@
+"""Train / valid / test splits of session tables, none of which leaks test data into fitting.
+
+- `random_session`: sessions shuffled with a seed and cut by fraction.
+- `time`: the latest sessions (by start time) are test, the ones before them valid.
+- `user`: held-out users; all sessions of a user fall in one split.
+- `leave_one_out`: per user, one sequence of the whole history (session cuts ignored): test
+  predicts the last event, valid the one before, train holds the rest (the published protocol
+  for Amazon Beauty). Users with fewer than 3 events stay in train only, and are counted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from cmdrec.config import SplitConfig
+from cmdrec.data.readers import ORDER, TIME, USER
+from cmdrec.data.sessions import SESSION
+from cmdrec.errors import InputError
+
+SPLITS = ("train", "valid", "test")
+
+
+def split_sessions_table(sessions: pl.DataFrame, config: SplitConfig) -> tuple[dict[str, pl.DataFrame], dict]:
+    if config.method == "leave_one_out":
+        return _leave_one_out(sessions)
+    if config.method == "random_session":
+        keys = _shuffled(sessions[SESSION].unique().sort().to_numpy(), config.seed)
+        assignment = _assign(keys, config, SESSION)
+    elif config.method == "time":
+        if sessions[TIME].null_count() == sessions.height:
+            raise InputError("split.method 'time' needs timestamps; this log has none")
+        starts = sessions.group_by(SESSION).agg(pl.col(TIME).min()).sort([TIME, SESSION])
+        assignment = _assign(starts[SESSION].to_numpy(), config, SESSION)
+    elif config.method == "user":
+        keys = _shuffled(sessions[USER].unique().sort().to_numpy(), config.seed)
+        assignment = _assign(keys, config, USER)
+    else:  # guarded by the config's Literal type
+        raise InputError(f"unknown split method {config.method!r}")
+    key = SESSION if config.method != "user" else USER
+    labelled = sessions.join(assignment, on=key, how="left", maintain_order="left")
+    parts = {name: labelled.filter(pl.col("_split") == name).drop("_split") for name in SPLITS}
+    return parts, _report(parts, config.method)
+
+
+def _shuffled(keys: np.ndarray, seed: int) -> np.ndarray:
+    return keys[np.random.default_rng(seed).permutation(len(keys))]
+
+
+def _assign(ordered_keys: np.ndarray, config: SplitConfig, key: str) -> pl.DataFrame:
+    """The last `test_fraction` of keys to test, the `valid_fraction` before them to valid."""
+    n = len(ordered_keys)
+    n_test = int(round(n * config.test_fraction))
+    n_valid = int(round(n * config.valid_fraction))
+    if n - n_test - n_valid < 1:
+        raise InputError(f"split: {n} {key} values are too few for the fractions asked")
+    labels = np.array(["train"] * (n - n_test - n_valid) + ["valid"] * n_valid + ["test"] * n_test)
+    return pl.DataFrame({key: ordered_keys, "_split": labels})
+
+
+def _leave_one_out(sessions: pl.DataFrame) -> tuple[dict[str, pl.DataFrame], dict]:
+    history = sessions.sort([USER, TIME, ORDER], nulls_last=False)
+    # One sequence per user: its id is the user's first session id.
+    history = history.with_columns(
+        pl.col(SESSION).first().over(USER).alias(SESSION),
+        pl.int_range(pl.len(), 0, -1).over(USER).alias("_from_end"),  # N..1
+        pl.len().over(USER).alias("_length"),
+    )
+    evaluable = pl.col("_length") >= 3
+    parts = {
+        "train": history.filter(~evaluable | (pl.col("_from_end") > 2)),
+        "valid": history.filter(evaluable & (pl.col("_from_end") > 1)),
+        "test": history.filter(evaluable),
+    }
+    parts = {name: frame.drop("_from_end", "_length") for name, frame in parts.items()}
+    report = _report(parts, "leave_one_out")
+    report["users_too_short_for_valid_and_test"] = history.filter(~evaluable)[USER].n_unique()
+    return parts, report
+
+
+def _report(parts: dict[str, pl.DataFrame], method: str) -> dict:
+    return {
+        "method": method,
+        **{
+            name: {"sessions": frame[SESSION].n_unique(), "events": frame.height, "users": frame[USER].n_unique()}
+            for name, frame in parts.items()
+        },
+    }

@@ -1,0 +1,197 @@
+"""A small, realistic command log from a simulated BIM/CAD application, for the offline quickstart.
+
+Commands belong to categories and carry descriptions. People work in tasks (draft walls, place
+openings, annotate, navigate the view, manage files); each task is a Markov chain over its
+commands, and each user prefers some tasks and some commands within them, so next-command
+prediction has real structure to learn: task flow, personal habit and repetition. The
+application also logs window focus changes (`Window.Focus`), a non-command that the `sample`
+noise preset removes, as the real IDE logs do.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from cmdrec.io import write_bytes_atomic
+
+# command: (category, description)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "Wall": ("Modeling", "draw a straight wall between two points"),
+    "CurvedWall": ("Modeling", "draw a wall along an arc"),
+    "Slab": ("Modeling", "create a floor slab from a closed outline"),
+    "Roof": ("Modeling", "create a roof over the selected walls"),
+    "Column": ("Modeling", "place a structural column"),
+    "Beam": ("Modeling", "place a structural beam between two columns"),
+    "Stair": ("Modeling", "create a stair between two levels"),
+    "Door": ("Openings", "insert a door into a wall"),
+    "Window": ("Openings", "insert a window into a wall"),
+    "Opening": ("Openings", "cut a rectangular opening in a wall or slab"),
+    "Move": ("Edit", "move the selected objects"),
+    "Copy": ("Edit", "copy the selected objects to a new place"),
+    "Rotate": ("Edit", "rotate the selected objects about a point"),
+    "Mirror": ("Edit", "mirror the selected objects across a line"),
+    "Trim": ("Edit", "trim a wall or line at an intersection"),
+    "Offset": ("Edit", "create a parallel copy at a distance"),
+    "Delete": ("Edit", "delete the selected objects"),
+    "Undo": ("Edit", "undo the last change"),
+    "Redo": ("Edit", "redo the last undone change"),
+    "Select": ("Selection", "select objects by clicking"),
+    "SelectSimilar": ("Selection", "select all objects of the same type"),
+    "Properties": ("Selection", "show the properties of the selection"),
+    "Dimension": ("Annotation", "add a linear dimension"),
+    "Text": ("Annotation", "place a text note"),
+    "Tag": ("Annotation", "tag objects with their type and number"),
+    "Hatch": ("Annotation", "fill a closed area with a hatch pattern"),
+    "ZoomExtents": ("View", "zoom to show the whole model"),
+    "ZoomWindow": ("View", "zoom into a rectangle"),
+    "Pan": ("View", "pan the view"),
+    "Orbit": ("View", "orbit the 3D view"),
+    "Section": ("View", "create a section view through the model"),
+    "Level": ("View", "switch to another building level"),
+    "Layer": ("Organization", "change the active layer"),
+    "Save": ("File", "save the project"),
+    "Open": ("File", "open a project"),
+    "Export": ("File", "export drawings to PDF or IFC"),
+    "Print": ("File", "print the current sheet"),
+    "Sync": ("Collaboration", "synchronise with the central model"),
+}
+
+# task: transitions as {command: {next_command: weight}}; the first command starts the task
+TASKS: dict[str, dict[str, dict[str, float]]] = {
+    "walls": {
+        "Wall": {"Wall": 5, "Trim": 2, "CurvedWall": 1, "Undo": 1, "Offset": 1, "Dimension": 1},
+        "CurvedWall": {"Wall": 3, "Trim": 1, "Undo": 1},
+        "Trim": {"Wall": 3, "Trim": 1, "Delete": 1},
+        "Offset": {"Wall": 2, "Trim": 2},
+        "Undo": {"Wall": 2, "Redo": 1, "Undo": 1},
+        "Redo": {"Wall": 1},
+        "Delete": {"Wall": 2},
+        "Dimension": {"Wall": 1, "Dimension": 1},
+    },
+    "openings": {
+        "Select": {"Door": 3, "Window": 3, "Properties": 1},
+        "Door": {"Door": 2, "Window": 3, "Properties": 2, "Move": 1},
+        "Window": {"Window": 4, "Door": 1, "Copy": 2, "Properties": 1, "Opening": 1},
+        "Opening": {"Window": 1, "Properties": 1},
+        "Copy": {"Window": 2, "Copy": 1, "Move": 1},
+        "Move": {"Window": 1, "Door": 1, "Undo": 1},
+        "Undo": {"Move": 1, "Window": 1},
+        "Properties": {"Door": 1, "Window": 1, "Select": 1},
+    },
+    "structure": {
+        "Level": {"Column": 3, "Slab": 2, "Stair": 1},
+        "Column": {"Column": 3, "Copy": 2, "Beam": 3},
+        "Copy": {"Column": 1, "Beam": 1, "Move": 1},
+        "Beam": {"Beam": 3, "Column": 1, "Slab": 1},
+        "Slab": {"Roof": 1, "Level": 1, "Opening": 1},
+        "Opening": {"Slab": 1, "Stair": 1},
+        "Stair": {"Level": 1, "Slab": 1},
+        "Roof": {"Orbit": 1, "Save": 1},
+        "Move": {"Column": 1, "Beam": 1},
+        "Orbit": {"Roof": 1},
+        "Save": {"Level": 1},
+    },
+    "annotate": {
+        "Section": {"Dimension": 3, "Tag": 2, "Text": 1},
+        "Dimension": {"Dimension": 5, "Text": 1, "Tag": 1, "Move": 1},
+        "Tag": {"Tag": 3, "Dimension": 1, "Hatch": 1},
+        "Text": {"Text": 1, "Move": 1, "Dimension": 1},
+        "Hatch": {"Hatch": 1, "Text": 1},
+        "Move": {"Dimension": 1, "Text": 1},
+    },
+    "navigate": {
+        "ZoomExtents": {"ZoomWindow": 3, "Pan": 2, "Orbit": 1, "Level": 1},
+        "ZoomWindow": {"Pan": 2, "Select": 2, "ZoomExtents": 1},
+        "Pan": {"Pan": 2, "ZoomWindow": 1, "Select": 1, "Orbit": 1},
+        "Orbit": {"Orbit": 2, "ZoomExtents": 1, "Section": 1},
+        "Section": {"ZoomExtents": 1},
+        "Level": {"ZoomExtents": 1, "Pan": 1},
+        "Select": {"SelectSimilar": 1, "Properties": 2, "Layer": 1},
+        "SelectSimilar": {"Properties": 1, "Delete": 1, "Layer": 1},
+        "Properties": {"Select": 1, "Pan": 1},
+        "Delete": {"Undo": 1, "Pan": 1},
+        "Undo": {"Pan": 1},
+        "Layer": {"Select": 1, "Pan": 1},
+    },
+    "publish": {
+        "Save": {"Sync": 2, "Export": 2, "Print": 1},
+        "Sync": {"Export": 1, "Save": 1},
+        "Export": {"Print": 1, "Export": 1, "Save": 1},
+        "Print": {"Save": 1},
+        "Open": {"ZoomExtents": 1},
+        "ZoomExtents": {"Save": 1},
+    },
+}
+TASK_LENGTH = {"walls": 14, "openings": 10, "structure": 12, "annotate": 10, "navigate": 6, "publish": 4}
+NOISE_COMMAND = "Window.Focus"
+
+
+def generate_sample_log(users: int = 60, sessions_per_user: int = 14, seed: int = 7) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Return (events with user_id, timestamp, command; catalogue with command, category, description)."""
+    rng = np.random.default_rng(seed)
+    task_names = list(TASKS)
+    rows_user, rows_time, rows_command = [], [], []
+    start = datetime(2025, 3, 3, 8, 0, 0)
+    for user in range(users):
+        task_preference = rng.dirichlet(np.full(len(task_names), 0.6))
+        # each user skews every transition towards personal favourites
+        habit = {c: rng.gamma(1.0, 1.0) for c in COMMANDS}
+        pace = rng.uniform(3.0, 12.0)  # mean seconds between commands
+        clock = start + timedelta(days=int(rng.integers(0, 5)), hours=float(rng.uniform(0, 2)))
+        for _ in range(int(rng.integers(sessions_per_user // 2, sessions_per_user * 3 // 2 + 1))):
+            clock += timedelta(hours=float(rng.uniform(2.0, 30.0)))
+            if clock.hour < 7 or clock.hour > 19:  # people work in the daytime
+                clock = clock.replace(hour=int(rng.integers(8, 11))) + timedelta(days=1)
+            session = ["Open"] if rng.random() < 0.4 else []
+            for _ in range(int(rng.integers(1, 6))):
+                task = task_names[rng.choice(len(task_names), p=task_preference)]
+                session += _walk(TASKS[task], habit, int(rng.poisson(TASK_LENGTH[task])) + 2, rng)
+            if rng.random() < 0.5:
+                session.append("Save")
+            for command in session:
+                if rng.random() < 0.06:
+                    rows_user.append(f"u{user:03d}")
+                    rows_time.append(clock)
+                    rows_command.append(NOISE_COMMAND)
+                clock += timedelta(seconds=float(rng.exponential(pace)) + 1.0)
+                rows_user.append(f"u{user:03d}")
+                rows_time.append(clock)
+                rows_command.append(command)
+    events = pl.DataFrame({"user_id": rows_user, "timestamp": rows_time, "command": rows_command})
+    catalogue = pl.DataFrame(
+        {
+            "command": [*COMMANDS, NOISE_COMMAND],
+            "category": [c for c, _ in COMMANDS.values()] + ["UI"],
+            "description": [d for _, d in COMMANDS.values()] + ["the application window gained or lost focus"],
+        }
+    )
+    return events, catalogue
+
+
+def _walk(chain: dict[str, dict[str, float]], habit: dict[str, float], length: int, rng: np.random.Generator) -> list[str]:
+    command = next(iter(chain))
+    walk = [command]
+    for _ in range(length - 1):
+        options = chain.get(command)
+        if not options:
+            break
+        names = list(options)
+        weights = np.array([options[n] * habit[n] for n in names])
+        command = names[rng.choice(len(names), p=weights / weights.sum())]
+        walk.append(command)
+    return walk
+
+
+def write_sample(directory: str | Path, **kwargs) -> tuple[Path, Path]:
+    """Write `events.csv` and `catalogue.csv` to `directory`."""
+    directory = Path(directory)
+    events, catalogue = generate_sample_log(**kwargs)
+    events_path, catalogue_path = directory / "events.csv", directory / "catalogue.csv"
+    formatted = events.with_columns(pl.col("timestamp").dt.strftime("%Y-%m-%d %H:%M:%S"))
+    write_bytes_atomic(events_path, formatted.write_csv().encode())
+    write_bytes_atomic(catalogue_path, catalogue.write_csv().encode())
+    return events_path, catalogue_path

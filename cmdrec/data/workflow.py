@@ -1,0 +1,220 @@
+"""The feature workflow: fitted on the training split, saved to a directory, re-applied unchanged
+to validation, test and live requests.
+
+Its contract follows NVTabular's: Categorify gives each column ids with 0 reserved for padding and
+1 for out-of-vocabulary (values seen fewer than `min_count` times in train included), Normalize
+standardises continuous columns with train statistics, and the output is one row per session
+with list columns plus a tagged schema. Fitting is a handful of aggregations and transforming is
+joins and column expressions over the flat event table, so a lazy or distributed engine can run
+the same steps.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from cmdrec import __version__
+from cmdrec.config import FeatureConfig, from_dict, to_dict
+from cmdrec.data.readers import COMMAND, DESCRIPTION, NO_CATEGORY, TIME, USER
+from cmdrec.data.sessions import SESSION
+from cmdrec.errors import InputError
+from cmdrec.io import write_json_atomic, write_parquet_atomic
+from cmdrec.schema import FIRST_VALUE_ID, OOV_ID, PAD_ID, ColumnSpec, Schema, Tag
+
+TIME_FEATURES = ("log_time_delta", "hour", "weekday")
+LENGTH = "length"
+WORKFLOW_FILE = "workflow.json"
+CATALOGUE_FILE = "catalogue.parquet"
+
+
+@dataclass(frozen=True)
+class Categorify:
+    column: str
+    min_count: int
+    values: tuple[str, ...]  # value of id i is values[i - FIRST_VALUE_ID]
+    counts: tuple[int, ...]  # training frequency of each value
+
+    @property
+    def cardinality(self) -> int:
+        return len(self.values) + FIRST_VALUE_ID
+
+    @classmethod
+    def fit(cls, column: pl.Series, min_count: int) -> Categorify:
+        counts = column.value_counts().filter(pl.col("count") >= min_count).sort(["count", column.name], descending=[True, False])
+        return cls(column.name, min_count, tuple(counts[column.name].to_list()), tuple(counts["count"].to_list()))
+
+    def mapping(self) -> pl.DataFrame:
+        return pl.DataFrame(
+            {self.column: list(self.values), "_id": list(range(FIRST_VALUE_ID, self.cardinality))},
+            schema={self.column: pl.Utf8, "_id": pl.Int64},
+        )
+
+
+@dataclass(frozen=True)
+class Normalize:
+    column: str
+    mean: float
+    std: float
+
+    @classmethod
+    def fit(cls, column: pl.Series) -> Normalize:
+        std = float(column.std() or 0.0)
+        return cls(column.name, float(column.mean()), std if std > 1e-12 else 1.0)
+
+
+@dataclass
+class Workflow:
+    config: FeatureConfig
+    categorify: dict[str, Categorify] = field(default_factory=dict)
+    normalize: dict[str, Normalize] = field(default_factory=dict)
+    catalogue: pl.DataFrame | None = None  # command metadata, joined onto events that lack it
+
+    # ------------------------------------------------------------ fit
+
+    @classmethod
+    def fit(cls, train: pl.DataFrame, catalogue: pl.DataFrame, config: FeatureConfig) -> Workflow:
+        if train.height == 0:
+            raise InputError("cannot fit the feature workflow: the training split is empty")
+        workflow = cls(config, catalogue=catalogue)
+        train = workflow._with_metadata(train)
+        workflow.categorify[COMMAND] = Categorify.fit(train[COMMAND], config.min_command_count)
+        for name in config.categorical_columns:
+            workflow.categorify[name] = Categorify.fit(train[name], config.min_category_count)
+        raw = derive_continuous(train, workflow.continuous_columns(train))
+        for name in workflow.continuous_columns(train):
+            workflow.normalize[name] = Normalize.fit(raw[name])
+        return workflow
+
+    def continuous_columns(self, events: pl.DataFrame | None = None) -> tuple[str, ...]:
+        """The configured continuous features; time features only when the log has timestamps."""
+        if self.normalize:
+            return tuple(self.normalize)
+        has_time = events is not None and events[TIME].null_count() < events.height
+        return tuple(c for c in self.config.continuous_columns if has_time or c not in TIME_FEATURES)
+
+    # ------------------------------------------------------------ transform
+
+    def transform(self, events: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
+        """Canonical session events -> one row per session with list columns; report OOV counts."""
+        events = self._with_metadata(events)
+        report = {"events": events.height, "sessions": events[SESSION].n_unique(), "oov_events": {}}
+        encoded = derive_continuous(events, tuple(self.normalize))
+        for name, fitted in self.categorify.items():
+            encoded = encoded.join(fitted.mapping(), on=name, how="left", maintain_order="left")
+            report["oov_events"][name] = int(encoded["_id"].null_count())
+            encoded = encoded.with_columns(pl.col("_id").fill_null(OOV_ID).alias(name)).drop("_id")
+        encoded = encoded.with_columns(
+            ((pl.col(n.column) - n.mean) / n.std).cast(pl.Float32).alias(n.column) for n in self.normalize.values()
+        )
+        feature_names = [*self.categorify, *self.normalize]
+        sequences = (
+            encoded.group_by(SESSION, maintain_order=True)
+            .agg(pl.col(USER).first(), pl.len().cast(pl.Int32).alias(LENGTH), *[pl.col(n) for n in feature_names])
+            .sort(SESSION)
+        )
+        return sequences, report
+
+    def _with_metadata(self, events: pl.DataFrame) -> pl.DataFrame:
+        """Join catalogue columns the workflow needs and the events lack (live requests carry only commands)."""
+        missing = [c for c in self.config.categorical_columns if c not in events.columns]
+        if not missing:
+            return events
+        if self.catalogue is None or any(c not in self.catalogue.columns for c in missing):
+            raise InputError(f"events lack column(s) {missing} and the catalogue does not provide them")
+        return events.join(self.catalogue.select(COMMAND, *missing), on=COMMAND, how="left", maintain_order="left").with_columns(
+            pl.col(c).fill_null(NO_CATEGORY) for c in missing
+        )
+
+    # ------------------------------------------------------------ schema and items
+
+    def output_schema(self) -> Schema:
+        columns = [
+            ColumnSpec(SESSION, (Tag.SESSION_ID,), "int64"),
+            ColumnSpec(USER, (Tag.USER_ID,), "str"),
+            ColumnSpec(LENGTH, (), "int32"),
+        ]
+        for name, fitted in self.categorify.items():
+            tags = [Tag.CATEGORICAL, Tag.LIST]
+            if name == COMMAND:
+                tags.insert(0, Tag.ITEM_ID)
+            if name in self.config.label_columns:
+                tags.append(Tag.LABEL)
+            columns.append(ColumnSpec(name, tuple(tags), "int64", fitted.cardinality,
+                                      {"pad_id": PAD_ID, "oov_id": OOV_ID, "min_count": fitted.min_count}))
+        for name, fitted in self.normalize.items():
+            columns.append(ColumnSpec(name, (Tag.CONTINUOUS, Tag.LIST), "float32", None, {"mean": fitted.mean, "std": fitted.std}))
+        if self.catalogue is not None and self.catalogue[DESCRIPTION].null_count() < self.catalogue.height:
+            columns.append(ColumnSpec(DESCRIPTION, (Tag.TEXT,), "str", None, {"table": "items.parquet", "key": COMMAND}))
+        return Schema(tuple(columns))
+
+    def items(self) -> pl.DataFrame:
+        """One row per command id (reserved ids included): name, encoded metadata, description, train count."""
+        commands = self.categorify[COMMAND]
+        table = pl.DataFrame(
+            {
+                COMMAND: list(range(commands.cardinality)),
+                "name": ["<pad>", "<oov>", *commands.values],
+                "train_count": [0, 0, *commands.counts],
+            },
+            schema={COMMAND: pl.Int64, "name": pl.Utf8, "train_count": pl.Int64},
+        )
+        if self.catalogue is None:
+            return table
+        metadata = self.catalogue.rename({COMMAND: "name"})
+        table = table.join(metadata, on="name", how="left", maintain_order="left")
+        for name in self.config.categorical_columns:
+            fitted = self.categorify[name]
+            table = table.join(fitted.mapping(), on=name, how="left", maintain_order="left").with_columns(
+                pl.when(pl.col(COMMAND) == PAD_ID).then(PAD_ID).otherwise(pl.col("_id").fill_null(OOV_ID)).alias(name)
+            ).drop("_id")
+        return table
+
+    # ------------------------------------------------------------ persistence
+
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.catalogue is not None:
+            write_parquet_atomic(self.catalogue, directory / CATALOGUE_FILE)
+        write_json_atomic(directory / WORKFLOW_FILE, {
+            "cmdrec_version": __version__,
+            "config": to_dict(self.config),
+            "categorify": {k: {"min_count": v.min_count, "values": list(v.values), "counts": list(v.counts)} for k, v in self.categorify.items()},
+            "normalize": {k: {"mean": v.mean, "std": v.std} for k, v in self.normalize.items()},
+        })
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Workflow:
+        directory = Path(directory)
+        path = directory / WORKFLOW_FILE
+        if not path.is_file():
+            raise InputError(f"no saved workflow at {path}; run preprocessing first")
+        state = json.loads(path.read_text())
+        catalogue_path = directory / CATALOGUE_FILE
+        return cls(
+            config=from_dict(FeatureConfig, state["config"]),
+            categorify={k: Categorify(k, v["min_count"], tuple(v["values"]), tuple(v["counts"])) for k, v in state["categorify"].items()},
+            normalize={k: Normalize(k, v["mean"], v["std"]) for k, v in state["normalize"].items()},
+            catalogue=pl.read_parquet(catalogue_path) if catalogue_path.is_file() else None,
+        )
+
+
+def derive_continuous(events: pl.DataFrame, names: tuple[str, ...]) -> pl.DataFrame:
+    """Raw (unnormalised) continuous features of session-ordered events."""
+    expressions = {
+        "position": pl.int_range(pl.len()).over(SESSION).cast(pl.Float64),
+        "log_time_delta": (
+            (pl.col(TIME) - pl.col(TIME).shift(1).over(SESSION)).dt.total_milliseconds().fill_null(0).clip(0) / 1000.0
+        ).log1p(),
+        "hour": pl.col(TIME).dt.hour().cast(pl.Float64) + pl.col(TIME).dt.minute().cast(pl.Float64) / 60.0,
+        "weekday": pl.col(TIME).dt.weekday().cast(pl.Float64),
+    }
+    unknown = [n for n in names if n not in expressions]
+    if unknown:
+        raise InputError(f"unknown continuous feature(s) {unknown}; known: {sorted(expressions)}")
+    return events.with_columns(expressions[n].alias(n) for n in names)
+

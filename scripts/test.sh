@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up with the test extras, then run the test suite (offline).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh dev
+export HF_HUB_OFFLINE=1
+exec .venv/bin/python -m pytest -q "$@"
