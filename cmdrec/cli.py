@@ -7,16 +7,15 @@ import logging
 import sys
 from pathlib import Path
 
-from cmdrec.config import load_data_config
+from cmdrec.config import DataConfig, apply_overrides, from_dict, load_data_config, to_dict
 from cmdrec.errors import InputError
 
 SAMPLE_DIR = "data/sample"
-SAMPLE_CONFIG = "configs/data/sample.yaml"
 
 
 def _data_parser(command: str, help_text: str, subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(command, help=help_text, description=help_text)
-    parser.add_argument("--config", default=None, help=f"data config YAML (default: {SAMPLE_CONFIG} if present, else built-in defaults)")
+    parser.add_argument("--config", default=None, help="data config YAML (default: the bundled sample, as configs/data/sample.yaml)")
     parser.add_argument("overrides", nargs="*", help="config overrides such as processing.session_gap_minutes=10")
     return parser
 
@@ -45,9 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _config(args):
-    path = args.config or (SAMPLE_CONFIG if Path(SAMPLE_CONFIG).is_file() else None)
-    return load_data_config(path, args.overrides)
+def _config(args) -> DataConfig:
+    if args.config:
+        return load_data_config(args.config, args.overrides)
+    from cmdrec.data.synthetic import sample_config
+
+    return from_dict(DataConfig, apply_overrides(to_dict(sample_config(SAMPLE_DIR)), args.overrides))
 
 
 def run_sample(args) -> int:
@@ -77,8 +79,7 @@ def run_preprocess(args) -> int:
 
 
 def run_quickstart(args) -> int:
-    config = _config(args)
-    if not Path(config.source.path).exists() and config.source.path.startswith(SAMPLE_DIR):
+    if not args.config and not Path(SAMPLE_DIR, "events.csv").exists():
         run_sample(argparse.Namespace(out=SAMPLE_DIR, users=60, seed=7))
     run_process(args)
     run_preprocess(args)

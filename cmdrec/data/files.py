@@ -64,6 +64,8 @@ def read_table(path: Path, report: LoadReport, skip_bad_rows: bool, separator: s
         if name.endswith((".tsv", ".tsv.gz")):
             separator = "\t"
         frame = _read_csv(path, _read_text_bytes(path), report, skip_bad_rows, separator, header, column_names)
+    if frame.height == 0:
+        raise InputError(located(path, "no data rows"))
     report.files += 1
     report.rows_read += frame.height
     return frame
@@ -146,7 +148,7 @@ def _read_csv_row_by_row(path, raw, report, skip_bad_rows, separator, header, co
         records.append(fields)
         rows.append(number)
     if not records:
-        raise InputError(located(path, "no valid data rows"))
+        raise InputError(located(path, "no data rows"))
     columns = {name: [r[i] for r in records] for i, name in enumerate(names)}
     return pl.DataFrame({ROW: rows, **columns}, schema={ROW: pl.Int64, **{n: pl.Utf8 for n in names}})
 
@@ -156,8 +158,6 @@ def _read_parquet(path: Path) -> pl.DataFrame:
         frame = pl.read_parquet(path)
     except Exception as error:  # polars raises several types for corrupt files
         raise InputError(located(path, f"not a readable Parquet file ({error})")) from error
-    if frame.height == 0:
-        raise InputError(located(path, "file has no rows"))
     return frame.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64))
 
 
@@ -180,7 +180,7 @@ def _read_jsonl(path, raw, report, skip_bad_rows) -> pl.DataFrame:
         records.append(record)
         rows.append(number)
     if not records:
-        raise InputError(located(path, "no valid data rows"))
+        raise InputError(located(path, "no data rows"))
     names = list(dict.fromkeys(key for record in records for key in record))
     data = {name: [_as_text(record.get(name)) for record in records] for name in names}
     return pl.DataFrame({ROW: rows, **data}, schema={ROW: pl.Int64, **{n: pl.Utf8 for n in names}})

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from cmdrec.config import CatalogueConfig, DataConfig, ProcessingConfig, SourceConfig
 from cmdrec.io import write_bytes_atomic
 
 # command: (category, description)
@@ -78,14 +79,16 @@ TASKS: dict[str, dict[str, dict[str, float]]] = {
         "Window": {"Window": 4, "Door": 1, "Copy": 2, "Properties": 1, "Opening": 1},
         "Opening": {"Window": 1, "Properties": 1},
         "Copy": {"Window": 2, "Copy": 1, "Move": 1},
-        "Move": {"Window": 1, "Door": 1, "Undo": 1},
+        "Move": {"Window": 1, "Door": 1, "Undo": 1, "Rotate": 1},
+        "Rotate": {"Window": 1, "Door": 1},
         "Undo": {"Move": 1, "Window": 1},
         "Properties": {"Door": 1, "Window": 1, "Select": 1},
     },
     "structure": {
         "Level": {"Column": 3, "Slab": 2, "Stair": 1},
         "Column": {"Column": 3, "Copy": 2, "Beam": 3},
-        "Copy": {"Column": 1, "Beam": 1, "Move": 1},
+        "Copy": {"Column": 1, "Beam": 1, "Move": 1, "Mirror": 1},
+        "Mirror": {"Column": 1, "Beam": 1},
         "Beam": {"Beam": 3, "Column": 1, "Slab": 1},
         "Slab": {"Roof": 1, "Level": 1, "Opening": 1},
         "Opening": {"Slab": 1, "Stair": 1},
@@ -150,7 +153,7 @@ def generate_sample_log(users: int = 60, sessions_per_user: int = 14, seed: int 
             for _ in range(int(rng.integers(1, 6))):
                 task = task_names[rng.choice(len(task_names), p=task_preference)]
                 session += _walk(TASKS[task], habit, int(rng.poisson(TASK_LENGTH[task])) + 2, rng)
-            if rng.random() < 0.5:
+            if rng.random() < 0.3:
                 session.append("Save")
             for command in session:
                 if rng.random() < 0.06:
@@ -195,3 +198,15 @@ def write_sample(directory: str | Path, **kwargs) -> tuple[Path, Path]:
     write_bytes_atomic(events_path, formatted.write_csv().encode())
     write_bytes_atomic(catalogue_path, catalogue.write_csv().encode())
     return events_path, catalogue_path
+
+
+def sample_config(directory: str = "data/sample", outputs: str = "outputs/sample") -> DataConfig:
+    """The data config of the bundled sample (as `configs/data/sample.yaml`)."""
+    return DataConfig(
+        name="sample",
+        source=SourceConfig(path=f"{directory}/events.csv", timestamp_format="%Y-%m-%d %H:%M:%S"),
+        catalogue=CatalogueConfig(path=f"{directory}/catalogue.csv"),
+        processing=ProcessingConfig(noise_preset="sample"),
+        processed_dir=f"{outputs}/processed",
+        preprocessed_dir=f"{outputs}/preprocessed",
+    )

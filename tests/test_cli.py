@@ -1,0 +1,74 @@
+"""End to end through the `cmdrec` command, as a user runs it."""
+
+import json
+
+import polars as pl
+import pytest
+
+from cmdrec.cli import main
+from cmdrec.config import load_data_config
+from cmdrec.data.synthetic import sample_config
+from cmdrec.schema import Schema, Tag
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_quickstart_generates_processes_and_preprocesses(in_tmp, capsys):
+    assert main(["quickstart"]) == 0
+    printed = capsys.readouterr().out
+    assert "drop noise commands" in printed and "vocabulary sizes" in printed
+    out = in_tmp / "outputs" / "sample" / "preprocessed"
+    schema = Schema.from_json(out / "schema.json")
+    processing = json.loads((in_tmp / "outputs/sample/processed/processing_report.json").read_text())
+    total = 0
+    for split in ("train", "valid", "test"):
+        frame = pl.read_parquet(out / f"{split}.parquet")
+        assert frame.height > 0
+        for column in schema.select(Tag.LIST):
+            assert (frame[column.name].list.len() == frame["length"]).all()
+        assert frame[schema.item_id.name].explode().max() < schema.item_id.cardinality
+        total += int(frame["length"].sum())
+    # every event that survived processing is in exactly one split
+    assert total == processing["after"]["events"]
+    assert "Window.Focus" not in processing["after"]["top_commands"]
+
+
+def test_overrides_reach_the_pipeline(in_tmp, capsys):
+    assert main(["sample", "--users", "8"]) == 0
+    assert main(["process", "processing.collapse_repeats=true", "processing.max_session_length=5"]) == 0
+    report = json.loads((in_tmp / "outputs/sample/processed/processing_report.json").read_text())
+    assert [s["step"] for s in report["steps"]][2] == "collapse consecutive repeats"
+    assert report["after"]["session_length"]["max"] == 5
+    assert report["after"]["repeat_rate"] == 0
+
+
+def test_bad_input_exits_2_with_a_message(in_tmp, capsys):
+    (in_tmp / "log.csv").write_text("user_id,timestamp,command\nu1,not-a-time,A\n")
+    assert main(["process", "source.path=log.csv", "catalogue.path=null"]) == 2
+    assert "log.csv, row 1, field 'timestamp': cannot parse timestamp 'not-a-time'" in capsys.readouterr().err
+
+
+def test_preprocess_before_process_says_what_to_do(in_tmp, capsys):
+    assert main(["preprocess"]) == 2
+    assert "run the process step first" in capsys.readouterr().err
+
+
+def test_shipped_sample_yaml_matches_the_built_in_sample(request):
+    root = request.config.rootpath
+    assert load_data_config(root / "configs/data/sample.yaml") == sample_config()
+
+
+def test_vs_logs_end_to_end(vs_dir, in_tmp, request):
+    config = str(request.config.rootpath / "configs/data/vs.yaml")
+    overrides = [f"source.path={vs_dir}/BlazeData_Dev_*.csv.gz", f"catalogue.path={vs_dir}/MessageList.csv"]
+    assert main(["process", "--config", config, *overrides]) == 0
+    assert main(["preprocess", "--config", config, *overrides]) == 0
+    report = json.loads((in_tmp / "outputs/vs/processed/processing_report.json").read_text())
+    assert report["before"]["events"] == 2_745_281
+    assert report["before"]["events"] - sum(s["events_removed"] for s in report["steps"]) == report["after"]["events"]
+    assert "View.VisualStudioBgOrFg" not in report["after"]["top_session_ends"]
+    assert "View.OnChangeCaretLine" not in report["after"]["top_commands"]
