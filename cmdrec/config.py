@@ -210,3 +210,76 @@ def load_data_config(path: str | Path | None = None, overrides: list[str] = ()) 
         return from_dict(DataConfig, apply_overrides(data, list(overrides)))
     except InputError as error:
         raise InputError(f"{path or 'config'}: {error}") from error
+
+
+# ---------------------------------------------------------------- model and training side
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture; saved with every checkpoint so a resumed or evaluated run rebuilds it exactly."""
+
+    backbone: str = "gpt2"  # see cmdrec.models.build.BACKBONES and BASELINES
+    masking: Literal["clm", "mlm"] = "clm"
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    dropout: float = 0.1
+    max_length: int = 50
+    mlm_probability: float = 0.2
+    tie_weights: bool = True
+    input_features: tuple[str, ...] = ()  # extra schema columns beside the item id; () = item id only
+
+    def __post_init__(self):
+        if self.d_model % self.n_heads:
+            raise InputError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
+        if self.max_length < 2:
+            raise InputError("model.max_length must be at least 2")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.0
+    grad_accumulation: int = 1
+    max_grad_norm: float | None = 1.0
+    mixed_precision: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 on a GPU that has it, else off
+    ema_decay: float | None = None
+    early_stopping_patience: int | None = 3  # validations without improvement
+    monitor: str = "ndcg@10"
+    checkpoint_every_steps: int | None = None  # None: at the end of each epoch only
+    keep_checkpoints: int = 2
+    seed: int = 42
+    device: str = "auto"
+    num_threads: int | None = None
+    wandb_project: str | None = None
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    positions: Literal["last", "all"] = "last"
+    exclude_seen: bool = False  # rank only unseen items (the Beauty protocol; wrong for commands)
+    ks: tuple[int, ...] = (3, 5, 10)
+    batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "run"
+    data_dir: str = "outputs/sample/preprocessed"
+    runs_dir: str = "runs"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def load_run_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
+    data = load_yaml(path) if path else {}
+    try:
+        return from_dict(RunConfig, apply_overrides(data, list(overrides)))
+    except InputError as error:
+        raise InputError(f"{path or 'config'}: {error}") from error

@@ -1,0 +1,22 @@
+"""BERT encoder (BERT4Rec-style): bidirectional, so it trains with `mlm` only."""
+
+from torch import nn
+from transformers import BertConfig, BertModel
+
+from cmdrec.config import ModelConfig
+
+
+class BertBackbone(nn.Module):
+    causal = False
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.model = BertModel(BertConfig(
+            vocab_size=1, hidden_size=config.d_model, num_hidden_layers=config.n_layers,
+            num_attention_heads=config.n_heads, intermediate_size=4 * config.d_model,
+            hidden_dropout_prob=config.dropout, attention_probs_dropout_prob=config.dropout,
+            max_position_embeddings=config.max_length, type_vocab_size=1, pad_token_id=None,
+        ), add_pooling_layer=False)
+
+    def forward(self, embeddings, padding_mask):
+        return self.model(inputs_embeds=embeddings, attention_mask=padding_mask.long()).last_hidden_state

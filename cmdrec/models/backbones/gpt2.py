@@ -1,0 +1,21 @@
+"""GPT-2 decoder (SASRec-style): causal self-attention with learned positions."""
+
+from torch import nn
+from transformers import GPT2Config, GPT2Model
+
+from cmdrec.config import ModelConfig
+
+
+class GPT2Backbone(nn.Module):
+    causal = True
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.model = GPT2Model(GPT2Config(
+            vocab_size=1, n_positions=config.max_length, n_embd=config.d_model, n_layer=config.n_layers,
+            n_head=config.n_heads, resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
+            bos_token_id=None, eos_token_id=None,
+        ))
+
+    def forward(self, embeddings, padding_mask):
+        return self.model(inputs_embeds=embeddings, attention_mask=padding_mask.long()).last_hidden_state

@@ -1,0 +1,18 @@
+"""GRU4Rec-style recurrent encoder: the session-based neural baseline (causal by construction)."""
+
+from torch import nn
+
+from cmdrec.config import ModelConfig
+
+
+class GRUBackbone(nn.Module):
+    causal = True
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.gru = nn.GRU(config.d_model, config.d_model, num_layers=config.n_layers, batch_first=True,
+                          dropout=config.dropout if config.n_layers > 1 else 0.0)
+
+    def forward(self, embeddings, padding_mask):
+        # right padding: outputs at real positions never depend on the padding after them
+        return self.gru(embeddings)[0]

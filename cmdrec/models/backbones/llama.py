@@ -1,0 +1,22 @@
+"""Llama decoder trained from scratch: causal attention, rotary positions, RMSNorm, SwiGLU."""
+
+from torch import nn
+from transformers import LlamaConfig, LlamaModel
+
+from cmdrec.config import ModelConfig
+
+
+class LlamaBackbone(nn.Module):
+    causal = True
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.model = LlamaModel(LlamaConfig(
+            vocab_size=1, hidden_size=config.d_model, intermediate_size=4 * config.d_model,
+            num_hidden_layers=config.n_layers, num_attention_heads=config.n_heads, num_key_value_heads=config.n_heads,
+            max_position_embeddings=config.max_length, attention_dropout=config.dropout,
+            bos_token_id=None, eos_token_id=None, pad_token_id=None,
+        ))
+
+    def forward(self, embeddings, padding_mask):
+        return self.model(inputs_embeds=embeddings, attention_mask=padding_mask.long()).last_hidden_state

@@ -1,0 +1,83 @@
+"""Non-neural baselines that any honest comparison needs. Each is fitted on the training windows
+(item arrays, right-padded) and scores the positions a masked batch asks for, like the neural
+models. Ties are left to the metrics, which rank them pessimistically."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from cmdrec.batch import Batch
+from cmdrec.models.recommender import ModelOutput
+from cmdrec.schema import FIRST_VALUE_ID, PAD_ID
+
+NEG = torch.finfo(torch.float32).min
+
+
+class CountBaseline:
+    """Shared plumbing: item popularity from training windows (each event counted once)."""
+
+    def __init__(self, n_items: int, item_column: str):
+        self.n_items = n_items
+        self.item_column = item_column
+        self.popularity = torch.zeros(n_items)
+
+    def fit(self, items: np.ndarray, lengths: np.ndarray) -> CountBaseline:
+        # windows overlap by one event: count each window's events after its first, plus sessions' first events once
+        counts = np.bincount(items[:, 1:][items[:, 1:] != PAD_ID], minlength=self.n_items)
+        self.popularity = torch.from_numpy(counts[: self.n_items]).float()
+        self.popularity[:FIRST_VALUE_ID] = 0
+        return self
+
+    def _finish(self, scores: torch.Tensor) -> ModelOutput:
+        scores[:, :FIRST_VALUE_ID] = NEG
+        return ModelOutput(logits={self.item_column: scores})
+
+    def _selected_histories(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each predicted position (b, t): the inputs of row b and a mask of positions <= t."""
+        rows, cols = batch.loss_mask.nonzero(as_tuple=True)
+        inputs = batch.items[rows]
+        visible = (torch.arange(inputs.shape[1])[None, :] <= cols[:, None]) & batch.padding_mask[rows]
+        return inputs, visible
+
+    def eval(self):  # same surface as an nn.Module for the evaluation loop
+        return self
+
+
+class MostPopular(CountBaseline):
+    def __call__(self, batch: Batch) -> ModelOutput:
+        n = int(batch.loss_mask.sum())
+        return self._finish(self.popularity.expand(n, -1).clone())
+
+
+class RepeatLast(CountBaseline):
+    """Commands repeat: rank items of the session so far by recency, then by popularity."""
+
+    def __call__(self, batch: Batch) -> ModelOutput:
+        inputs, visible = self._selected_histories(batch)
+        recency = torch.where(visible, torch.arange(1, inputs.shape[1] + 1, dtype=torch.float32)[None, :], 0.0)
+        scores = torch.zeros(len(inputs), self.n_items).scatter_reduce(1, inputs, recency, reduce="amax")
+        # popularity breaks ties among unseen items without ever outranking a seen one
+        return self._finish(scores * (self.popularity.max() + 1) + self.popularity)
+
+
+class Markov(CountBaseline):
+    """First-order Markov chain: counts of next item after the last one, backing off to popularity."""
+
+    def fit(self, items: np.ndarray, lengths: np.ndarray) -> Markov:
+        super().fit(items, lengths)
+        previous, following = items[:, :-1].ravel(), items[:, 1:].ravel()
+        keep = (previous != PAD_ID) & (following != PAD_ID)
+        pairs = previous[keep].astype(np.int64) * self.n_items + following[keep]
+        keys, counts = np.unique(pairs, return_counts=True)
+        indices = torch.from_numpy(np.stack([keys // self.n_items, keys % self.n_items]))
+        self.transitions = torch.sparse_coo_tensor(indices, torch.from_numpy(counts.astype(np.float32)), (self.n_items, self.n_items)).coalesce()
+        return self
+
+    def __call__(self, batch: Batch) -> ModelOutput:
+        rows, cols = batch.loss_mask.nonzero(as_tuple=True)
+        last = batch.items[rows, cols]
+        one_hot = torch.sparse_coo_tensor(torch.stack([torch.arange(len(last)), last]), torch.ones(len(last)), (len(last), self.n_items))
+        counts = torch.sparse.mm(one_hot, self.transitions).to_dense()
+        back_off = self.popularity / (self.popularity.sum() + 1)  # below one count: only breaks ties
+        return self._finish(counts + back_off)

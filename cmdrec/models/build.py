@@ -1,0 +1,53 @@
+"""Registries of backbones and baselines, read in one place, and the model builder."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from cmdrec.config import ModelConfig
+from cmdrec.errors import InputError
+from cmdrec.features.embeddings import InputBlock
+from cmdrec.models.backbones.bert import BertBackbone
+from cmdrec.models.backbones.gpt2 import GPT2Backbone
+from cmdrec.models.backbones.gru import GRUBackbone
+from cmdrec.models.backbones.llama import LlamaBackbone
+from cmdrec.models.backbones.xlnet import XLNetBackbone
+from cmdrec.models.baselines import Markov, MostPopular, RepeatLast
+from cmdrec.models.heads import ClassificationHead
+from cmdrec.models.recommender import SequenceRecommender
+from cmdrec.schema import Schema
+
+BACKBONES = {"gpt2": GPT2Backbone, "llama": LlamaBackbone, "bert": BertBackbone, "xlnet": XLNetBackbone, "gru": GRUBackbone}
+BASELINES = {"repeat_last": RepeatLast, "popular": MostPopular, "markov": Markov}
+
+
+def is_neural(config: ModelConfig) -> bool:
+    if config.backbone in BACKBONES:
+        return True
+    if config.backbone in BASELINES:
+        return False
+    raise InputError(f"model.backbone: unknown {config.backbone!r}; known: {sorted(BACKBONES) + sorted(BASELINES)}")
+
+
+def input_columns(config: ModelConfig, schema: Schema) -> list[str]:
+    return [schema.item_id.name, *config.input_features]
+
+
+def build_model(config: ModelConfig, schema: Schema) -> SequenceRecommender:
+    if not is_neural(config):
+        raise InputError(f"{config.backbone!r} is a non-neural baseline; use build_baseline")
+    backbone = BACKBONES[config.backbone](config)
+    if config.masking == "clm" and not backbone.causal:
+        raise InputError(
+            f"model.backbone {config.backbone!r} is bidirectional: with clm masking position t would see its own "
+            "target t+1 during training; use masking: mlm"
+        )
+    item = schema.item_id
+    inputs = InputBlock(schema, input_columns(config, schema), config.d_model, config.dropout)
+    head = ClassificationHead(config.d_model, item.cardinality, inputs.item_embedding if config.tie_weights else None)
+    return SequenceRecommender(inputs, backbone, nn.ModuleDict({item.name: head}))
+
+
+def build_baseline(config: ModelConfig, schema: Schema):
+    is_neural(config)
+    return BASELINES[config.backbone](schema.item_id.cardinality, schema.item_id.name)

@@ -1,0 +1,26 @@
+"""Prediction heads over the full vocabulary of a column."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cmdrec.schema import FIRST_VALUE_ID
+
+
+class ClassificationHead(nn.Module):
+    """Scores every id of a column; reserved ids (padding, OOV) are never predicted.
+
+    With `tied_embedding`, the output weights are the input embedding's rows (SASRec)."""
+
+    def __init__(self, d_model: int, n_classes: int, tied_embedding: nn.Embedding | None = None):
+        super().__init__()
+        self.n_classes = n_classes
+        self.tied_embedding = tied_embedding
+        self.weight = None if tied_embedding is not None else nn.Parameter(torch.randn(n_classes, d_model) * 0.02)
+        self.bias = nn.Parameter(torch.zeros(n_classes))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        weight = self.tied_embedding.weight[: self.n_classes] if self.tied_embedding is not None else self.weight
+        logits = hidden @ weight.t() + self.bias
+        return logits.index_fill(-1, torch.arange(FIRST_VALUE_ID, device=logits.device), torch.finfo(logits.dtype).min)

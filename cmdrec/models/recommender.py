@@ -1,0 +1,29 @@
+"""The recommender: input block -> backbone -> heads, scored only where the batch asks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from cmdrec.batch import Batch
+
+
+@dataclass
+class ModelOutput:
+    logits: dict[str, torch.Tensor]  # (N, n_classes) per head, N = batch.loss_mask.sum()
+    auxiliary: dict[str, torch.Tensor] = field(default_factory=dict)  # e.g. router logits
+
+
+class SequenceRecommender(nn.Module):
+    def __init__(self, inputs: nn.Module, backbone: nn.Module, heads: nn.ModuleDict):
+        super().__init__()
+        self.inputs = inputs
+        self.backbone = backbone
+        self.heads = heads
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        hidden = self.backbone(self.inputs(batch.features), batch.padding_mask)
+        selected = hidden[batch.loss_mask]
+        return ModelOutput(logits={name: head(selected) for name, head in self.heads.items()})

@@ -1,0 +1,94 @@
+"""Checkpoints: `checkpoints/<step>/` with safetensors weights, trainer state (optimizer, RNG,
+data position), the model config and metrics, plus a manifest of file sizes and checksums.
+
+A checkpoint is written to a temporary directory and renamed into place, so a crash never
+leaves a half-written one under its final name; a damaged one is detected by its manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_model, save_model
+
+from cmdrec.errors import InputError
+from cmdrec.io import write_json_atomic
+
+WEIGHTS = "model.safetensors"
+EMA_WEIGHTS = "ema.safetensors"
+TRAINER_STATE = "trainer_state.pt"
+MODEL_CONFIG = "model_config.json"
+METRICS = "metrics.json"
+MANIFEST = "manifest.json"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_checkpoint(directory: Path, step: int, model: torch.nn.Module, trainer_state: dict, model_config: dict,
+                    metrics: dict, ema_model: torch.nn.Module | None = None) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / f"{step:08d}"
+    tmp = directory / f".tmp-{step:08d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_model(model, str(tmp / WEIGHTS))
+    if ema_model is not None:
+        save_model(ema_model, str(tmp / EMA_WEIGHTS))
+    torch.save(trainer_state, tmp / TRAINER_STATE)
+    (tmp / MODEL_CONFIG).write_text(json.dumps(model_config, indent=2))
+    (tmp / METRICS).write_text(json.dumps(metrics, indent=2))
+    files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir())}
+    write_json_atomic(tmp / MANIFEST, {"step": step, "files": files})
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return final
+
+
+def verify_checkpoint(path: Path) -> None:
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise InputError(f"checkpoint {path} is incomplete: {MANIFEST} is missing")
+    manifest = json.loads(manifest_path.read_text())
+    for name, expected in manifest["files"].items():
+        file = path / name
+        if not file.is_file():
+            raise InputError(f"checkpoint {path} is incomplete: {name} is missing")
+        if file.stat().st_size != expected["bytes"] or _sha256(file) != expected["sha256"]:
+            raise InputError(
+                f"checkpoint {path} is damaged: {name} has {file.stat().st_size} bytes, expected {expected['bytes']} "
+                "with a matching checksum (truncated write?); resume from an earlier checkpoint or delete this one"
+            )
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, ema_model: torch.nn.Module | None = None, weights: str = WEIGHTS) -> dict:
+    """Load weights into `model` (and the EMA copy) and return the trainer state (loaded with weights_only=True)."""
+    verify_checkpoint(path)
+    load_model(model, str(path / weights))
+    if ema_model is not None and (path / EMA_WEIGHTS).is_file():
+        load_model(ema_model, str(path / EMA_WEIGHTS))
+    return torch.load(path / TRAINER_STATE, weights_only=True)
+
+
+def read_model_config(path: Path) -> dict:
+    return json.loads((path / MODEL_CONFIG).read_text())
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def prune_checkpoints(directory: Path, keep: int, protect: set[Path]) -> None:
+    for path in list_checkpoints(directory)[:-keep] if keep > 0 else []:
+        if path not in protect:
+            shutil.rmtree(path)

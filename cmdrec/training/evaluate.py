@@ -1,0 +1,43 @@
+"""Evaluation: full-ranking metrics of a model (neural or baseline) on one split."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from cmdrec.config import EvalConfig, ModelConfig
+from cmdrec.data.masking import mask_batch
+from cmdrec.data.sequences import SequenceData, iterate_batches
+from cmdrec.losses import cross_entropy
+from cmdrec.training.metrics import RankingMetrics, seen_items, target_ranks
+
+
+@torch.no_grad()
+def evaluate(model, data: SequenceData, model_config: ModelConfig, eval_config: EvalConfig,
+             mask_ids: dict[str, int], device: torch.device = torch.device("cpu")) -> dict:
+    """NDCG / Recall / MRR at each k, the mean loss, and how many positions were evaluated or skipped."""
+    model.eval()
+    item = data.item_column
+    metrics = RankingMetrics(eval_config.ks)
+    started, loss_sum, candidates = time.perf_counter(), 0.0, 0
+    for _, batch in iterate_batches(data, eval_config.batch_size):
+        masked = mask_batch(batch, model_config.masking, [item], training=False, positions=eval_config.positions, mask_ids=mask_ids)
+        lengths = batch.padding_mask.sum(1)
+        candidates += int(lengths.numel() if eval_config.positions == "last" or model_config.masking == "mlm" else (lengths - 1).sum())
+        masked = masked.to(device)
+        logits = model(masked).logits[item].float()
+        targets = masked.targets[item][masked.loss_mask]
+        exclude = None
+        if eval_config.exclude_seen:
+            rows, cols = masked.loss_mask.nonzero(as_tuple=True)
+            visible = (torch.arange(masked.items.shape[1], device=device)[None, :] <= cols[:, None]) & masked.padding_mask[rows]
+            exclude = seen_items(masked.items[rows], visible, logits.shape[1])
+        metrics.add(target_ranks(logits, targets, exclude).cpu())
+        loss_sum += cross_entropy(logits, targets).item() * len(targets)
+    result = metrics.result()
+    result["loss"] = loss_sum / max(metrics.count, 1)
+    result["positions_evaluated"] = metrics.count
+    result["positions_skipped_oov_target"] = candidates - metrics.count
+    result["eval_seconds"] = round(time.perf_counter() - started, 3)
+    return result

@@ -1,0 +1,93 @@
+"""Run directories: `runs/<name>/` with the resolved config, checkpoints, logs and a status file,
+and the listing behind `cmdrec runs`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from pathlib import Path
+
+import yaml
+
+from cmdrec.io import write_json_atomic, write_text_atomic
+from cmdrec.training.checkpoint import list_checkpoints
+
+STATUS = "status.json"
+
+
+class RunDir:
+    def __init__(self, root: str | Path, name: str):
+        self.path = Path(root) / name
+        self.checkpoints = self.path / "checkpoints"
+        self.logs = self.path / "logs"
+
+    def write_config(self, config_dict: dict) -> None:
+        write_text_atomic(self.path / "config.yaml", yaml.safe_dump(config_dict, sort_keys=False))
+
+    def read_config(self) -> dict | None:
+        path = self.path / "config.yaml"
+        return yaml.safe_load(path.read_text()) if path.is_file() else None
+
+    def set_status(self, state: str, **extra) -> None:
+        previous = self.status()
+        write_json_atomic(self.path / STATUS, previous | {"state": state, "pid": os.getpid(), "updated": time.strftime("%Y-%m-%dT%H:%M:%S")} | extra)
+
+    def status(self) -> dict:
+        path = self.path / STATUS
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+
+class CsvLog:
+    """Append-only CSV; on resume, rows past the checkpoint's step are dropped so logs match the weights."""
+
+    def __init__(self, path: Path, fields: list[str], resume_step: int | None):
+        self.path, self.fields = path, fields
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = []
+        if resume_step is not None and path.is_file():
+            with path.open() as handle:
+                rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= resume_step]
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def write(self, row: dict) -> None:
+        with self.path.open("a", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=self.fields, extrasaction="ignore").writerow(row)
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def list_runs(root: str | Path) -> list[dict]:
+    """Each run's state (running / finished / failed / resumable), last step and best validation metric."""
+    rows = []
+    root = Path(root)
+    for path in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        run = RunDir(root, path.name)
+        status = run.status()
+        checkpoints = list_checkpoints(run.checkpoints)
+        state = status.get("state", "unknown")
+        if state == "running" and not _alive(status.get("pid")):
+            state = "resumable" if checkpoints else "failed"
+        elif state in ("failed", "interrupted") and checkpoints:
+            state = "resumable"
+        rows.append({
+            "name": path.name,
+            "state": state,
+            "step": status.get("step", int(checkpoints[-1].name) if checkpoints else 0),
+            "monitor": status.get("monitor"),
+            "best": status.get("best"),
+            "updated": status.get("updated"),
+        })
+    return rows
