@@ -22,3 +22,27 @@ def write(path: Path, text: str | bytes) -> Path:
         text = text.encode()
     path.write_bytes(text)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A small preprocessed dataset (simulated BIM/CAD log, 12 users), built once per test session."""
+    from cmdrec.data.pipeline import preprocess, process_logs
+    from cmdrec.data.synthetic import sample_config, write_sample
+
+    root = tmp_path_factory.mktemp("tiny")
+    write_sample(root / "raw", users=12, sessions_per_user=6, seed=3)
+    config = sample_config(str(root / "raw"), str(root / "out"))
+    process_logs(config)
+    preprocess(config)
+    return root / "out" / "preprocessed"
+
+
+def tiny_run(data_dir, runs_dir, name="run", **sections):
+    """A RunConfig for a tiny, fast model; `sections` override model/training/eval fields."""
+    from cmdrec.config import EvalConfig, ModelConfig, RunConfig, TrainingConfig
+
+    model = dict(backbone="gpt2", d_model=16, n_layers=1, n_heads=2, max_length=12, dropout=0.1) | sections.get("model", {})
+    training = dict(epochs=2, batch_size=16, warmup_steps=2, device="cpu", num_threads=1) | sections.get("training", {})
+    return RunConfig(name=name, data_dir=str(data_dir), runs_dir=str(runs_dir), model=ModelConfig(**model),
+                     training=TrainingConfig(**training), eval=EvalConfig(**sections.get("eval", {})))

@@ -62,22 +62,29 @@ class RepeatLast(CountBaseline):
 
 
 class Markov(CountBaseline):
-    """First-order Markov chain: counts of next item after the last one, backing off to popularity."""
+    """First-order Markov chain: counts of next item after the last one, backing off to popularity.
+
+    Transition counts are kept as compressed rows (CSR): a dense V x V table would not fit for
+    item catalogues like Amazon Beauty's 54k items."""
 
     def fit(self, items: np.ndarray, lengths: np.ndarray) -> Markov:
         super().fit(items, lengths)
         previous, following = items[:, :-1].ravel(), items[:, 1:].ravel()
         keep = (previous != PAD_ID) & (following != PAD_ID)
-        pairs = previous[keep].astype(np.int64) * self.n_items + following[keep]
-        keys, counts = np.unique(pairs, return_counts=True)
-        indices = torch.from_numpy(np.stack([keys // self.n_items, keys % self.n_items]))
-        self.transitions = torch.sparse_coo_tensor(indices, torch.from_numpy(counts.astype(np.float32)), (self.n_items, self.n_items)).coalesce()
+        keys, counts = np.unique(previous[keep].astype(np.int64) * self.n_items + following[keep], return_counts=True)
+        self.row_start = torch.from_numpy(np.searchsorted(keys // self.n_items, np.arange(self.n_items + 1)))
+        self.next_items = torch.from_numpy(keys % self.n_items)
+        self.counts = torch.from_numpy(counts.astype(np.float32))
         return self
 
     def __call__(self, batch: Batch) -> ModelOutput:
         rows, cols = batch.loss_mask.nonzero(as_tuple=True)
         last = batch.items[rows, cols]
-        one_hot = torch.sparse_coo_tensor(torch.stack([torch.arange(len(last)), last]), torch.ones(len(last)), (len(last), self.n_items))
-        counts = torch.sparse.mm(one_hot, self.transitions).to_dense()
+        starts, sizes = self.row_start[last], self.row_start[last + 1] - self.row_start[last]
+        owner = torch.repeat_interleave(torch.arange(len(last)), sizes)
+        within = torch.arange(int(sizes.sum())) - torch.repeat_interleave(sizes.cumsum(0) - sizes, sizes)
+        entries = starts[owner] + within
+        scores = torch.zeros(len(last), self.n_items)
+        scores[owner, self.next_items[entries]] = self.counts[entries]
         back_off = self.popularity / (self.popularity.sum() + 1)  # below one count: only breaks ties
-        return self._finish(counts + back_off)
+        return self._finish(scores + back_off)

@@ -1,0 +1,102 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cmdrec.errors import InputError
+from cmdrec.models.build import BACKBONES, BASELINES
+from cmdrec.training.checkpoint import list_checkpoints
+from cmdrec.training.loop import load_trained, train
+from cmdrec.training.runs import list_runs
+from tests.conftest import tiny_run
+
+METRICS = [f"{m}@{k}" for k in (3, 5, 10) for m in ("ndcg", "recall", "mrr")]
+
+
+class Kill(Exception):
+    pass
+
+
+def kill_at(step):
+    def on_step(current):
+        if current == step:
+            raise Kill
+
+    return on_step
+
+
+def final_weights(run_dir):
+    return load_file(str(list_checkpoints(run_dir / "checkpoints")[-1] / "model.safetensors"))
+
+
+@pytest.mark.parametrize("model", [{"backbone": "gpt2"}, {"backbone": "bert", "masking": "mlm"}])
+def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(tiny_data, tmp_path, model):
+    sections = {"model": model, "training": {"checkpoint_every_steps": 3, "ema_decay": 0.9, "grad_accumulation": 2}}
+    straight = train(tiny_run(tiny_data, tmp_path, "straight", **sections), show_progress=False)
+    with pytest.raises(Kill):
+        train(tiny_run(tiny_data, tmp_path, "killed", **sections), on_step=kill_at(5), show_progress=False)
+    assert [p.name for p in list_checkpoints(tmp_path / "killed" / "checkpoints")] == ["00000003"]
+    assert {r["name"]: r["state"] for r in list_runs(tmp_path)}["killed"] == "resumable"
+    resumed = train(tiny_run(tiny_data, tmp_path, "killed", **sections), show_progress=False)
+    a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "killed")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for name in METRICS:
+        assert resumed["test"][name] == straight["test"][name]
+    steps = [int(line.split(",")[0]) for line in (tmp_path / "killed/logs/train.csv").read_text().splitlines()[1:]]
+    assert steps == list(range(1, straight["steps"] + 1))  # the replayed steps are logged once
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES) + sorted(BASELINES))
+def test_every_registered_model_trains_and_evaluates(tiny_data, tmp_path, backbone):
+    masking = "mlm" if backbone == "bert" else "clm"
+    result = train(tiny_run(tiny_data, tmp_path, backbone, model={"backbone": backbone, "masking": masking},
+                            training={"epochs": 1}), show_progress=False)
+    for split in ("valid", "test"):
+        assert all(0.0 <= result[split][m] <= 1.0 for m in METRICS)
+        assert result[split]["positions_evaluated"] > 0
+    assert result["test"]["ndcg@10"] > 0.05  # even one tiny epoch ranks better than chance (1/40 items)
+    written = json.loads((tmp_path / backbone / "results.json").read_text())
+    assert written["test"] == result["test"]
+
+
+def test_run_directory_layout_and_listing(tiny_data, tmp_path):
+    train(tiny_run(tiny_data, tmp_path, "layout"), show_progress=False)
+    run = tmp_path / "layout"
+    assert (run / "config.yaml").is_file() and (run / "logs/train.csv").is_file() and (run / "logs/valid.csv").is_file()
+    assert any((run / "tensorboard").iterdir())
+    checkpoint = list_checkpoints(run / "checkpoints")[-1]
+    assert {p.name for p in checkpoint.iterdir()} >= {"model.safetensors", "trainer_state.pt", "metrics.json", "model_config.json", "manifest.json"}
+    [listed] = list_runs(tmp_path)
+    assert listed["state"] == "finished" and listed["best"] is not None
+
+
+def test_load_trained_reproduces_the_test_metrics(tiny_data, tmp_path):
+    from cmdrec.data.sequences import SequenceData
+    from cmdrec.training.evaluate import evaluate
+
+    result = train(tiny_run(tiny_data, tmp_path, "reload"), show_progress=False)
+    model, config = load_trained(tmp_path / "reload")
+    data = SequenceData.load(tiny_data, "test", [], config.model.max_length, "eval")
+    again = evaluate(model, data, config.model, config.eval, {})
+    assert all(again[m] == result["test"][m] for m in METRICS)
+
+
+def test_existing_run_is_not_overwritten(tiny_data, tmp_path):
+    train(tiny_run(tiny_data, tmp_path, "once", training={"epochs": 1}), show_progress=False)
+    with pytest.raises(InputError, match="already has checkpoints"):
+        train(tiny_run(tiny_data, tmp_path, "once"), resume=False, show_progress=False)
+
+
+def test_resume_with_another_seed_is_refused(tiny_data, tmp_path):
+    with pytest.raises(Kill):
+        train(tiny_run(tiny_data, tmp_path, "seeded", training={"checkpoint_every_steps": 1}), on_step=kill_at(2), show_progress=False)
+    with pytest.raises(InputError, match="training.seed"):
+        train(tiny_run(tiny_data, tmp_path, "seeded", training={"checkpoint_every_steps": 1, "seed": 5}), show_progress=False)
+
+
+def test_gpu_only_precision_fails_at_start_on_cpu(tiny_data, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(InputError, match="needs a CUDA GPU"):
+        train(tiny_run(tiny_data, tmp_path, "bf16", training={"mixed_precision": "bf16"}), show_progress=False)

@@ -1,0 +1,45 @@
+import math
+
+import pytest
+import torch
+
+from cmdrec.training.metrics import RankingMetrics, seen_items, target_ranks
+from cmdrec.training.schedule import cosine_with_warmup
+
+
+def test_ranks_are_full_ranking_with_ties_counted_against_the_target():
+    logits = torch.tensor([[0.0, 0.0, 5.0, 1.0, 2.0], [0.0, 0.0, 1.0, 1.0, 1.0]])
+    assert target_ranks(logits, torch.tensor([2, 3])).tolist() == [0, 2]  # 2 others tie with item 3
+
+
+def test_hand_computed_metrics():
+    metrics = RankingMetrics((3, 5, 10))
+    metrics.add(torch.tensor([0, 2, 5, 20]))
+    result = metrics.result()
+    assert result["recall@3"] == pytest.approx(2 / 4)
+    assert result["recall@5"] == pytest.approx(2 / 4)  # rank 5 is the 6th item
+    assert result["recall@10"] == pytest.approx(3 / 4)
+    assert result["ndcg@3"] == pytest.approx((1 + 1 / math.log2(4)) / 4)
+    assert result["ndcg@10"] == pytest.approx((1 + 1 / math.log2(4) + 1 / math.log2(7)) / 4)
+    assert result["mrr@3"] == pytest.approx((1 + 1 / 3) / 4)
+    assert result["mrr@10"] == pytest.approx((1 + 1 / 3 + 1 / 6) / 4)
+
+
+def test_excluding_seen_items_but_never_the_target():
+    logits = torch.tensor([[0.0, 0.0, 9.0, 8.0, 1.0]])
+    inputs = torch.tensor([[2, 3, 0]])
+    seen = seen_items(inputs, inputs != 0, 5)
+    assert seen.tolist() == [[False, False, True, True, False]]
+    assert target_ranks(logits, torch.tensor([4])).item() == 2
+    assert target_ranks(logits, torch.tensor([4]), exclude=seen).item() == 0
+    assert target_ranks(logits, torch.tensor([3]), exclude=seen).item() == 0  # 2 is removed, 3 is the target
+
+
+def test_cosine_schedule_with_warmup():
+    assert cosine_with_warmup(0, 100, 10) == pytest.approx(0.1)
+    assert cosine_with_warmup(9, 100, 10) == pytest.approx(1.0)
+    assert cosine_with_warmup(10, 100, 10) == pytest.approx(1.0)
+    assert cosine_with_warmup(55, 100, 10) == pytest.approx(0.5)
+    assert cosine_with_warmup(100, 100, 10, min_ratio=0.1) == pytest.approx(0.1)
+    values = [cosine_with_warmup(s, 100, 10) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
