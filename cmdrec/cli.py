@@ -11,6 +11,7 @@ from cmdrec.config import DataConfig, apply_overrides, from_dict, load_data_conf
 from cmdrec.errors import InputError
 
 SAMPLE_DIR = "data/sample"
+BASELINE_CONFIGS = "configs/baselines"
 
 
 def _data_parser(command: str, help_text: str, subparsers) -> argparse.ArgumentParser:
@@ -31,6 +32,24 @@ def build_parser() -> argparse.ArgumentParser:
     _data_parser("process", "raw command log -> cleaned sessions, with a report of every filter", sub)
     _data_parser("preprocess", "sessions -> split -> fitted feature workflow -> sequences + schema.json", sub)
     _data_parser("quickstart", "generate the sample log (if missing), process and preprocess it", sub)
+
+    train = sub.add_parser("train", help="train and evaluate one model (resumes the run if it has checkpoints)")
+    train.add_argument("--config", required=True, help="run config YAML, e.g. configs/baselines/gpt2.yaml")
+    train.add_argument("overrides", nargs="*", help="overrides such as data_dir=outputs/vs/preprocessed training.epochs=30")
+
+    evaluate = sub.add_parser("evaluate", help="evaluate a trained run's best model")
+    evaluate.add_argument("run", help="run directory, e.g. runs/gpt2")
+    evaluate.add_argument("--split", default="test", choices=["valid", "test"])
+    evaluate.add_argument("overrides", nargs="*", help="evaluation overrides such as positions=all exclude_seen=true")
+
+    runs = sub.add_parser("runs", help="list runs with their state, last step and best validation metric")
+    runs.add_argument("--runs-dir", default="runs")
+
+    suite = sub.add_parser("baselines", help="train and evaluate the baseline suite; write a results table")
+    suite.add_argument("--configs", nargs="+", default=None, help=f"run configs (default: every YAML in {BASELINE_CONFIGS})")
+    suite.add_argument("--out", default=None, help="where results.md/json go (default: <runs_dir>/<suite>)")
+    suite.add_argument("--title", default="Baselines")
+    suite.add_argument("overrides", nargs="*", help="overrides applied to every config, e.g. data_dir=outputs/vs/preprocessed")
     return parser
 
 
@@ -86,7 +105,72 @@ def run_quickstart(args) -> int:
     return 0
 
 
-COMMANDS = {"sample": run_sample, "process": run_process, "preprocess": run_preprocess, "quickstart": run_quickstart}
+def run_train(args) -> int:
+    from cmdrec.config import load_run_config
+    from cmdrec.training.loop import train
+
+    config = load_run_config(args.config, args.overrides)
+    result = train(config)
+    print(_metrics_line(f"{config.name} test", result["test"]))
+    print(f"run directory: {Path(config.runs_dir) / config.name}")
+    return 0
+
+
+def run_evaluate(args) -> int:
+    import dataclasses
+
+    from cmdrec.config import EvalConfig
+    from cmdrec.io import write_json_atomic
+    from cmdrec.training.loop import evaluate_run, load_trained
+
+    _, config = load_trained(args.run)
+    eval_config = from_dict(EvalConfig, apply_overrides(to_dict(config.eval), args.overrides))
+    result = evaluate_run(args.run, dataclasses.replace(eval_config), args.split)
+    name = f"evaluation_{args.split}_{eval_config.positions}{'_unseen' if eval_config.exclude_seen else ''}.json"
+    write_json_atomic(Path(args.run) / name, result)
+    print(_metrics_line(f"{Path(args.run).name} {args.split} ({eval_config.positions})", result))
+    return 0
+
+
+def run_runs(args) -> int:
+    from cmdrec.training.runs import list_runs
+
+    rows = list_runs(args.runs_dir)
+    if not rows:
+        print(f"no runs in {args.runs_dir}")
+        return 0
+    print(f"{'run':<32}{'state':<12}{'step':>8}  {'best':>10}  updated")
+    for row in rows:
+        best = "-" if row["best"] is None else f"{row['best']:.4f}"
+        print(f"{row['name']:<32}{row['state']:<12}{row['step']:>8}  {best:>10}  {row['updated'] or '-'}  {row['monitor'] or ''}")
+    return 0
+
+
+def run_baselines(args) -> int:
+    from cmdrec.config import load_run_config
+    from cmdrec.training.suite import run_suite
+
+    paths = args.configs or sorted(str(p) for p in Path(BASELINE_CONFIGS).glob("*.yaml"))
+    if not paths:
+        raise InputError(f"no run configs given and none found in {BASELINE_CONFIGS}")
+    configs = [load_run_config(path, args.overrides) for path in paths]
+    out = args.out or str(Path(configs[0].runs_dir) / "baselines")
+    rows = run_suite(configs, out, args.title)
+    for row in rows:
+        print(_metrics_line(f"{row['model']} test (last item)", row["test_last"]))
+    print(f"wrote {out}/results.md and {out}/results.json")
+    return 0
+
+
+def _metrics_line(label: str, metrics: dict) -> str:
+    keys = [k for k in ("ndcg@10", "recall@10", "mrr@10", "ndcg@3", "recall@3") if k in metrics]
+    return f"{label}: " + ", ".join(f"{k} {metrics[k]:.4f}" for k in keys)
+
+
+COMMANDS = {
+    "sample": run_sample, "process": run_process, "preprocess": run_preprocess, "quickstart": run_quickstart,
+    "train": run_train, "evaluate": run_evaluate, "runs": run_runs, "baselines": run_baselines,
+}
 
 if __name__ == "__main__":
     raise SystemExit(main())

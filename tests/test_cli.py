@@ -72,3 +72,25 @@ def test_vs_logs_end_to_end(vs_dir, in_tmp, request):
     assert report["before"]["events"] - sum(s["events_removed"] for s in report["steps"]) == report["after"]["events"]
     assert "View.VisualStudioBgOrFg" not in report["after"]["top_session_ends"]
     assert "View.OnChangeCaretLine" not in report["after"]["top_commands"]
+
+
+def test_train_evaluate_runs_and_baselines_commands(tiny_data, in_tmp, capsys, request):
+    root = request.config.rootpath
+    tiny = ["model.d_model=16", "model.n_layers=1", "training.epochs=1", "training.batch_size=16", "model.max_length=12"]
+    assert main(["train", "--config", str(root / "configs/baselines/gpt2.yaml"), f"data_dir={tiny_data}", *tiny]) == 0
+    assert "gpt2 test: ndcg@10" in capsys.readouterr().out
+    assert main(["evaluate", "runs/gpt2", "positions=all"]) == 0
+    assert "gpt2 test (all)" in capsys.readouterr().out
+    assert json.loads((in_tmp / "runs/gpt2/evaluation_test_all.json").read_text())["positions_evaluated"] > 0
+    configs = [str(root / f"configs/baselines/{name}.yaml") for name in ("markov", "gpt2")]
+    assert main(["baselines", "--configs", *configs, "--out", "table", f"data_dir={tiny_data}", *tiny]) == 0
+    table = (in_tmp / "table/results.md").read_text()
+    assert "| markov |" in table and "| gpt2 |" in table and "all positions" in table
+    assert main(["runs"]) == 0
+    listing = capsys.readouterr().out
+    assert "gpt2" in listing and "finished" in listing
+
+
+def test_evaluate_a_missing_run_is_a_clear_error(in_tmp, capsys):
+    assert main(["evaluate", "runs/nothing"]) == 2
+    assert "not a run directory" in capsys.readouterr().err

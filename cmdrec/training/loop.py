@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from cmdrec.config import ModelConfig, RunConfig, from_dict, to_dict
+from cmdrec.config import EvalConfig, ModelConfig, RunConfig, from_dict, to_dict
 from cmdrec.data.masking import mask_batch
 from cmdrec.data.sequences import SequenceData, batches_per_epoch, epoch_order, iterate_batches, load_schema
 from cmdrec.errors import InputError
@@ -245,18 +245,32 @@ def read_valid(checkpoint_path: Path) -> dict:
     return json.loads((checkpoint_path / METRICS).read_text())
 
 
-def load_trained(run_dir: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, RunConfig]:
-    """The best model of a finished run, rebuilt from its checkpoint's own model config."""
+def load_trained(run_dir: str | Path, device: str = "cpu") -> tuple[object, RunConfig]:
+    """The best model of a finished run, rebuilt from its checkpoint's own model config.
+    Non-neural baselines keep no weights: they are refitted on the run's training split."""
     run_dir = Path(run_dir)
     config_dict = RunDir(run_dir.parent, run_dir.name).read_config()
     if config_dict is None:
         raise InputError(f"{run_dir} is not a run directory (no config.yaml)")
     config = from_dict(RunConfig, config_dict)
+    schema = load_schema(config.data_dir)
+    if not is_neural(config.model):
+        train_data = SequenceData.load(config.data_dir, "train", [schema.item_id.name], config.model.max_length, "train")
+        return build_baseline(config.model, schema).fit(train_data.arrays[schema.item_id.name], train_data.lengths), config
     results_path = run_dir / RESULTS
     if not results_path.is_file():
         raise InputError(f"{run_dir} has not finished (no {RESULTS}); resume it with `cmdrec train` first")
     path = run_dir / "checkpoints" / f"{json.loads(results_path.read_text())['best_step']:08d}"
     model_config = from_dict(ModelConfig, read_model_config(path))
-    model = build_model(model_config, load_schema(config.data_dir))
+    model = build_model(model_config, schema)
     load_checkpoint(path, model, weights=EMA_WEIGHTS if config.training.ema_decay else WEIGHTS)
     return model.to(device).eval(), dataclasses.replace(config, model=model_config)
+
+
+def evaluate_run(run_dir: str | Path, eval_config: EvalConfig | None = None, split: str = "test") -> dict:
+    """Metrics of a trained run's best model on a split, with the run's or the given evaluation settings."""
+    model, config = load_trained(run_dir)
+    eval_config = eval_config or config.eval
+    columns = input_columns(config.model, load_schema(config.data_dir))
+    data = SequenceData.load(config.data_dir, split, columns, config.model.max_length, "eval")
+    return evaluate(model, data, config.model, eval_config, build_mask_ids(load_schema(config.data_dir), columns))

@@ -1,0 +1,43 @@
+"""Every shipped run config loads and builds its model."""
+
+from pathlib import Path
+
+import pytest
+
+from cmdrec.config import load_run_config
+from cmdrec.data.sequences import load_schema
+from cmdrec.errors import InputError
+from cmdrec.models.build import build_baseline, build_model, is_neural
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_CONFIGS = sorted((ROOT / "configs").glob("*/*.yaml"))
+RUN_CONFIGS = [p for p in RUN_CONFIGS if p.parent.name != "data"]
+
+
+def test_there_is_a_config_for_each_baseline():
+    names = {p.stem for p in (ROOT / "configs/baselines").glob("*.yaml")}
+    assert names >= {"popular", "repeat_last", "markov", "gru4rec", "gpt2", "llama", "bert4rec", "xlnet"}
+
+
+@pytest.mark.parametrize("path", RUN_CONFIGS, ids=[p.stem for p in RUN_CONFIGS])
+def test_shipped_config_builds(path, tiny_data):
+    config = load_run_config(path, [f"data_dir={tiny_data}"])
+    schema = load_schema(config.data_dir)
+    model = build_model(config.model, schema) if is_neural(config.model) else build_baseline(config.model, schema)
+    assert model is not None
+
+
+def test_unknown_backbone_lists_the_known_ones(tiny_data):
+    config = load_run_config(None, ["model.backbone=transformerxl"])
+    with pytest.raises(InputError, match="known: .*gpt2"):
+        build_model(config.model, load_schema(tiny_data))
+
+
+def test_run_config_rejects_unknown_keys():
+    with pytest.raises(InputError, match="training.epoch"):
+        load_run_config(None, ["training.epoch=3"])
+
+
+def test_model_shape_is_validated():
+    with pytest.raises(InputError, match="divisible"):
+        load_run_config(None, ["model.d_model=10", "model.n_heads=3"])
