@@ -71,6 +71,9 @@ class SplitConfig:
 @dataclass(frozen=True)
 class FeatureConfig:
     min_command_count: int = 1  # commands seen fewer times in train map to the OOV id
+    # "catalogue": every catalogue command gets an id (train frequency still orders them, unseen ones
+    # last), as in the published Beauty protocol where all items are ranked; "train": train's commands only
+    vocabulary: Literal["train", "catalogue"] = "train"
     min_category_count: int = 1
     categorical_columns: tuple[str, ...] = ("category",)
     continuous_columns: tuple[

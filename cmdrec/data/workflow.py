@@ -43,9 +43,14 @@ class Categorify:
         return len(self.values) + FIRST_VALUE_ID
 
     @classmethod
-    def fit(cls, column: pl.Series, min_count: int) -> Categorify:
+    def fit(cls, column: pl.Series, min_count: int, universe: pl.Series | None = None) -> Categorify:
+        """Ids by train frequency; `universe` values never seen in train follow with count 0."""
         counts = column.value_counts().filter(pl.col("count") >= min_count).sort(["count", column.name], descending=[True, False])
-        return cls(column.name, min_count, tuple(counts[column.name].to_list()), tuple(counts["count"].to_list()))
+        values, frequencies = counts[column.name].to_list(), counts["count"].to_list()
+        if universe is not None:
+            unseen = sorted(set(universe.to_list()) - set(column.unique().to_list()))
+            values, frequencies = values + unseen, frequencies + [0] * len(unseen)
+        return cls(column.name, min_count, tuple(values), tuple(frequencies))
 
     def mapping(self) -> pl.DataFrame:
         return pl.DataFrame(
@@ -81,7 +86,8 @@ class Workflow:
             raise InputError("cannot fit the feature workflow: the training split is empty")
         workflow = cls(config, catalogue=catalogue)
         train = workflow._with_metadata(train)
-        workflow.categorify[COMMAND] = Categorify.fit(train[COMMAND], config.min_command_count)
+        universe = catalogue[COMMAND] if config.vocabulary == "catalogue" else None
+        workflow.categorify[COMMAND] = Categorify.fit(train[COMMAND], config.min_command_count, universe)
         for name in config.categorical_columns:
             workflow.categorify[name] = Categorify.fit(train[name], config.min_category_count)
         raw = derive_continuous(train, workflow.continuous_columns(train))

@@ -50,6 +50,15 @@ def test_command_seen_only_outside_train_gets_the_oov_id_but_keeps_its_category(
     assert report["oov_events"] == {COMMAND: 1, CATEGORY: 0}
 
 
+def test_catalogue_vocabulary_gives_unseen_catalogue_commands_ids_after_the_seen_ones():
+    workflow = Workflow.fit(TRAIN, CATALOGUE, FeatureConfig(vocabulary="catalogue", min_command_count=2))
+    fitted = workflow.categorify[COMMAND]
+    assert fitted.values == ("A", "D", "NEW")  # B and C were seen in train below min_count: they stay OOV
+    assert fitted.counts == (3, 2, 0)
+    sequences, report = workflow.transform(sessions([("u3", 0, "NEW"), ("u3", 1, "B")]))
+    assert sequences[COMMAND].to_list() == [[4, OOV_ID]]
+
+
 def test_normalisation_uses_train_statistics_only():
     workflow = Workflow.fit(TRAIN, CATALOGUE, FeatureConfig(continuous_columns=("position", "log_time_delta")))
     positions = [0, 1, 2, 0, 1, 2, 3]
