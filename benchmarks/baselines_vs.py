@@ -10,6 +10,7 @@ Runs live in runs/bench/vs-<split>/ and resume if interrupted; re-running finish
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -38,7 +39,10 @@ def main() -> int:
     paths = sorted((ROOT / "configs/baselines").glob("*.yaml"))
     if args.models:
         paths = [p for p in paths if p.stem in args.models]
-    results, tables = {}, []
+    # results of other splits, measured by earlier invocations, are kept: each split records its own command
+    out_json = Path(f"{args.out}.json")
+    results = json.loads(out_json.read_text())["splits"] if out_json.is_file() else {}
+    command = ("python benchmarks/baselines_vs.py " + " ".join(sys.argv[1:])).strip()
     for split in args.splits:
         preprocessed = f"outputs/bench/vs-{split}/preprocessed"
         data_config = load_data_config(ROOT / "configs/data/vs.yaml", [
@@ -52,6 +56,9 @@ def main() -> int:
         started = time.perf_counter()
         rows = run_suite(configs, f"runs/bench/vs-{split}/suite", f"VS logs, split by {split}", show_progress=False)
         results[split] = {
+            "command": command,
+            "epochs": args.epochs,
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "split": {"method": SPLITS[split], "seed": data_config.split.seed, "valid_fraction": data_config.split.valid_fraction,
                       "test_fraction": data_config.split.test_fraction, **{k: split_report[k] for k in ("train", "valid", "test")}},
             "wall_seconds": round(time.perf_counter() - started, 1),
@@ -60,13 +67,11 @@ def main() -> int:
                                                              "sequences_per_second", "parameters", "positions")}}
                        for row in rows},
         }
-        tables.append(markdown_table(rows, f"VS logs, split by {split} ({SPLITS[split]}, seed {data_config.split.seed})"))
+        results[split]["table"] = markdown_table(rows, f"VS logs, split by {split} ({SPLITS[split]}, seed {data_config.split.seed}, {args.epochs} epochs at most)")
         # written after every split, so a long benchmark cut short still leaves what it measured
-        command = ("python benchmarks/baselines_vs.py " + " ".join(sys.argv[1:])).strip()
-        write_json_atomic(f"{args.out}.json", {"command": command, "epochs": args.epochs, "machine": machine(),
-                                              "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "splits": results})
-        write_text_atomic(f"{args.out}.md", f"Produced by `{command}`.\n\n" + "\n".join(tables))
-        print(f"split {split}: wrote {args.out}.json and {args.out}.md", flush=True)
+        write_json_atomic(out_json, {"machine": machine(), "splits": results})
+        write_text_atomic(f"{args.out}.md", "\n".join(f"Produced by `{r['command']}`.\n\n{r['table']}" for r in results.values()))
+        print(f"split {split}: wrote {out_json} and {args.out}.md", flush=True)
     return 0
 
 

@@ -1,6 +1,7 @@
 """Non-neural baselines that any honest comparison needs. Each is fitted on the training windows
 (item arrays, right-padded) and scores the positions a masked batch asks for, like the neural
-models. Ties are left to the metrics, which rank them pessimistically."""
+models. Ties are left to the metrics, which rank them pessimistically. Scores are float64: the
+popularity tie-breaks are many orders of magnitude below the main scores."""
 
 from __future__ import annotations
 
@@ -11,21 +12,21 @@ from cmdrec.batch import Batch
 from cmdrec.models.recommender import ModelOutput
 from cmdrec.schema import FIRST_VALUE_ID, PAD_ID
 
-NEG = torch.finfo(torch.float32).min
+NEG = torch.finfo(torch.float64).min
 
 
 class CountBaseline:
-    """Shared plumbing: item popularity from training windows (each event counted once)."""
+    """Shared plumbing: item popularity as a target, from the training windows."""
 
     def __init__(self, n_items: int, item_column: str):
         self.n_items = n_items
         self.item_column = item_column
-        self.popularity = torch.zeros(n_items)
+        self.popularity = torch.zeros(n_items, dtype=torch.float64)
 
     def fit(self, items: np.ndarray, lengths: np.ndarray) -> CountBaseline:
-        # windows overlap by one event: count each window's events after its first, plus sessions' first events once
+        # a window's first event is no target (windows overlap by one event): every target counted once
         counts = np.bincount(items[:, 1:][items[:, 1:] != PAD_ID], minlength=self.n_items)
-        self.popularity = torch.from_numpy(counts[: self.n_items]).float()
+        self.popularity = torch.from_numpy(counts[: self.n_items]).double()
         self.popularity[:FIRST_VALUE_ID] = 0
         return self
 
@@ -55,8 +56,8 @@ class RepeatLast(CountBaseline):
 
     def __call__(self, batch: Batch) -> ModelOutput:
         inputs, visible = self._selected_histories(batch)
-        recency = torch.where(visible, torch.arange(1, inputs.shape[1] + 1, dtype=torch.float32)[None, :], 0.0)
-        scores = torch.zeros(len(inputs), self.n_items).scatter_reduce(1, inputs, recency, reduce="amax")
+        recency = torch.where(visible, torch.arange(1, inputs.shape[1] + 1, dtype=torch.float64)[None, :], 0.0)
+        scores = torch.zeros(len(inputs), self.n_items, dtype=torch.float64).scatter_reduce(1, inputs, recency, reduce="amax")
         # popularity breaks ties among unseen items without ever outranking a seen one
         return self._finish(scores * (self.popularity.max() + 1) + self.popularity)
 
@@ -74,7 +75,7 @@ class Markov(CountBaseline):
         keys, counts = np.unique(previous[keep].astype(np.int64) * self.n_items + following[keep], return_counts=True)
         self.row_start = torch.from_numpy(np.searchsorted(keys // self.n_items, np.arange(self.n_items + 1)))
         self.next_items = torch.from_numpy(keys % self.n_items)
-        self.counts = torch.from_numpy(counts.astype(np.float32))
+        self.counts = torch.from_numpy(counts.astype(np.float64))
         return self
 
     def __call__(self, batch: Batch) -> ModelOutput:
@@ -84,7 +85,7 @@ class Markov(CountBaseline):
         owner = torch.repeat_interleave(torch.arange(len(last)), sizes)
         within = torch.arange(int(sizes.sum())) - torch.repeat_interleave(sizes.cumsum(0) - sizes, sizes)
         entries = starts[owner] + within
-        scores = torch.zeros(len(last), self.n_items)
+        scores = torch.zeros(len(last), self.n_items, dtype=torch.float64)
         scores[owner, self.next_items[entries]] = self.counts[entries]
         back_off = self.popularity / (self.popularity.sum() + 1)  # below one count: only breaks ties
         return self._finish(scores + back_off)

@@ -26,7 +26,7 @@ def evaluate(model, data: SequenceData, model_config: ModelConfig, eval_config: 
         lengths = batch.padding_mask.sum(1)
         candidates += int(lengths.numel() if eval_config.positions == "last" or model_config.masking == "mlm" else (lengths - 1).sum())
         masked = masked.to(device)
-        logits = model(masked).logits[item].float()
+        logits = model(masked).logits[item]
         targets = masked.targets[item][masked.loss_mask]
         exclude = None
         if eval_config.exclude_seen:

@@ -10,7 +10,7 @@ import torch
 
 def target_ranks(logits: torch.Tensor, targets: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
     """0-based rank of each target among all items; `exclude` (N, V) bool removes items from the ranking."""
-    logits = logits.float()
+    logits = logits if logits.dtype == torch.float64 else logits.float()
     if exclude is not None:
         exclude = exclude.clone()
         exclude[torch.arange(len(targets)), targets] = False  # the target itself is always ranked

@@ -1,0 +1,99 @@
+"""cmdrec against Transformers4Rec 23.12 on the same processed VS sequences, same model size
+(GPT-2, d=64, 2 layers, 2 heads, max length 20), same windows and epochs, one after the other.
+Writes benchmarks/results/peer_t4rec.json.
+
+    python3 -m venv .venv-t4rec && .venv-t4rec/bin/pip install -r benchmarks/peers/t4rec-requirements.txt
+    python benchmarks/peer_t4rec.py [--epochs 3]
+
+Both train on exactly the windows cmdrec's loader cuts (all max-length-20 windows of every train
+session, overlapping by one event) and are evaluated on the last item of each test session's
+most recent window, ranked over the full vocabulary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from cmdrec.config import load_data_config, load_run_config
+from cmdrec.data.pipeline import preprocess, process_logs
+from cmdrec.data.sequences import SequenceData, load_schema
+from cmdrec.io import write_json_atomic
+from cmdrec.training.loop import train
+from cmdrec.training.suite import machine
+
+ROOT = Path(__file__).resolve().parents[1]
+T4REC_PYTHON = ROOT / ".venv-t4rec/bin/python"
+SIZE = {"d_model": 64, "n_layers": 2, "n_heads": 2, "max_length": 20}
+
+
+def export_windows(data: SequenceData, path: Path) -> None:
+    rows = [data.arrays["command"][i, : data.lengths[i]].astype(np.int64) for i in range(len(data))]
+    pl.DataFrame({"item_id-list": rows}, schema={"item_id-list": pl.List(pl.Int64)}).write_parquet(path)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(ROOT.parent / "shared/data/vs-interactions"))
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/peer_t4rec.json"))
+    args = parser.parse_args()
+    data = Path(args.data)
+    if not (data / "MessageList.csv").is_file():
+        print(f"VS logs not found at {data}; nothing measured", file=sys.stderr)
+        return 1
+    if not T4REC_PYTHON.is_file():
+        print(f"no Transformers4Rec environment at {T4REC_PYTHON}; create it as this script's docstring says", file=sys.stderr)
+        return 1
+    work = ROOT / "outputs/bench/peer"
+    data_config = load_data_config(ROOT / "configs/data/vs.yaml", [
+        f"source.path={data}/BlazeData_Dev_*.csv.gz", f"catalogue.path={data}/MessageList.csv",
+        f"processed_dir={work}/processed", f"preprocessed_dir={work}/preprocessed"])
+    process_logs(data_config)
+    preprocess(data_config)
+    preprocessed = work / "preprocessed"
+    n_items = load_schema(preprocessed).item_id.cardinality
+    train_windows = SequenceData.load(preprocessed, "train", [], SIZE["max_length"], "train")
+    test_windows = SequenceData.load(preprocessed, "test", [], SIZE["max_length"], "eval")
+    export_windows(train_windows, work / "t4rec_train.parquet")
+    export_windows(test_windows, work / "t4rec_test.parquet")
+
+    t4rec_out = work / "t4rec_result.json"
+    started = time.perf_counter()
+    subprocess.run([str(T4REC_PYTHON), str(ROOT / "benchmarks/peers/t4rec_gpt2.py"), "--train", str(work / "t4rec_train.parquet"),
+                    "--test", str(work / "t4rec_test.parquet"), "--items", str(n_items), "--epochs", str(args.epochs),
+                    "--out", str(t4rec_out), "--workdir", str(work / "t4rec_run")], check=True)
+    t4rec = json.loads(t4rec_out.read_text()) | {"wall_seconds": round(time.perf_counter() - started, 1)}
+
+    # same epochs as T4Rec, no early stopping; the 5% validation split (which T4Rec does not use) picks the epoch
+    config = load_run_config(ROOT / "configs/baselines/gpt2.yaml", [
+        f"data_dir={preprocessed}", f"runs_dir={work}/runs", "name=cmdrec-gpt2", f"training.epochs={args.epochs}",
+        "training.early_stopping_patience=null", "model.dropout=0.3", *[f"model.{k}={v}" for k, v in SIZE.items()]])
+    started = time.perf_counter()
+    result = train(config, show_progress=False)
+    cmdrec = {"ndcg@10": result["test"]["ndcg@10"], "recall@10": result["test"]["recall@10"], "train_seconds": result["train_seconds"],
+              "sequences_per_second": result["sequences_per_second"], "eval_seconds": result["test"]["eval_seconds"],
+              "epochs": args.epochs, "wall_seconds": round(time.perf_counter() - started, 1)}
+    write_json_atomic(args.out, {
+        "command": ("python benchmarks/peer_t4rec.py " + " ".join(sys.argv[1:])).strip(),
+        "data": "VS logs, noise preset, random session split (80% train, 5% valid, 15% test, seed 42)",
+        "model": "GPT-2, d_model 64, 2 layers, 2 heads, max length 20, dropout 0.3 (T4Rec default), batch 128, lr 1e-3, tied output layer, clm",
+        "train_windows": len(train_windows), "test_sessions": len(test_windows), "vocabulary": n_items,
+        "models": {"cmdrec": cmdrec, "transformers4rec-23.12": t4rec},
+        "throughput_ratio": round(cmdrec["sequences_per_second"] / t4rec["sequences_per_second"], 2),
+        "machine": machine(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+    print(f"cmdrec: NDCG@10 {cmdrec['ndcg@10']:.4f}, {cmdrec['sequences_per_second']} seq/s; "
+          f"T4Rec: NDCG@10 {t4rec['ndcg@10']:.4f}, {t4rec['sequences_per_second']} seq/s; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
