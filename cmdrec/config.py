@@ -230,7 +230,7 @@ class ModelConfig:
     dropout: float = 0.1
     max_length: int = 50
     mlm_probability: float = 0.2
-    tie_weights: bool = True
+    tie_weights: bool = False  # True shares the item embedding with the output layer (SASRec)
     input_features: tuple[str, ...] = ()  # extra schema columns beside the item id; () = item id only
 
     def __post_init__(self):

@@ -1,6 +1,7 @@
 """The input block: one embedding per categorical column, a projection of the continuous ones,
 summed into one vector per event. Every categorical table has one extra row, the mask id used by
-`mlm` masking (id = cardinality)."""
+`mlm` masking (id = cardinality). No dropout here: every backbone applies its own to its inputs,
+and a second one would stack with it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def mask_ids(schema: Schema, columns: list[str]) -> dict[str, int]:
 
 
 class InputBlock(nn.Module):
-    def __init__(self, schema: Schema, columns: list[str], d_model: int, dropout: float):
+    def __init__(self, schema: Schema, columns: list[str], d_model: int):
         super().__init__()
         self.item_column = schema.item_id.name
         self.categorical = [c for c in columns if schema[c].has(Tag.CATEGORICAL)]
@@ -25,7 +26,6 @@ class InputBlock(nn.Module):
         )
         self.continuous_projection = nn.Linear(len(self.continuous), d_model) if self.continuous else None
         self.norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
         nn.init.normal_(self.embeddings[self.item_column].weight, std=0.02)
 
     @property
@@ -36,4 +36,4 @@ class InputBlock(nn.Module):
         fused = sum(self.embeddings[name](features[name]) for name in self.categorical)
         if self.continuous_projection is not None:
             fused = fused + self.continuous_projection(torch.stack([features[n] for n in self.continuous], dim=-1))
-        return self.dropout(self.norm(fused))
+        return self.norm(fused)

@@ -43,7 +43,7 @@ def build_model(config: ModelConfig, schema: Schema) -> SequenceRecommender:
             "target t+1 during training; use masking: mlm"
         )
     item = schema.item_id
-    inputs = InputBlock(schema, input_columns(config, schema), config.d_model, config.dropout)
+    inputs = InputBlock(schema, input_columns(config, schema), config.d_model)
     head = ClassificationHead(config.d_model, item.cardinality, inputs.item_embedding if config.tie_weights else None)
     return SequenceRecommender(inputs, backbone, nn.ModuleDict({item.name: head}))
 

@@ -49,7 +49,7 @@ def test_oov_targets_are_not_predicted():
 def bidirectional_model(schema, config):
     """A BERT backbone under clm evaluation: the builder refuses it for training; here it shows
     that the evaluation input cannot leak the target whatever the backbone."""
-    inputs = InputBlock(schema, ["command"], config.d_model, 0.0)
+    inputs = InputBlock(schema, ["command"], config.d_model)
     head = ClassificationHead(config.d_model, schema.item_id.cardinality, inputs.item_embedding)
     return SequenceRecommender(inputs, BertBackbone(config), nn.ModuleDict({"command": head})).eval()
 

@@ -1,4 +1,5 @@
-"""GPT-2 decoder (SASRec-style): causal self-attention with learned positions."""
+"""GPT-2 decoder (SASRec-style): causal self-attention with learned positions. Uses PyTorch's
+native GELU rather than GPT-2's composed tanh approximation, which costs several kernels."""
 
 from torch import nn
 from transformers import GPT2Config, GPT2Model
@@ -13,7 +14,7 @@ class GPT2Backbone(nn.Module):
         super().__init__()
         self.model = GPT2Model(GPT2Config(
             vocab_size=1, n_positions=config.max_length, n_embd=config.d_model, n_layer=config.n_layers,
-            n_head=config.n_heads, resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
+            n_head=config.n_heads, activation_function="gelu", resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
             bos_token_id=None, eos_token_id=None,
         ))
 
