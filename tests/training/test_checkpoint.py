@@ -10,7 +10,7 @@ from cmdrec.training.checkpoint import WEIGHTS, list_checkpoints, load_checkpoin
 
 def model(tiny_data, seed):
     torch.manual_seed(seed)
-    return build_model(ModelConfig(d_model=16, n_layers=1, n_heads=2, max_length=12), load_schema(tiny_data))
+    return build_model(ModelConfig(d_model=16, n_layers=1, n_heads=2, max_length=12, tie_weights=True), load_schema(tiny_data))
 
 
 def test_round_trip_restores_weights_and_state(tiny_data, tmp_path):
