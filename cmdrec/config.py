@@ -207,12 +207,17 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def load_data_config(path: str | Path | None = None, overrides: list[str] = ()) -> DataConfig:
+def load_config(cls, path: str | Path | None = None, overrides: list[str] = ()):
+    """Config `cls` from a YAML file (or defaults) with `a.b=c` overrides; errors name the file."""
     data = load_yaml(path) if path else {}
     try:
-        return from_dict(DataConfig, apply_overrides(data, list(overrides)))
+        return from_dict(cls, apply_overrides(data, list(overrides)))
     except InputError as error:
         raise InputError(f"{path or 'config'}: {error}") from error
+
+
+def load_data_config(path: str | Path | None = None, overrides: list[str] = ()) -> DataConfig:
+    return load_config(DataConfig, path, overrides)
 
 
 # ---------------------------------------------------------------- model and training side
@@ -281,8 +286,4 @@ class RunConfig:
 
 
 def load_run_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
-    data = load_yaml(path) if path else {}
-    try:
-        return from_dict(RunConfig, apply_overrides(data, list(overrides)))
-    except InputError as error:
-        raise InputError(f"{path or 'config'}: {error}") from error
+    return load_config(RunConfig, path, overrides)

@@ -64,17 +64,10 @@ def _read_one(path: Path, config: SourceConfig, report: LoadReport) -> pl.DataFr
         return _drop_or_fail_nulls(frame, path, {USER: USER, COMMAND: COMMAND}, skip, report)
 
     raw = read_table(path, report, skip)
-    wanted = {USER: config.user_column, COMMAND: config.command_column}
-    if config.timestamp_column:
-        wanted[TIME] = config.timestamp_column
-    if config.session_column:
-        wanted[SESSION_KEY] = config.session_column
-    for name in config.metadata_columns:
-        wanted[name] = name
-    missing = [source for source in wanted.values() if source not in raw.columns]
-    if missing:
-        available = [c for c in raw.columns if c != ROW]
-        raise InputError(located(path, f"missing column(s) {missing}; the file has {available}"))
+    wanted = _required_columns(raw, path, {
+        USER: config.user_column, COMMAND: config.command_column, TIME: config.timestamp_column,
+        SESSION_KEY: config.session_column, **{name: name for name in config.metadata_columns},
+    })
 
     frame = raw.select(
         ROW,
@@ -87,6 +80,15 @@ def _read_one(path: Path, config: SourceConfig, report: LoadReport) -> pl.DataFr
     else:
         frame = frame.with_columns(pl.lit(None, dtype=pl.Datetime("us")).alias(TIME))
     return frame.select(ROW, USER, TIME, COMMAND, *[c for c in frame.columns if c not in (ROW, USER, TIME, COMMAND)])
+
+
+def _required_columns(raw: pl.DataFrame, path: Path, mapping: dict[str, str | None]) -> dict[str, str]:
+    """Canonical name -> file column for the configured (non-None) columns; all must exist in the file."""
+    wanted = {name: source for name, source in mapping.items() if source}
+    missing = [source for source in wanted.values() if source not in raw.columns]
+    if missing:
+        raise InputError(located(path, f"missing column(s) {missing}; the file has {[c for c in raw.columns if c != ROW]}"))
+    return wanted
 
 
 def _drop_or_fail_nulls(frame, path, fields: dict[str, str], skip: bool, report: LoadReport) -> pl.DataFrame:
@@ -136,16 +138,10 @@ def read_catalogue(config: CatalogueConfig) -> pl.DataFrame:
         raise InputError("catalogue.path is not set")
     path = resolve_paths(config.path)[0]
     raw = read_table(path, LoadReport(), skip_bad_rows=False)
-    wanted = {COMMAND: config.command_column}
-    if config.category_column:
-        wanted[CATEGORY] = config.category_column
-    if config.description_column:
-        wanted[DESCRIPTION] = config.description_column
-    for name in config.metadata_columns:
-        wanted[name] = name
-    missing = [source for source in wanted.values() if source not in raw.columns]
-    if missing:
-        raise InputError(located(path, f"missing column(s) {missing}; the file has {[c for c in raw.columns if c != ROW]}"))
+    wanted = _required_columns(raw, path, {
+        COMMAND: config.command_column, CATEGORY: config.category_column, DESCRIPTION: config.description_column,
+        **{name: name for name in config.metadata_columns},
+    })
     nulls = list(config.null_values)
     frame = raw.select(
         ROW,
