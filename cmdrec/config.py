@@ -237,6 +237,10 @@ class ModelConfig:
     mlm_probability: float = 0.2
     tie_weights: bool = False  # True shares the item embedding with the output layer (SASRec)
     input_features: tuple[str, ...] = ()  # extra schema columns beside the item id; () = item id only
+    fusion: str = "sum"  # how the input features of an event become one vector; see cmdrec.features.fusion
+    aux_tasks: tuple[str, ...] = ()  # label columns predicted beside the next command, e.g. ("category",)
+    n_experts: int = 4  # mixture-of-experts backbones only
+    experts_per_token: int = 2
 
     def __post_init__(self):
         if self.d_model % self.n_heads:
@@ -268,6 +272,14 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class LossConfig:
+    name: Literal["cross_entropy", "focal"] = "cross_entropy"  # applied to every head
+    focal_gamma: float = 2.0
+    aux_weight: float = 0.5  # weight of each auxiliary task's loss
+    moe_balance: float = 0.01  # coefficient of the router load-balancing loss (MoE backbones)
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     positions: Literal["last", "all"] = "last"
     exclude_seen: bool = False  # rank only unseen items (the Beauty protocol; wrong for commands)
@@ -282,6 +294,7 @@ class RunConfig:
     runs_dir: str = "runs"
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 

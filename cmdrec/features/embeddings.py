@@ -1,13 +1,16 @@
-"""The input block: one embedding per categorical column, a projection of the continuous ones,
-summed into one vector per event. Every categorical table has one extra row, the mask id used by
-`mlm` masking (id = cardinality). No dropout here: every backbone applies its own to its inputs,
-and a second one would stack with it."""
+"""The input block: one vector per input feature and event (an embedding per categorical column,
+a projection per continuous column), fused into one vector per event by a named strategy.
+
+Every categorical table has one extra row, the mask id used by `mlm` masking (id = cardinality).
+No dropout here: every backbone applies its own to its inputs, and a second one would stack."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from cmdrec.errors import InputError
+from cmdrec.features.fusion import FUSIONS
 from cmdrec.schema import PAD_ID, Schema, Tag
 
 
@@ -16,15 +19,22 @@ def mask_ids(schema: Schema, columns: list[str]) -> dict[str, int]:
 
 
 class InputBlock(nn.Module):
-    def __init__(self, schema: Schema, columns: list[str], d_model: int):
+    def __init__(self, schema: Schema, columns: list[str], d_model: int, fusion: str = "sum", n_heads: int = 1):
         super().__init__()
+        if fusion not in FUSIONS:
+            raise InputError(f"model.fusion: unknown {fusion!r}; known: {sorted(FUSIONS)}")
         self.item_column = schema.item_id.name
         self.categorical = [c for c in columns if schema[c].has(Tag.CATEGORICAL)]
         self.continuous = [c for c in columns if schema[c].has(Tag.CONTINUOUS)]
+        unusable = [c for c in columns if c not in self.categorical + self.continuous]
+        if unusable:
+            raise InputError(f"model.input_features: {unusable} are neither categorical nor continuous in the schema")
         self.embeddings = nn.ModuleDict(
             {name: nn.Embedding(schema[name].cardinality + 1, d_model, padding_idx=PAD_ID) for name in self.categorical}
         )
-        self.continuous_projection = nn.Linear(len(self.continuous), d_model) if self.continuous else None
+        # one projection per continuous column keeps each a feature of its own for fusion
+        self.projections = nn.ModuleDict({name: nn.Linear(1, d_model) for name in self.continuous})
+        self.fusion = FUSIONS[fusion](len(self.categorical) + len(self.continuous), d_model, n_heads)
         self.norm = nn.LayerNorm(d_model)
         nn.init.normal_(self.embeddings[self.item_column].weight, std=0.02)
 
@@ -33,7 +43,6 @@ class InputBlock(nn.Module):
         return self.embeddings[self.item_column]
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        fused = sum(self.embeddings[name](features[name]) for name in self.categorical)
-        if self.continuous_projection is not None:
-            fused = fused + self.continuous_projection(torch.stack([features[n] for n in self.continuous], dim=-1))
-        return self.norm(fused)
+        vectors = [self.embeddings[name](features[name]) for name in self.categorical]
+        vectors += [self.projections[name](features[name].unsqueeze(-1)) for name in self.continuous]
+        return self.norm(self.fusion(torch.stack(vectors, dim=2)))

@@ -11,13 +11,17 @@ from cmdrec.models.backbones.bert import BertBackbone
 from cmdrec.models.backbones.gpt2 import GPT2Backbone
 from cmdrec.models.backbones.gru import GRUBackbone
 from cmdrec.models.backbones.llama import LlamaBackbone
+from cmdrec.models.backbones.mixtral import MixtralBackbone
 from cmdrec.models.backbones.xlnet import XLNetBackbone
 from cmdrec.models.baselines import Markov, MostPopular, RepeatLast
 from cmdrec.models.heads import ClassificationHead
 from cmdrec.models.recommender import SequenceRecommender
-from cmdrec.schema import Schema
+from cmdrec.schema import Schema, Tag
 
-BACKBONES = {"gpt2": GPT2Backbone, "llama": LlamaBackbone, "bert": BertBackbone, "xlnet": XLNetBackbone, "gru": GRUBackbone}
+BACKBONES = {
+    "gpt2": GPT2Backbone, "llama": LlamaBackbone, "bert": BertBackbone, "xlnet": XLNetBackbone, "gru": GRUBackbone,
+    "mixtral": MixtralBackbone,
+}
 BASELINES = {"repeat_last": RepeatLast, "popular": MostPopular, "markov": Markov}
 
 
@@ -33,6 +37,11 @@ def input_columns(config: ModelConfig, schema: Schema) -> list[str]:
     return [schema.item_id.name, *config.input_features]
 
 
+def data_columns(config: ModelConfig, schema: Schema) -> list[str]:
+    """Columns to load: the inputs plus the labels of auxiliary tasks (targets come from them)."""
+    return list(dict.fromkeys([*input_columns(config, schema), *config.aux_tasks]))
+
+
 def build_model(config: ModelConfig, schema: Schema) -> SequenceRecommender:
     if not is_neural(config):
         raise InputError(f"{config.backbone!r} is a non-neural baseline; use build_baseline")
@@ -43,9 +52,13 @@ def build_model(config: ModelConfig, schema: Schema) -> SequenceRecommender:
             "target t+1 during training; use masking: mlm"
         )
     item = schema.item_id
-    inputs = InputBlock(schema, input_columns(config, schema), config.d_model)
-    head = ClassificationHead(config.d_model, item.cardinality, inputs.item_embedding if config.tie_weights else None)
-    return SequenceRecommender(inputs, backbone, nn.ModuleDict({item.name: head}))
+    inputs = InputBlock(schema, input_columns(config, schema), config.d_model, config.fusion, config.n_heads)
+    heads = {item.name: ClassificationHead(config.d_model, item.cardinality, inputs.item_embedding if config.tie_weights else None)}
+    for task in config.aux_tasks:
+        if not schema[task].has(Tag.LABEL):
+            raise InputError(f"model.aux_tasks: column {task!r} is not tagged as a label in the schema")
+        heads[task] = ClassificationHead(config.d_model, schema[task].cardinality)
+    return SequenceRecommender(inputs, backbone, nn.ModuleDict(heads))
 
 
 def build_baseline(config: ModelConfig, schema: Schema):

@@ -24,6 +24,6 @@ class SequenceRecommender(nn.Module):
         self.heads = heads
 
     def forward(self, batch: Batch) -> ModelOutput:
-        hidden = self.backbone(self.inputs(batch.features), batch.padding_mask)
+        hidden, auxiliary = self.backbone(self.inputs(batch.features), batch.padding_mask)
         selected = hidden[batch.loss_mask]
-        return ModelOutput(logits={name: head(selected) for name, head in self.heads.items()})
+        return ModelOutput(logits={name: head(selected) for name, head in self.heads.items()}, auxiliary=auxiliary)

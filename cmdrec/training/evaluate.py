@@ -10,23 +10,32 @@ from cmdrec.config import EvalConfig, ModelConfig
 from cmdrec.data.masking import mask_batch
 from cmdrec.data.sequences import SequenceData, iterate_batches
 from cmdrec.losses import cross_entropy
+from cmdrec.schema import FIRST_VALUE_ID
 from cmdrec.training.metrics import RankingMetrics, seen_items, target_ranks
 
 
 @torch.no_grad()
 def evaluate(model, data: SequenceData, model_config: ModelConfig, eval_config: EvalConfig,
              mask_ids: dict[str, int], device: torch.device = torch.device("cpu")) -> dict:
-    """NDCG / Recall / MRR at each k, the mean loss, and how many positions were evaluated or skipped."""
+    """NDCG / Recall / MRR at each k, the mean loss, and how many positions were evaluated or skipped.
+    Auxiliary tasks get the same metrics, prefixed with their column name (`category/ndcg@3`)."""
     model.eval()
     item = data.item_column
     metrics = RankingMetrics(eval_config.ks)
+    task_metrics = {task: RankingMetrics(eval_config.ks) for task in model_config.aux_tasks}
     started, loss_sum, candidates = time.perf_counter(), 0.0, 0
     for _, batch in iterate_batches(data, eval_config.batch_size):
-        masked = mask_batch(batch, model_config.masking, [item], training=False, positions=eval_config.positions, mask_ids=mask_ids)
+        masked = mask_batch(batch, model_config.masking, [item, *model_config.aux_tasks], training=False,
+                            positions=eval_config.positions, mask_ids=mask_ids)
         lengths = batch.padding_mask.sum(1)
         candidates += int(lengths.numel() if eval_config.positions == "last" or model_config.masking == "mlm" else (lengths - 1).sum())
         masked = masked.to(device)
-        logits = model(masked).logits[item]
+        output = model(masked)
+        logits = output.logits[item]
+        for task, accumulator in task_metrics.items():
+            task_targets = masked.targets[task][masked.loss_mask]
+            known = task_targets >= FIRST_VALUE_ID
+            accumulator.add(target_ranks(output.logits[task][known], task_targets[known]).cpu())
         targets = masked.targets[item][masked.loss_mask]
         exclude = None
         if eval_config.exclude_seen:
@@ -36,6 +45,8 @@ def evaluate(model, data: SequenceData, model_config: ModelConfig, eval_config: 
         metrics.add(target_ranks(logits, targets, exclude).cpu())
         loss_sum += cross_entropy(logits, targets).item() * len(targets)
     result = metrics.result()
+    for task, accumulator in task_metrics.items():
+        result |= {f"{task}/{name}": value for name, value in accumulator.result().items()}
     result["loss"] = loss_sum / max(metrics.count, 1)
     result["positions_evaluated"] = metrics.count
     result["positions_skipped_oov_target"] = candidates - metrics.count

@@ -24,12 +24,12 @@ from cmdrec.data.sequences import SequenceData, batches_per_epoch, epoch_order, 
 from cmdrec.errors import InputError
 from cmdrec.features.embeddings import mask_ids as build_mask_ids
 from cmdrec.io import write_json_atomic
-from cmdrec.losses import cross_entropy
-from cmdrec.models.build import build_baseline, build_model, input_columns, is_neural
+from cmdrec.models.build import build_baseline, build_model, data_columns, is_neural
 from cmdrec.training.checkpoint import (
     EMA_WEIGHTS, METRICS, WEIGHTS, list_checkpoints, load_checkpoint, prune_checkpoints, read_model_config, save_checkpoint,
 )
 from cmdrec.training.evaluate import evaluate
+from cmdrec.training.objective import objective
 from cmdrec.training.runs import CsvLog, RunDir
 from cmdrec.training.schedule import cosine_with_warmup
 from cmdrec.training.trackers import Trackers
@@ -106,7 +106,7 @@ def _train(config: RunConfig, run: RunDir, resume_from, on_step, show_progress) 
     amp_dtype = autocast_dtype(training.mixed_precision, device)
     schema = load_schema(config.data_dir)
     item = schema.item_id.name
-    columns = input_columns(model_config, schema)
+    columns = data_columns(model_config, schema)
     mask_ids = build_mask_ids(schema, columns)
     load = lambda split, mode: SequenceData.load(config.data_dir, split, columns, model_config.max_length, mode)  # noqa: E731
     train_data, valid_data, test_data = load("train", "train"), load("valid", "eval"), load("test", "eval")
@@ -166,11 +166,11 @@ def _train(config: RunConfig, run: RunDir, resume_from, on_step, show_progress) 
         progress = tqdm(batches, total=n_batches, initial=start_batch, desc=f"{config.name} epoch {epoch + 1}/{training.epochs}",
                         unit="batch", disable=not show_progress, leave=False)
         for number, batch in progress:
-            masked = mask_batch(batch, model_config.masking, [item], training=True, mask_ids=mask_ids,
+            masked = mask_batch(batch, model_config.masking, [item, *model_config.aux_tasks], training=True, mask_ids=mask_ids,
                                 probability=model_config.mlm_probability, generator=_batch_generator(training.seed, epoch, number)).to(device)
             with autocast():
-                logits = model(masked).logits[item]
-            loss = cross_entropy(logits, masked.targets[item][masked.loss_mask])
+                output = model(masked)
+            loss, parts = objective(output, masked, config.loss, model_config.experts_per_token)
             scaled = loss / training.grad_accumulation
             (scaler.scale(scaled) if scaler else scaled).backward()
             accumulated += 1
@@ -195,7 +195,7 @@ def _train(config: RunConfig, run: RunDir, resume_from, on_step, show_progress) 
             row = {"step": position["step"], "epoch": epoch, "batch": number + 1, "loss": loss.item(), "lr": lr,
                    "seconds": round(position["train_seconds"] + time.perf_counter() - epoch_started, 3)}
             train_log.write(row)
-            trackers.log({"train/loss": row["loss"], "train/lr": lr}, position["step"])
+            trackers.log({"train/loss": row["loss"], "train/lr": lr, **{f"train/loss_{k}": v for k, v in parts.items()}}, position["step"])
             progress.set_postfix(loss=f"{row['loss']:.4f}")
             if training.checkpoint_every_steps and position["step"] % training.checkpoint_every_steps == 0 and number < n_batches - 1:
                 position["train_seconds"] += time.perf_counter() - epoch_started
@@ -255,7 +255,7 @@ def load_trained(run_dir: str | Path, device: str = "cpu") -> tuple[object, RunC
     config = from_dict(RunConfig, config_dict)
     schema = load_schema(config.data_dir)
     if not is_neural(config.model):
-        train_data = SequenceData.load(config.data_dir, "train", [schema.item_id.name], config.model.max_length, "train")
+        train_data = SequenceData.load(config.data_dir, "train", data_columns(config.model, schema), config.model.max_length, "train")
         return build_baseline(config.model, schema).fit(train_data.arrays[schema.item_id.name], train_data.lengths), config
     results_path = run_dir / RESULTS
     if not results_path.is_file():
@@ -271,6 +271,6 @@ def evaluate_run(run_dir: str | Path, eval_config: EvalConfig | None = None, spl
     """Metrics of a trained run's best model on a split, with the run's or the given evaluation settings."""
     model, config = load_trained(run_dir)
     eval_config = eval_config or config.eval
-    columns = input_columns(config.model, load_schema(config.data_dir))
+    columns = data_columns(config.model, load_schema(config.data_dir))
     data = SequenceData.load(config.data_dir, split, columns, config.model.max_length, "eval")
     return evaluate(model, data, config.model, eval_config, build_mask_ids(load_schema(config.data_dir), columns))

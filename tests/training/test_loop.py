@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -100,3 +101,35 @@ def test_gpu_only_precision_fails_at_start_on_cpu(tiny_data, tmp_path):
         pytest.skip("this machine has a GPU")
     with pytest.raises(InputError, match="needs a CUDA GPU"):
         train(tiny_run(tiny_data, tmp_path, "bf16", training={"mixed_precision": "bf16"}), show_progress=False)
+
+
+def test_full_model_with_features_fusion_aux_task_focal_loss_and_experts(tiny_data, tmp_path):
+    from cmdrec.config import LossConfig
+
+    config = tiny_run(tiny_data, tmp_path, "full", model={
+        "backbone": "mixtral", "input_features": ("category", "log_time_delta", "position", "hour"), "fusion": "attention",
+        "aux_tasks": ("category",), "n_experts": 4, "experts_per_token": 2})
+    config = dataclasses.replace(config, loss=LossConfig(name="focal", focal_gamma=2.0, aux_weight=0.5, moe_balance=0.01))
+    result = train(config, show_progress=False)
+    assert 0 < result["test"]["ndcg@10"] <= 1
+    assert 0 < result["test"]["category/ndcg@3"] <= 1  # metrics per task
+    assert "category/recall@10" in result["valid"]
+
+
+def test_objective_adds_weighted_auxiliary_and_balance_losses():
+    from cmdrec.batch import Batch
+    from cmdrec.config import LossConfig
+    from cmdrec.models.recommender import ModelOutput
+    from cmdrec.training.objective import objective
+
+    mask = torch.tensor([[True, True]])
+    batch = Batch(features={}, padding_mask=mask, targets={"command": torch.tensor([[2, 3]]), "category": torch.tensor([[2, 1]])}, loss_mask=mask)
+    logits = {"command": torch.randn(2, 5), "category": torch.randn(2, 4)}
+    router = [torch.randn(2, 4)]
+    total, parts = objective(ModelOutput(logits, {"router_logits": router}), batch, LossConfig(aux_weight=0.5, moe_balance=0.1))
+    from cmdrec.losses import cross_entropy, load_balancing
+
+    expected_aux = 0.5 * cross_entropy(logits["category"][:1], torch.tensor([2]))  # the OOV label (1) is left out
+    assert parts["category"] == pytest.approx(expected_aux.item(), rel=1e-6)
+    assert parts["moe_balance"] == pytest.approx(0.1 * load_balancing(router, 2, mask).item(), rel=1e-6)
+    assert total.item() == pytest.approx(sum(parts.values()), rel=1e-6)

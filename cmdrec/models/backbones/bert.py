@@ -19,4 +19,4 @@ class BertBackbone(nn.Module):
         ), add_pooling_layer=False)
 
     def forward(self, embeddings, padding_mask):
-        return self.model(inputs_embeds=embeddings, attention_mask=padding_mask.long()).last_hidden_state
+        return self.model(inputs_embeds=embeddings, attention_mask=padding_mask.long()).last_hidden_state, {}

@@ -16,4 +16,4 @@ class GRUBackbone(nn.Module):
 
     def forward(self, embeddings, padding_mask):
         # right padding: outputs at real positions never depend on the padding after them
-        return self.gru(self.input_dropout(embeddings))[0]
+        return self.gru(self.input_dropout(embeddings))[0], {}

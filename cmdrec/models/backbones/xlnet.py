@@ -24,4 +24,4 @@ class XLNetBackbone(nn.Module):
             length = embeddings.shape[1]
             future = torch.triu(torch.ones(length, length, device=embeddings.device), diagonal=1)
             perm_mask = future.expand(embeddings.shape[0], length, length)
-        return self.model(inputs_embeds=embeddings, attention_mask=padding_mask.float(), perm_mask=perm_mask).last_hidden_state
+        return self.model(inputs_embeds=embeddings, attention_mask=padding_mask.float(), perm_mask=perm_mask).last_hidden_state, {}

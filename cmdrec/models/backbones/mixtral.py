@@ -1,0 +1,26 @@
+"""Mixtral-style mixture-of-experts decoder: every layer routes each token to its top-k experts.
+The router logits come back as an auxiliary output; the load-balancing loss is computed outside."""
+
+from torch import nn
+from transformers import MixtralConfig, MixtralModel
+
+from cmdrec.config import ModelConfig
+
+
+class MixtralBackbone(nn.Module):
+    causal = True
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.top_k = config.experts_per_token
+        self.model = MixtralModel(MixtralConfig(
+            vocab_size=1, hidden_size=config.d_model, intermediate_size=2 * config.d_model,
+            num_hidden_layers=config.n_layers, num_attention_heads=config.n_heads, num_key_value_heads=config.n_heads,
+            num_local_experts=config.n_experts, num_experts_per_tok=config.experts_per_token,
+            max_position_embeddings=config.max_length, attention_dropout=config.dropout, output_router_logits=True,
+            bos_token_id=None, eos_token_id=None, pad_token_id=None,
+        ))
+
+    def forward(self, embeddings, padding_mask):
+        output = self.model(inputs_embeds=embeddings, attention_mask=padding_mask.long(), output_router_logits=True)
+        return output.last_hidden_state, {"router_logits": list(output.router_logits)}

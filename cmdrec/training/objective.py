@@ -1,0 +1,35 @@
+"""The training objective, composed outside the model: the next-command loss, each auxiliary
+task's loss with its weight, and the router load-balancing loss of mixture-of-experts backbones."""
+
+from __future__ import annotations
+
+import torch
+
+from cmdrec.batch import Batch
+from cmdrec.config import LossConfig
+from cmdrec.losses import CLASSIFICATION_LOSSES, load_balancing
+from cmdrec.models.recommender import ModelOutput
+from cmdrec.schema import FIRST_VALUE_ID
+
+
+def objective(output: ModelOutput, batch: Batch, config: LossConfig, experts_per_token: int = 2) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total loss and its parts (for logging)."""
+    loss_fn = CLASSIFICATION_LOSSES[config.name]
+    parts = {}
+    total = None
+    for task, logits in output.logits.items():
+        targets = batch.targets[task][batch.loss_mask]
+        if task == batch.item_column:
+            loss = loss_fn(logits, targets, config.focal_gamma)
+        else:
+            known = targets >= FIRST_VALUE_ID  # a label can be out of vocabulary where the command is not
+            if not known.any():
+                continue
+            loss = config.aux_weight * loss_fn(logits[known], targets[known], config.focal_gamma)
+        parts[task] = loss.item()
+        total = loss if total is None else total + loss
+    if "router_logits" in output.auxiliary and config.moe_balance > 0:
+        balance = config.moe_balance * load_balancing(output.auxiliary["router_logits"], experts_per_token, batch.padding_mask)
+        parts["moe_balance"] = balance.item()
+        total = total + balance
+    return total, parts
