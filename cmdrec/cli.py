@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     _data_parser("preprocess", "sessions -> split -> fitted feature workflow -> sequences + schema.json", sub)
     _data_parser("quickstart", "generate the sample log (if missing), process and preprocess it", sub)
 
+    _data_parser("embed", "embed every command's text (optionally LLM-augmented) -> text_embeddings.safetensors", sub)
+
     train = sub.add_parser("train", help="train and evaluate one model (resumes the run if it has checkpoints)")
     train.add_argument("--config", required=True, help="run config YAML, e.g. configs/baselines/gpt2.yaml")
     train.add_argument("overrides", nargs="*", help="overrides such as data_dir=outputs/vs/preprocessed training.epochs=30")
@@ -105,6 +107,16 @@ def run_quickstart(args) -> int:
     return 0
 
 
+def run_embed(args) -> int:
+    from cmdrec.text.pipeline import embed_commands
+
+    config = _config(args)
+    report = embed_commands(config.preprocessed_dir, config.text)
+    print(f"embedded {report['commands']} commands with {report['provider']} {report['model']} ({report['dimension']} dimensions): "
+          f"{report['embedded_now']} new, {report['from_cache']} from cache; wrote {report['path']}")
+    return 0
+
+
 def run_train(args) -> int:
     from cmdrec.config import load_run_config
     from cmdrec.training.loop import train
@@ -168,7 +180,7 @@ def _metrics_line(label: str, metrics: dict) -> str:
 
 
 COMMANDS = {
-    "sample": run_sample, "process": run_process, "preprocess": run_preprocess, "quickstart": run_quickstart,
+    "sample": run_sample, "process": run_process, "preprocess": run_preprocess, "quickstart": run_quickstart, "embed": run_embed,
     "train": run_train, "evaluate": run_evaluate, "runs": run_runs, "baselines": run_baselines,
 }
 

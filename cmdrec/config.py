@@ -83,6 +83,21 @@ class FeatureConfig:
 
 
 @dataclass(frozen=True)
+class TextConfig:
+    """Command texts -> embeddings (`cmdrec embed`)."""
+
+    provider: Literal["sentence-transformers", "openai"] = "sentence-transformers"
+    model: str | None = None  # None: all-MiniLM-L6-v2 (offline) / text-embedding-3-large (openai)
+    base_url: str | None = None  # any OpenAI-compatible server
+    batch_size: int = 64
+    cache_dir: str = "outputs/cache/text"
+    augment: bool = False  # ask an LLM for a summary, classification and target of each command
+    llm_model: str = "gpt-4o-mini"
+    llm_base_url: str | None = None
+    application: str = "a software application"
+
+
+@dataclass(frozen=True)
 class DataConfig:
     name: str = "sample"
     source: SourceConfig = field(default_factory=SourceConfig)
@@ -90,6 +105,7 @@ class DataConfig:
     processing: ProcessingConfig = field(default_factory=ProcessingConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    text: TextConfig = field(default_factory=TextConfig)
     processed_dir: str = "outputs/sample/processed"
     preprocessed_dir: str = "outputs/sample/preprocessed"
 
@@ -239,6 +255,7 @@ class ModelConfig:
     input_features: tuple[str, ...] = ()  # extra schema columns beside the item id; () = item id only
     fusion: str = "sum"  # how the input features of an event become one vector; see cmdrec.features.fusion
     aux_tasks: tuple[str, ...] = ()  # label columns predicted beside the next command, e.g. ("category",)
+    text_embeddings: bool = False  # feed each command's text embedding (from `cmdrec embed`) as a feature
     n_experts: int = 4  # mixture-of-experts backbones only
     experts_per_token: int = 2
 

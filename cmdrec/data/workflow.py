@@ -174,6 +174,7 @@ class Workflow:
         table = table.join(metadata, on="name", how="left", maintain_order="left")
         for name in self.config.categorical_columns:
             fitted = self.categorify[name]
+            table = table.with_columns(pl.col(name).alias(f"{name}_name"))
             table = table.join(fitted.mapping(), on=name, how="left", maintain_order="left").with_columns(
                 pl.when(pl.col(COMMAND) == PAD_ID).then(PAD_ID).otherwise(pl.col("_id").fill_null(OOV_ID)).alias(name)
             ).drop("_id")

@@ -1,5 +1,6 @@
 """The input block: one vector per input feature and event (an embedding per categorical column,
-a projection per continuous column), fused into one vector per event by a named strategy.
+a projection per continuous column, and the command's frozen text embedding projected to the model
+width), fused into one vector per event by a named strategy.
 
 Every categorical table has one extra row, the mask id used by `mlm` masking (id = cardinality).
 No dropout here: every backbone applies its own to its inputs, and a second one would stack."""
@@ -19,7 +20,8 @@ def mask_ids(schema: Schema, columns: list[str]) -> dict[str, int]:
 
 
 class InputBlock(nn.Module):
-    def __init__(self, schema: Schema, columns: list[str], d_model: int, fusion: str = "sum", n_heads: int = 1):
+    def __init__(self, schema: Schema, columns: list[str], d_model: int, fusion: str = "sum", n_heads: int = 1,
+                 text_table: torch.Tensor | None = None):
         super().__init__()
         if fusion not in FUSIONS:
             raise InputError(f"model.fusion: unknown {fusion!r}; known: {sorted(FUSIONS)}")
@@ -34,7 +36,11 @@ class InputBlock(nn.Module):
         )
         # one projection per continuous column keeps each a feature of its own for fusion
         self.projections = nn.ModuleDict({name: nn.Linear(1, d_model) for name in self.continuous})
-        self.fusion = FUSIONS[fusion](len(self.categorical) + len(self.continuous), d_model, n_heads)
+        # the text table is data, not a parameter: frozen, and loaded with the dataset rather than checkpointed
+        self.register_buffer("text_table", text_table, persistent=False)
+        self.text_projection = nn.Linear(text_table.shape[1], d_model) if text_table is not None else None
+        n_features = len(self.categorical) + len(self.continuous) + (text_table is not None)
+        self.fusion = FUSIONS[fusion](n_features, d_model, n_heads)
         self.norm = nn.LayerNorm(d_model)
         nn.init.normal_(self.embeddings[self.item_column].weight, std=0.02)
 
@@ -45,4 +51,8 @@ class InputBlock(nn.Module):
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         vectors = [self.embeddings[name](features[name]) for name in self.categorical]
         vectors += [self.projections[name](features[name].unsqueeze(-1)) for name in self.continuous]
+        if self.text_table is not None:
+            items = features[self.item_column]
+            known = items < len(self.text_table)  # mlm's mask id has no text
+            vectors.append(self.text_projection(self.text_table[torch.where(known, items, 0)]))
         return self.norm(self.fusion(torch.stack(vectors, dim=2)))

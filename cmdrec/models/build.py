@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from cmdrec.config import ModelConfig
@@ -42,7 +43,8 @@ def data_columns(config: ModelConfig, schema: Schema) -> list[str]:
     return list(dict.fromkeys([*input_columns(config, schema), *config.aux_tasks]))
 
 
-def build_model(config: ModelConfig, schema: Schema) -> SequenceRecommender:
+def build_model(config: ModelConfig, schema: Schema, text_table: torch.Tensor | None = None) -> SequenceRecommender:
+    """`text_table` (n_items, dim) is required when `config.text_embeddings` is set."""
     if not is_neural(config):
         raise InputError(f"{config.backbone!r} is a non-neural baseline; use build_baseline")
     backbone = BACKBONES[config.backbone](config)
@@ -52,7 +54,10 @@ def build_model(config: ModelConfig, schema: Schema) -> SequenceRecommender:
             "target t+1 during training; use masking: mlm"
         )
     item = schema.item_id
-    inputs = InputBlock(schema, input_columns(config, schema), config.d_model, config.fusion, config.n_heads)
+    if config.text_embeddings and (text_table is None or len(text_table) != schema.item_id.cardinality):
+        raise InputError("model.text_embeddings needs a text table with one row per command id; run `cmdrec embed` on this dataset")
+    inputs = InputBlock(schema, input_columns(config, schema), config.d_model, config.fusion, config.n_heads,
+                        text_table if config.text_embeddings else None)
     heads = {item.name: ClassificationHead(config.d_model, item.cardinality, inputs.item_embedding if config.tie_weights else None)}
     for task in config.aux_tasks:
         if not schema[task].has(Tag.LABEL):

@@ -16,6 +16,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from cmdrec.config import EvalConfig, ModelConfig, RunConfig, from_dict, to_dict
@@ -25,6 +26,7 @@ from cmdrec.errors import InputError
 from cmdrec.features.embeddings import mask_ids as build_mask_ids
 from cmdrec.io import write_json_atomic
 from cmdrec.models.build import build_baseline, build_model, data_columns, is_neural
+from cmdrec.text.pipeline import TEXT_EMBEDDINGS
 from cmdrec.training.checkpoint import (
     EMA_WEIGHTS, METRICS, WEIGHTS, list_checkpoints, load_checkpoint, prune_checkpoints, read_model_config, save_checkpoint,
 )
@@ -122,7 +124,7 @@ def _train(config: RunConfig, run: RunDir, resume_from, on_step, show_progress) 
         write_json_atomic(run.path / RESULTS, result)
         return result
 
-    model = build_model(model_config, schema).to(device)
+    model = build_model(model_config, schema, load_text_table(config.data_dir, model_config)).to(device)
     ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(training.ema_decay)) if training.ema_decay else None
     optimizer = torch.optim.AdamW(_param_groups(model, training.weight_decay), lr=training.learning_rate)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
@@ -241,6 +243,16 @@ def _train(config: RunConfig, run: RunDir, resume_from, on_step, show_progress) 
     return result
 
 
+def load_text_table(data_dir: str | Path, model_config: ModelConfig) -> torch.Tensor | None:
+    """The dataset's command text embeddings (written by `cmdrec embed`), when the model uses them."""
+    if not model_config.text_embeddings:
+        return None
+    path = Path(data_dir) / TEXT_EMBEDDINGS
+    if not path.is_file():
+        raise InputError(f"model.text_embeddings is set but {path} does not exist; run `cmdrec embed` first")
+    return load_file(str(path))["embeddings"]
+
+
 def read_valid(checkpoint_path: Path) -> dict:
     return json.loads((checkpoint_path / METRICS).read_text())
 
@@ -262,7 +274,7 @@ def load_trained(run_dir: str | Path, device: str = "cpu") -> tuple[object, RunC
         raise InputError(f"{run_dir} has not finished (no {RESULTS}); resume it with `cmdrec train` first")
     path = run_dir / "checkpoints" / f"{json.loads(results_path.read_text())['best_step']:08d}"
     model_config = from_dict(ModelConfig, read_model_config(path))
-    model = build_model(model_config, schema)
+    model = build_model(model_config, schema, load_text_table(config.data_dir, model_config))
     load_checkpoint(path, model, weights=EMA_WEIGHTS if config.training.ema_decay else WEIGHTS)
     return model.to(device).eval(), dataclasses.replace(config, model=model_config)
 

@@ -1,0 +1,1 @@
+"""Command descriptions -> (optionally LLM-augmented) text -> embeddings cached on disk."""

