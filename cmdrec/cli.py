@@ -18,6 +18,13 @@ def _data_parser(command: str, help_text: str, subparsers) -> argparse.ArgumentP
     parser = subparsers.add_parser(command, help=help_text, description=help_text)
     parser.add_argument("--config", default=None, help="data config YAML (default: the bundled sample, as configs/data/sample.yaml)")
     parser.add_argument("overrides", nargs="*", help="config overrides such as processing.session_gap_minutes=10")
+
+    compare = sub.add_parser("compare", help="full model vs baselines over seeds, with ablation, frequency buckets and plots")
+    compare.add_argument("--full", default="configs/full/mixtral_full.yaml")
+    compare.add_argument("--baselines", nargs="*", default=None, help=f"run configs (default: every YAML in {BASELINE_CONFIGS})")
+    compare.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    compare.add_argument("--out", default="reports/compare")
+    compare.add_argument("overrides", nargs="*", help="overrides applied to every config, e.g. data_dir=outputs/vs/preprocessed")
     return parser
 
 
@@ -174,6 +181,19 @@ def run_baselines(args) -> int:
     return 0
 
 
+def run_compare_command(args) -> int:
+    from cmdrec.config import load_run_config
+    from cmdrec.training.compare import run_compare
+
+    paths = args.baselines if args.baselines is not None else sorted(str(p) for p in Path(BASELINE_CONFIGS).glob("*.yaml"))
+    report = run_compare(load_run_config(args.full, args.overrides), [load_run_config(p, args.overrides) for p in paths], args.seeds, args.out)
+    summary = report["summary"]
+    if summary.get("best_baseline"):
+        print(f"{summary['full']} vs best baseline {summary['best_baseline']}: NDCG@10 {summary['relative_ndcg@10_gain']:+.1%}")
+    print(f"wrote {args.out}/compare.md, compare.json, ndcg10.png, buckets.png, learning_curves.png")
+    return 0
+
+
 def _metrics_line(label: str, metrics: dict) -> str:
     keys = [k for k in ("ndcg@10", "recall@10", "mrr@10", "ndcg@3", "recall@3") if k in metrics]
     return f"{label}: " + ", ".join(f"{k} {metrics[k]:.4f}" for k in keys)
@@ -181,7 +201,7 @@ def _metrics_line(label: str, metrics: dict) -> str:
 
 COMMANDS = {
     "sample": run_sample, "process": run_process, "preprocess": run_preprocess, "quickstart": run_quickstart, "embed": run_embed,
-    "train": run_train, "evaluate": run_evaluate, "runs": run_runs, "baselines": run_baselines,
+    "train": run_train, "evaluate": run_evaluate, "runs": run_runs, "baselines": run_baselines, "compare": run_compare_command,
 }
 
 if __name__ == "__main__":

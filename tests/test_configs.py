@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from cmdrec.config import load_run_config
 from cmdrec.data.sequences import load_schema
@@ -23,7 +24,8 @@ def test_there_is_a_config_for_each_baseline():
 def test_shipped_config_builds(path, tiny_data):
     config = load_run_config(path, [f"data_dir={tiny_data}"])
     schema = load_schema(config.data_dir)
-    model = build_model(config.model, schema) if is_neural(config.model) else build_baseline(config.model, schema)
+    text_table = torch.randn(schema.item_id.cardinality, 8) if config.model.text_embeddings else None
+    model = build_model(config.model, schema, text_table) if is_neural(config.model) else build_baseline(config.model, schema)
     assert model is not None
 
 

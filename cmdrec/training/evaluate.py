@@ -11,17 +11,19 @@ from cmdrec.data.masking import mask_batch
 from cmdrec.data.sequences import SequenceData, iterate_batches
 from cmdrec.losses import cross_entropy
 from cmdrec.schema import FIRST_VALUE_ID
-from cmdrec.training.metrics import RankingMetrics, seen_items, target_ranks
+from cmdrec.training.metrics import BUCKETS, RankingMetrics, seen_items, target_ranks
 
 
 @torch.no_grad()
 def evaluate(model, data: SequenceData, model_config: ModelConfig, eval_config: EvalConfig,
-             mask_ids: dict[str, int], device: torch.device = torch.device("cpu")) -> dict:
+             mask_ids: dict[str, int], device: torch.device = torch.device("cpu"), buckets: torch.Tensor | None = None) -> dict:
     """NDCG / Recall / MRR at each k, the mean loss, and how many positions were evaluated or skipped.
-    Auxiliary tasks get the same metrics, prefixed with their column name (`category/ndcg@3`)."""
+    Auxiliary tasks get the same metrics, prefixed with their column name (`category/ndcg@3`); with
+    `buckets` (item id -> 0 head / 1 torso / 2 tail), so do the targets of each frequency bucket."""
     model.eval()
     item = data.item_column
     metrics = RankingMetrics(eval_config.ks)
+    bucket_metrics = {name: RankingMetrics(eval_config.ks) for name in BUCKETS} if buckets is not None else {}
     task_metrics = {task: RankingMetrics(eval_config.ks) for task in model_config.aux_tasks}
     started, loss_sum, candidates = time.perf_counter(), 0.0, 0
     for _, batch in iterate_batches(data, eval_config.batch_size):
@@ -42,11 +44,15 @@ def evaluate(model, data: SequenceData, model_config: ModelConfig, eval_config: 
             rows, cols = masked.loss_mask.nonzero(as_tuple=True)
             visible = (torch.arange(masked.items.shape[1], device=device)[None, :] <= cols[:, None]) & masked.padding_mask[rows]
             exclude = seen_items(masked.items[rows], visible, logits.shape[1])
-        metrics.add(target_ranks(logits, targets, exclude).cpu())
+        ranks = target_ranks(logits, targets, exclude).cpu()
+        metrics.add(ranks)
+        for index, name in enumerate(bucket_metrics):
+            bucket_metrics[name].add(ranks[buckets[targets.cpu()] == index])
         loss_sum += cross_entropy(logits, targets).item() * len(targets)
     result = metrics.result()
-    for task, accumulator in task_metrics.items():
-        result |= {f"{task}/{name}": value for name, value in accumulator.result().items()}
+    for prefix, accumulator in {**task_metrics, **bucket_metrics}.items():
+        result |= {f"{prefix}/{name}": value for name, value in accumulator.result().items()}
+    result |= {f"{name}/positions": accumulator.count for name, accumulator in bucket_metrics.items()}
     result["loss"] = loss_sum / max(metrics.count, 1)
     result["positions_evaluated"] = metrics.count
     result["positions_skipped_oov_target"] = candidates - metrics.count

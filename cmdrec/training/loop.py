@@ -15,6 +15,7 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
+import polars as pl
 import torch
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
@@ -31,6 +32,7 @@ from cmdrec.training.checkpoint import (
     EMA_WEIGHTS, METRICS, WEIGHTS, list_checkpoints, load_checkpoint, prune_checkpoints, read_model_config, save_checkpoint,
 )
 from cmdrec.training.evaluate import evaluate
+from cmdrec.training.metrics import frequency_buckets
 from cmdrec.training.objective import objective
 from cmdrec.training.runs import CsvLog, RunDir
 from cmdrec.training.schedule import cosine_with_warmup
@@ -285,4 +287,13 @@ def evaluate_run(run_dir: str | Path, eval_config: EvalConfig | None = None, spl
     eval_config = eval_config or config.eval
     columns = data_columns(config.model, load_schema(config.data_dir))
     data = SequenceData.load(config.data_dir, split, columns, config.model.max_length, "eval")
-    return evaluate(model, data, config.model, eval_config, build_mask_ids(load_schema(config.data_dir), columns))
+    return evaluate(model, data, config.model, eval_config, build_mask_ids(load_schema(config.data_dir), columns),
+                    buckets=load_buckets(config.data_dir))
+
+
+def load_buckets(data_dir: str | Path) -> torch.Tensor | None:
+    """Head / torso / tail bucket of each command id, from the training counts in items.parquet."""
+    path = Path(data_dir) / "items.parquet"
+    if not path.is_file():
+        return None
+    return frequency_buckets(torch.tensor(pl.read_parquet(path, columns=["train_count"])["train_count"].to_list()))

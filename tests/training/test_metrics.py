@@ -43,3 +43,31 @@ def test_cosine_schedule_with_warmup():
     assert cosine_with_warmup(100, 100, 10, min_ratio=0.1) == pytest.approx(0.1)
     values = [cosine_with_warmup(s, 100, 10) for s in range(10, 101)]
     assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_frequency_buckets_split_training_events_by_share():
+    from cmdrec.training.metrics import frequency_buckets
+
+    counts = torch.tensor([0, 0, 50, 10, 30, 5, 5, 0])  # 100 events; reserved ids 0, 1 and item 7 unseen
+    buckets = frequency_buckets(counts)
+    # item 2 alone is the first 50%; items 4 (30%) make the torso up to 80%; the rest is tail
+    assert buckets[2] == 0 and buckets[4] == 1
+    assert buckets[3] == 2 and buckets[5] == 2 and buckets[7] == 2
+
+
+def test_evaluate_reports_each_bucket(tiny_data):
+    from cmdrec.config import EvalConfig, ModelConfig
+    from cmdrec.data.sequences import SequenceData, load_schema
+    from cmdrec.models.build import build_model
+    from cmdrec.training.evaluate import evaluate
+
+    import polars as pl
+    from cmdrec.training.metrics import frequency_buckets
+
+    config = ModelConfig(d_model=16, n_layers=1, n_heads=2, max_length=12)
+    model = build_model(config, load_schema(tiny_data))
+    counts = torch.tensor(pl.read_parquet(tiny_data / "items.parquet")["train_count"].to_list())
+    result = evaluate(model, SequenceData.load(tiny_data, "test", [], 12, "eval"), config, EvalConfig(), {}, buckets=frequency_buckets(counts))
+    assert sum(result[f"{b}/positions"] for b in ("head", "torso", "tail")) == result["positions_evaluated"]
+    weighted = sum(result[f"{b}/ndcg@10"] * result[f"{b}/positions"] for b in ("head", "torso", "tail"))
+    assert weighted / result["positions_evaluated"] == pytest.approx(result["ndcg@10"])

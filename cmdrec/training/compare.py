@@ -1,0 +1,147 @@
+"""The full model against the baselines on one split, over several seeds, with an ablation
+(the full model minus each module in turn), metrics by command-frequency bucket, and plots.
+
+Nothing here is tuned to flatter a module: an ablation row that beats the full model is reported
+as it is."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import statistics
+from pathlib import Path
+
+from cmdrec.config import LossConfig, RunConfig, TextConfig, to_dict
+from cmdrec.io import write_json_atomic, write_text_atomic
+from cmdrec.text.pipeline import TEXT_EMBEDDINGS, embed_commands
+from cmdrec.training.loop import evaluate_run, train
+from cmdrec.training.metrics import BUCKETS
+from cmdrec.training.suite import METRIC_ORDER, machine
+
+log = logging.getLogger(__name__)
+
+
+def _without(config: RunConfig, module: str) -> RunConfig | None:
+    """The full config with one module removed, or None when the full model does not use it."""
+    model, loss = config.model, config.loss
+    changes = {
+        "fusion": model.fusion != "sum" and {"model": dataclasses.replace(model, fusion="sum")},
+        "multi-task": bool(model.aux_tasks) and {"model": dataclasses.replace(model, aux_tasks=())},
+        "focal loss": loss.name == "focal" and {"loss": dataclasses.replace(loss, name="cross_entropy")},
+        "mixture of experts": model.backbone == "mixtral" and {"model": dataclasses.replace(model, backbone="llama"), "loss": LossConfig(**{**dataclasses.asdict(loss), "moe_balance": 0.0})},
+        "text embeddings": model.text_embeddings and {"model": dataclasses.replace(model, text_embeddings=False)},
+    }[module]
+    return dataclasses.replace(config, name=f"{config.name} - {module}", **changes) if changes else None
+
+
+ABLATIONS = ("fusion", "multi-task", "focal loss", "mixture of experts", "text embeddings")
+
+
+def run_compare(full: RunConfig, baselines: list[RunConfig], seeds: list[int], out_dir: str | Path, show_progress: bool = False) -> dict:
+    out = Path(out_dir)
+    if full.model.text_embeddings and not (Path(full.data_dir) / TEXT_EMBEDDINGS).is_file():
+        log.info("no text embeddings in %s: embedding with the default offline provider", full.data_dir)
+        embed_commands(full.data_dir, TextConfig(cache_dir=str(out / "text-cache")))
+    ablated = [c for c in (_without(full, m) for m in ABLATIONS) if c is not None]
+    results: dict[str, dict] = {}
+    for config in [full, *ablated, *baselines]:
+        for seed in seeds:
+            run = dataclasses.replace(config, name=f"{_slug(config.name)}-seed{seed}", runs_dir=str(out / "runs"),
+                                      training=dataclasses.replace(config.training, seed=seed))
+            result = train(run, show_progress=show_progress)
+            test = evaluate_run(Path(run.runs_dir) / run.name)
+            entry = results.setdefault(config.name, {"role": _role(config, full, ablated), "seeds": {}})
+            entry["seeds"][seed] = {**{m: test[m] for m in METRIC_ORDER},
+                                    "buckets": {b: {m: test[f"{b}/{m}"] for m in ("ndcg@10", "recall@10")} | {"positions": test[f"{b}/positions"]}
+                                                for b in BUCKETS if f"{b}/positions" in test},
+                                    "train_seconds": result.get("train_seconds"), "run": str(Path(run.runs_dir) / run.name)}
+    for entry in results.values():
+        entry["mean"] = {m: statistics.fmean(s[m] for s in entry["seeds"].values()) for m in METRIC_ORDER}
+        entry["std"] = {m: statistics.pstdev([s[m] for s in entry["seeds"].values()]) for m in METRIC_ORDER}
+        entry["buckets_mean"] = {b: statistics.fmean(s["buckets"][b]["ndcg@10"] for s in entry["seeds"].values())
+                                 for b in BUCKETS if all(b in s["buckets"] for s in entry["seeds"].values())}
+    best_baseline = max((n for n, e in results.items() if e["role"] == "baseline"), key=lambda n: results[n]["mean"]["ndcg@10"], default=None)
+    summary = {"full": full.name, "best_baseline": best_baseline}
+    if best_baseline:
+        base, mine = results[best_baseline], results[full.name]
+        summary["relative_ndcg@10_gain"] = mine["mean"]["ndcg@10"] / base["mean"]["ndcg@10"] - 1
+        summary["bucket_gain"] = {b: mine["buckets_mean"][b] - base["buckets_mean"].get(b, 0.0) for b in mine["buckets_mean"]}
+    report = {"summary": summary, "seeds": seeds, "models": results, "full_config": to_dict(full), "machine": machine()}
+    write_json_atomic(out / "compare.json", report)
+    write_text_atomic(out / "compare.md", _markdown(report))
+    _plots(report, out)
+    return report
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name.replace(" - ", "-minus-"))
+
+
+def _role(config: RunConfig, full: RunConfig, ablated: list[RunConfig]) -> str:
+    return "full" if config is full else "ablation" if config in ablated else "baseline"
+
+
+def _markdown(report: dict) -> str:
+    seeds = report["seeds"]
+    lines = [f"## Full model vs baselines ({len(seeds)} seed(s): {seeds}); mean ± std over seeds, last item of each test session", "",
+             "| model | role | " + " | ".join(METRIC_ORDER) + " |", "|" + " --- |" * (len(METRIC_ORDER) + 2)]
+    for name, entry in report["models"].items():
+        cells = " | ".join(f"{entry['mean'][m]:.4f} ± {entry['std'][m]:.4f}" for m in METRIC_ORDER)
+        lines.append(f"| {name} | {entry['role']} | {cells} |")
+    lines += ["", "### NDCG@10 by command-frequency bucket (head: commands making the first 50% of training events, torso: next 30%, tail: the rest)",
+              "", "| model | " + " | ".join(BUCKETS) + " |", "|" + " --- |" * (len(BUCKETS) + 1)]
+    for name, entry in report["models"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{entry['buckets_mean'].get(b, float('nan')):.4f}" for b in BUCKETS) + " |")
+    summary = report["summary"]
+    if summary.get("best_baseline"):
+        lines += ["", f"Full model vs best baseline ({summary['best_baseline']}): NDCG@10 {summary['relative_ndcg@10_gain']:+.1%} relative; "
+                  "by bucket (absolute NDCG@10 difference): " + ", ".join(f"{b} {g:+.4f}" for b, g in summary["bucket_gain"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def _plots(report: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(report["models"])
+    means = [report["models"][n]["mean"]["ndcg@10"] for n in names]
+    stds = [report["models"][n]["std"]["ndcg@10"] for n in names]
+    colours = [{"full": "tab:red", "ablation": "tab:orange", "baseline": "tab:blue"}[report["models"][n]["role"]] for n in names]
+    figure, axis = plt.subplots(figsize=(8, 0.4 * len(names) + 1.5))
+    axis.barh(names, means, xerr=stds, color=colours)
+    axis.invert_yaxis()
+    axis.set_xlabel("NDCG@10 (test, last item)")
+    figure.tight_layout()
+    figure.savefig(out / "ndcg10.png", dpi=120)
+    plt.close(figure)
+
+    figure, axis = plt.subplots(figsize=(8, 4))
+    width = 0.8 / max(len(names), 1)
+    for index, name in enumerate(names):
+        values = [report["models"][name]["buckets_mean"].get(b, 0.0) for b in BUCKETS]
+        axis.bar([i + index * width for i in range(len(BUCKETS))], values, width, label=name)
+    axis.set_xticks([i + 0.4 - width / 2 for i in range(len(BUCKETS))], BUCKETS)
+    axis.set_ylabel("NDCG@10")
+    axis.legend(fontsize=6)
+    figure.tight_layout()
+    figure.savefig(out / "buckets.png", dpi=120)
+    plt.close(figure)
+
+    figure, axis = plt.subplots(figsize=(8, 4))
+    for name, entry in report["models"].items():
+        first = next(iter(entry["seeds"].values()))
+        path = Path(first["run"]) / "logs" / "valid.csv"
+        if path.is_file():
+            with path.open() as handle:
+                rows = list(csv.DictReader(handle))
+            if rows:
+                axis.plot([int(r["epoch"]) + 1 for r in rows], [float(r["ndcg@10"]) for r in rows], marker="o", label=name)
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("valid NDCG@10")
+    axis.legend(fontsize=6)
+    figure.tight_layout()
+    figure.savefig(out / "learning_curves.png", dpi=120)
+    plt.close(figure)

@@ -1,0 +1,34 @@
+import json
+import shutil
+
+from cmdrec.config import TextConfig
+from cmdrec.text.pipeline import embed_commands
+from cmdrec.training.compare import run_compare
+from tests.conftest import tiny_run
+from tests.text.test_text import CountingProvider
+
+
+def test_compare_writes_table_ablation_buckets_and_plots(tiny_data, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    embed_commands(data, TextConfig(cache_dir=str(tmp_path / "cache")), CountingProvider())
+    full = tiny_run(data, tmp_path, "full", model={
+        "backbone": "mixtral", "input_features": ("category", "position"), "fusion": "attention", "aux_tasks": ("category",),
+        "text_embeddings": True}, training={"epochs": 1})
+    full = full.__class__(**{**full.__dict__, "loss": full.loss.__class__(name="focal")})
+    baselines = [tiny_run(data, tmp_path, "markov", model={"backbone": "markov"}), tiny_run(data, tmp_path, "gpt2", training={"epochs": 1})]
+    report = run_compare(full, baselines, seeds=[1, 2], out_dir=tmp_path / "report")
+    roles = {name: entry["role"] for name, entry in report["models"].items()}
+    assert roles["full"] == "full" and roles["markov"] == roles["gpt2"] == "baseline"
+    assert sorted(n for n, r in roles.items() if r == "ablation") == sorted(
+        f"full - {m}" for m in ("fusion", "multi-task", "focal loss", "mixture of experts", "text embeddings"))
+    for entry in report["models"].values():
+        assert set(entry["seeds"]) == {1, 2} and entry["std"]["ndcg@10"] >= 0
+        assert set(entry["buckets_mean"]) == {"head", "torso", "tail"}
+    assert report["summary"]["best_baseline"] in ("markov", "gpt2")
+    written = json.loads((tmp_path / "report/compare.json").read_text())
+    assert written["summary"] == json.loads(json.dumps(report["summary"]))
+    table = (tmp_path / "report/compare.md").read_text()
+    assert "| full - focal loss | ablation |" in table and "by command-frequency bucket" in table
+    for png in ("ndcg10.png", "buckets.png", "learning_curves.png"):
+        assert (tmp_path / "report" / png).stat().st_size > 1000
