@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", choices=["valid", "test"])
     evaluate.add_argument("overrides", nargs="*", help="evaluation overrides such as positions=all exclude_seen=true")
 
+    export = sub.add_parser("export", help="merge a LoRA / QLoRA run's adapters into a full-precision model directory")
+    export.add_argument("run", help="run directory, e.g. runs/llama-qlora")
+    export.add_argument("--out", required=True)
+
     runs = sub.add_parser("runs", help="list runs with their state, last step and best validation metric")
     runs.add_argument("--runs-dir", default="runs")
 
@@ -151,6 +155,13 @@ def run_evaluate(args) -> int:
     return 0
 
 
+def run_export(args) -> int:
+    from cmdrec.training.loop import export_run
+
+    print(f"exported {args.run} to {export_run(args.run, args.out)}")
+    return 0
+
+
 def run_runs(args) -> int:
     from cmdrec.training.runs import list_runs
 
@@ -201,7 +212,7 @@ def _metrics_line(label: str, metrics: dict) -> str:
 
 COMMANDS = {
     "sample": run_sample, "process": run_process, "preprocess": run_preprocess, "quickstart": run_quickstart, "embed": run_embed,
-    "train": run_train, "evaluate": run_evaluate, "runs": run_runs, "baselines": run_baselines, "compare": run_compare_command,
+    "train": run_train, "evaluate": run_evaluate, "runs": run_runs, "export": run_export, "baselines": run_baselines, "compare": run_compare_command,
 }
 
 if __name__ == "__main__":

@@ -240,6 +240,20 @@ def load_data_config(path: str | Path | None = None, overrides: list[str] = ()) 
 
 
 @dataclass(frozen=True)
+class AdapterConfig:
+    """LoRA adapters (through peft) on a pretrained decoder; "none" trains the decoder fully."""
+
+    method: Literal["none", "lora"] = "none"
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+BITS = {4: "4bit", 8: "8bit", 16: "bf16", 32: "fp32", "bf16": "bf16", "fp16": "fp16", "fp32": "fp32", "float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """Architecture; saved with every checkpoint so a resumed or evaluated run rebuilds it exactly."""
 
@@ -258,12 +272,24 @@ class ModelConfig:
     text_embeddings: bool = False  # feed each command's text embedding (from `cmdrec embed`) as a feature
     n_experts: int = 4  # mixture-of-experts backbones only
     experts_per_token: int = 2
+    # backbone "pretrained": a Llama-family decoder loaded from a local directory or hub id
+    pretrained: str | None = None
+    bit: int | str = 32  # 4 (QLoRA, NF4), 8, 16 (bf16), 32, or a dtype name
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] = "sdpa"
+    gradient_checkpointing: bool = False
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
 
     def __post_init__(self):
         if self.d_model % self.n_heads:
             raise InputError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
         if self.max_length < 2:
             raise InputError("model.max_length must be at least 2")
+        if self.bit not in BITS:
+            raise InputError(f"model.bit: {self.bit!r} is not one of {list(BITS)}")
+        if self.backbone == "pretrained" and not self.pretrained:
+            raise InputError("model.backbone 'pretrained' needs model.pretrained (a local directory or hub id)")
+        if BITS[self.bit] in ("4bit", "8bit") and self.adapter.method == "none":
+            raise InputError("a quantised base (model.bit 4 or 8) cannot be trained fully; set model.adapter.method: lora")
 
 
 @dataclass(frozen=True)

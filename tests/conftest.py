@@ -40,9 +40,10 @@ def tiny_data(tmp_path_factory):
 
 def tiny_run(data_dir, runs_dir, name="run", **sections):
     """A RunConfig for a tiny, fast model; `sections` override model/training/eval fields."""
-    from cmdrec.config import EvalConfig, ModelConfig, RunConfig, TrainingConfig
+    from cmdrec.config import RunConfig, from_dict
 
     model = dict(backbone="gpt2", d_model=16, n_layers=1, n_heads=2, max_length=12, dropout=0.1) | sections.get("model", {})
     training = dict(epochs=2, batch_size=16, warmup_steps=2, device="cpu", num_threads=1) | sections.get("training", {})
-    return RunConfig(name=name, data_dir=str(data_dir), runs_dir=str(runs_dir), model=ModelConfig(**model),
-                     training=TrainingConfig(**training), eval=EvalConfig(**sections.get("eval", {})))
+    plain = lambda section: {k: list(v) if isinstance(v, tuple) else v for k, v in section.items()}  # noqa: E731
+    return from_dict(RunConfig, {"name": name, "data_dir": str(data_dir), "runs_dir": str(runs_dir), "model": plain(model),
+                                 "training": plain(training), "eval": plain(sections.get("eval", {}))})

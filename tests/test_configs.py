@@ -9,6 +9,7 @@ from cmdrec.config import load_run_config
 from cmdrec.data.sequences import load_schema
 from cmdrec.errors import InputError
 from cmdrec.models.build import build_baseline, build_model, is_neural
+from cmdrec.training.loop import load_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_CONFIGS = sorted((ROOT / "configs").glob("*/*.yaml"))
@@ -20,12 +21,25 @@ def test_there_is_a_config_for_each_baseline():
     assert names >= {"popular", "repeat_last", "markov", "gru4rec", "gpt2", "llama", "bert4rec", "xlnet"}
 
 
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    from transformers import LlamaConfig, LlamaModel
+
+    path = tmp_path_factory.mktemp("llama") / "tiny"
+    LlamaModel(LlamaConfig(vocab_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           num_key_value_heads=1, max_position_embeddings=64)).save_pretrained(path)
+    return str(path)
+
+
 @pytest.mark.parametrize("path", RUN_CONFIGS, ids=[p.stem for p in RUN_CONFIGS])
-def test_shipped_config_builds(path, tiny_data):
+def test_shipped_config_builds(path, tiny_data, tiny_llama):
     config = load_run_config(path, [f"data_dir={tiny_data}"])
+    if config.model.backbone == "pretrained":  # the real checkpoint is not here: same config on a tiny Llama
+        config = load_run_config(path, [f"data_dir={tiny_data}", f"model.pretrained={tiny_llama}"])
     schema = load_schema(config.data_dir)
     text_table = torch.randn(schema.item_id.cardinality, 8) if config.model.text_embeddings else None
-    model = build_model(config.model, schema, text_table) if is_neural(config.model) else build_baseline(config.model, schema)
+    decoder = load_pretrained(config.model, torch.device("cpu"))
+    model = build_model(config.model, schema, text_table, decoder) if is_neural(config.model) else build_baseline(config.model, schema)
     assert model is not None
 
 

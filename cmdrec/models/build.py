@@ -13,6 +13,7 @@ from cmdrec.models.backbones.gpt2 import GPT2Backbone
 from cmdrec.models.backbones.gru import GRUBackbone
 from cmdrec.models.backbones.llama import LlamaBackbone
 from cmdrec.models.backbones.mixtral import MixtralBackbone
+from cmdrec.models.backbones.pretrained import PretrainedDecoderBackbone
 from cmdrec.models.backbones.xlnet import XLNetBackbone
 from cmdrec.models.baselines import Markov, MostPopular, RepeatLast
 from cmdrec.models.heads import ClassificationHead
@@ -21,7 +22,7 @@ from cmdrec.schema import Schema, Tag
 
 BACKBONES = {
     "gpt2": GPT2Backbone, "llama": LlamaBackbone, "bert": BertBackbone, "xlnet": XLNetBackbone, "gru": GRUBackbone,
-    "mixtral": MixtralBackbone,
+    "mixtral": MixtralBackbone, "pretrained": PretrainedDecoderBackbone,
 }
 BASELINES = {"repeat_last": RepeatLast, "popular": MostPopular, "markov": Markov}
 
@@ -43,11 +44,18 @@ def data_columns(config: ModelConfig, schema: Schema) -> list[str]:
     return list(dict.fromkeys([*input_columns(config, schema), *config.aux_tasks]))
 
 
-def build_model(config: ModelConfig, schema: Schema, text_table: torch.Tensor | None = None) -> SequenceRecommender:
-    """`text_table` (n_items, dim) is required when `config.text_embeddings` is set."""
+def build_model(config: ModelConfig, schema: Schema, text_table: torch.Tensor | None = None,
+                decoder: nn.Module | None = None) -> SequenceRecommender:
+    """`text_table` (n_items, dim) is required when `config.text_embeddings` is set; `decoder`, the
+    loaded pretrained decoder (see cmdrec.training.adapters), when the backbone is "pretrained"."""
     if not is_neural(config):
         raise InputError(f"{config.backbone!r} is a non-neural baseline; use build_baseline")
-    backbone = BACKBONES[config.backbone](config)
+    if config.backbone == "pretrained":  # the one backbone that wraps weights loaded outside the model
+        if decoder is None:
+            raise InputError("backbone 'pretrained' needs its decoder loaded by cmdrec.training.adapters.load_decoder")
+        backbone = PretrainedDecoderBackbone(config, decoder)
+    else:
+        backbone = BACKBONES[config.backbone](config)
     if config.masking == "clm" and not backbone.causal:
         raise InputError(
             f"model.backbone {config.backbone!r} is bidirectional: with clm masking position t would see its own "

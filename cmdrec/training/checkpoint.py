@@ -12,7 +12,8 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors import safe_open
+from safetensors.torch import load_file, load_model, save_file, save_model
 
 from cmdrec.errors import InputError
 from cmdrec.io import write_json_atomic
@@ -34,13 +35,17 @@ def _sha256(path: Path) -> str:
 
 
 def save_checkpoint(directory: Path, step: int, model: torch.nn.Module, trainer_state: dict, model_config: dict,
-                    metrics: dict, ema_model: torch.nn.Module | None = None) -> Path:
+                    metrics: dict, ema_model: torch.nn.Module | None = None, weights: dict[str, torch.Tensor] | None = None) -> Path:
+    """`weights`, when given, replaces the full state (adapter runs keep only their trainable part)."""
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{step:08d}"
     tmp = directory / f".tmp-{step:08d}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_model(model, str(tmp / WEIGHTS))
+    if weights is not None:
+        save_file(weights, str(tmp / WEIGHTS), metadata={"partial": "true"})
+    else:
+        save_model(model, str(tmp / WEIGHTS))
     if ema_model is not None:
         save_model(ema_model, str(tmp / EMA_WEIGHTS))
     torch.save(trainer_state, tmp / TRAINER_STATE)
@@ -72,10 +77,24 @@ def verify_checkpoint(path: Path) -> None:
 def load_checkpoint(path: Path, model: torch.nn.Module, ema_model: torch.nn.Module | None = None, weights: str = WEIGHTS) -> dict:
     """Load weights into `model` (and the EMA copy) and return the trainer state (loaded with weights_only=True)."""
     verify_checkpoint(path)
-    load_model(model, str(path / weights))
+    load_weights(model, path / weights)
     if ema_model is not None and (path / EMA_WEIGHTS).is_file():
         load_model(ema_model, str(path / EMA_WEIGHTS))
     return torch.load(path / TRAINER_STATE, weights_only=True)
+
+
+def load_weights(model: torch.nn.Module, path: Path) -> None:
+    """Full weights, or the trainable part of an adapter run (the frozen base comes from its files)."""
+    with safe_open(str(path), "pt") as handle:
+        partial = (handle.metadata() or {}).get("partial") == "true"
+    if not partial:
+        load_model(model, str(path))
+        return
+    result = model.load_state_dict(load_file(str(path)), strict=False)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    absent = trainable - set(load_file(str(path)))
+    if result.unexpected_keys or absent:
+        raise InputError(f"{path} does not match this model: unexpected {result.unexpected_keys[:3]}, missing {sorted(absent)[:3]}")
 
 
 def read_model_config(path: Path) -> dict:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import polars as pl
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from cmdrec.config import EvalConfig, ModelConfig, RunConfig, from_dict, to_dict
@@ -28,6 +28,7 @@ from cmdrec.features.embeddings import mask_ids as build_mask_ids
 from cmdrec.io import write_json_atomic
 from cmdrec.models.build import build_baseline, build_model, data_columns, is_neural
 from cmdrec.text.pipeline import TEXT_EMBEDDINGS
+from cmdrec.training.adapters import export_merged, load_decoder, trainable_state
 from cmdrec.training.checkpoint import (
     EMA_WEIGHTS, METRICS, WEIGHTS, list_checkpoints, load_checkpoint, prune_checkpoints, read_model_config, save_checkpoint,
 )
@@ -126,7 +127,10 @@ def _train(config: RunConfig, run: RunDir, resume_from, on_step, show_progress) 
         write_json_atomic(run.path / RESULTS, result)
         return result
 
-    model = build_model(model_config, schema, load_text_table(config.data_dir, model_config)).to(device)
+    if training.ema_decay and model_config.backbone == "pretrained":
+        raise InputError("training.ema_decay is not supported with a pretrained decoder (it would copy the whole base)")
+    model = build_model(model_config, schema, load_text_table(config.data_dir, model_config), load_pretrained(model_config, device)).to(device)
+    adapter_run = is_adapter_run(model_config)
     ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(training.ema_decay)) if training.ema_decay else None
     optimizer = torch.optim.AdamW(_param_groups(model, training.weight_decay), lr=training.learning_rate)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
@@ -155,7 +159,8 @@ def _train(config: RunConfig, run: RunDir, resume_from, on_step, show_progress) 
             "position": position,
             **({"ema_n_averaged": int(ema.n_averaged)} if ema is not None else {}),
         }
-        save_checkpoint(run.checkpoints, position["step"], model, trainer_state, to_dict(model_config), metrics, ema.module if ema else None)
+        save_checkpoint(run.checkpoints, position["step"], model, trainer_state, to_dict(model_config), metrics,
+                        ema.module if ema else None, trainable_state(model) if adapter_run else None)
         protect = {run.checkpoints / f"{position['best_step']:08d}"} if position["best_step"] is not None else set()
         prune_checkpoints(run.checkpoints, training.keep_checkpoints, protect)
         run.set_status("running", step=position["step"], best=position["best"])
@@ -245,6 +250,47 @@ def _train(config: RunConfig, run: RunDir, resume_from, on_step, show_progress) 
     return result
 
 
+def is_adapter_run(model_config: ModelConfig) -> bool:
+    return model_config.backbone == "pretrained" and model_config.adapter.method != "none"
+
+
+def load_pretrained(model_config: ModelConfig, device: torch.device):
+    """The pretrained decoder of a `pretrained` backbone (quantised / with adapters as configured)."""
+    return load_decoder(model_config, device) if model_config.backbone == "pretrained" else None
+
+
+EXPORT_WEIGHTS = "recommender.safetensors"
+
+
+def export_run(run_dir: str | Path, directory: str | Path) -> Path:
+    """Merge an adapter run into a plain model directory: `decoder/` (merged, full precision),
+    the rest of the recommender's weights, and the config that loads them (`load_exported`)."""
+    model, config = load_trained(run_dir)
+    if not is_adapter_run(config.model):
+        raise InputError(f"{run_dir} has no adapters to merge; its checkpoints already hold the whole model")
+    directory = Path(directory)
+    exported = export_merged(model, config.model, directory)
+    rest = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items() if not k.startswith("backbone.decoder.")}
+    save_file(rest, str(directory / EXPORT_WEIGHTS))
+    RunDir(directory.parent, directory.name).write_config(to_dict(dataclasses.replace(config, model=exported)))
+    return directory
+
+
+def load_exported(directory: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, RunConfig]:
+    directory = Path(directory)
+    config_dict = RunDir(directory.parent, directory.name).read_config()
+    if config_dict is None or not (directory / EXPORT_WEIGHTS).is_file():
+        raise InputError(f"{directory} is not a cmdrec export (no config.yaml / {EXPORT_WEIGHTS})")
+    config = from_dict(RunConfig, config_dict)
+    schema = load_schema(config.data_dir)
+    model = build_model(config.model, schema, load_text_table(config.data_dir, config.model), load_pretrained(config.model, torch.device(device)))
+    result = model.load_state_dict(load_file(str(directory / EXPORT_WEIGHTS)), strict=False)
+    stray = [k for k in result.missing_keys if not k.startswith("backbone.decoder.")]
+    if stray or result.unexpected_keys:
+        raise InputError(f"{directory}: weights do not match the model (missing {stray[:3]}, unexpected {result.unexpected_keys[:3]})")
+    return model.to(device).eval(), config
+
+
 def load_text_table(data_dir: str | Path, model_config: ModelConfig) -> torch.Tensor | None:
     """The dataset's command text embeddings (written by `cmdrec embed`), when the model uses them."""
     if not model_config.text_embeddings:
@@ -276,7 +322,7 @@ def load_trained(run_dir: str | Path, device: str = "cpu") -> tuple[object, RunC
         raise InputError(f"{run_dir} has not finished (no {RESULTS}); resume it with `cmdrec train` first")
     path = run_dir / "checkpoints" / f"{json.loads(results_path.read_text())['best_step']:08d}"
     model_config = from_dict(ModelConfig, read_model_config(path))
-    model = build_model(model_config, schema, load_text_table(config.data_dir, model_config))
+    model = build_model(model_config, schema, load_text_table(config.data_dir, model_config), load_pretrained(model_config, torch.device(device)))
     load_checkpoint(path, model, weights=EMA_WEIGHTS if config.training.ema_decay else WEIGHTS)
     return model.to(device).eval(), dataclasses.replace(config, model=model_config)
 
