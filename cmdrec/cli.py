@@ -18,13 +18,6 @@ def _data_parser(command: str, help_text: str, subparsers) -> argparse.ArgumentP
     parser = subparsers.add_parser(command, help=help_text, description=help_text)
     parser.add_argument("--config", default=None, help="data config YAML (default: the bundled sample, as configs/data/sample.yaml)")
     parser.add_argument("overrides", nargs="*", help="config overrides such as processing.session_gap_minutes=10")
-
-    compare = sub.add_parser("compare", help="full model vs baselines over seeds, with ablation, frequency buckets and plots")
-    compare.add_argument("--full", default="configs/full/mixtral_full.yaml")
-    compare.add_argument("--baselines", nargs="*", default=None, help=f"run configs (default: every YAML in {BASELINE_CONFIGS})")
-    compare.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    compare.add_argument("--out", default="reports/compare")
-    compare.add_argument("overrides", nargs="*", help="overrides applied to every config, e.g. data_dir=outputs/vs/preprocessed")
     return parser
 
 
@@ -63,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--out", default=None, help="where results.md/json go (default: <runs_dir>/<suite>)")
     suite.add_argument("--title", default="Baselines")
     suite.add_argument("overrides", nargs="*", help="overrides applied to every config, e.g. data_dir=outputs/vs/preprocessed")
+
+    compare = sub.add_parser("compare", help="full model vs baselines over seeds, with ablation, frequency buckets and plots")
+    compare.add_argument("--full", default="configs/full/mixtral_full.yaml")
+    compare.add_argument("--baselines", nargs="*", default=None, help=f"run configs (default: every YAML in {BASELINE_CONFIGS})")
+    compare.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    compare.add_argument("--out", default="reports/compare")
+    compare.add_argument("overrides", nargs="*", help="overrides applied to every config, e.g. data_dir=outputs/vs/preprocessed")
     return parser
 
 

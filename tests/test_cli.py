@@ -94,3 +94,12 @@ def test_train_evaluate_runs_and_baselines_commands(tiny_data, in_tmp, capsys, r
 def test_evaluate_a_missing_run_is_a_clear_error(in_tmp, capsys):
     assert main(["evaluate", "runs/nothing"]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_compare_and_export_commands_are_wired(in_tmp, capsys):
+    from cmdrec.cli import build_parser
+
+    args = build_parser().parse_args(["compare", "data_dir=x", "--seeds", "1", "--out", "r"])
+    assert args.seeds == [1] and args.overrides == ["data_dir=x"] and args.full.endswith("mixtral_full.yaml")
+    assert main(["export", "runs/none", "--out", "e"]) == 2
+    assert "not a run directory" in capsys.readouterr().err
