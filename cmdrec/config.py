@@ -80,6 +80,9 @@ class FeatureConfig:
         Literal["log_time_delta", "position", "hour", "weekday"], ...
     ] = ("log_time_delta", "position", "hour", "weekday")
     label_columns: tuple[str, ...] = ("category",)
+    # commands whose events are removed from the training split (counted in the report): with
+    # vocabulary "catalogue" they keep ids, which measures how well brand-new commands are ranked
+    holdout_commands: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -270,6 +273,7 @@ class ModelConfig:
     fusion: str = "sum"  # how the input features of an event become one vector; see cmdrec.features.fusion
     aux_tasks: tuple[str, ...] = ()  # label columns predicted beside the next command, e.g. ("category",)
     text_embeddings: bool = False  # feed each command's text embedding (from `cmdrec embed`) as a feature
+    text_output: bool = False  # score commands through their text embeddings only, so new commands can be ranked
     n_experts: int = 4  # mixture-of-experts backbones only
     experts_per_token: int = 2
     # backbone "pretrained": a Llama-family decoder loaded from a local directory or hub id

@@ -69,6 +69,10 @@ def preprocess(config: DataConfig) -> dict:
     catalogue = pl.read_parquet(source / CATALOGUE_FILE)
 
     parts, split_report = split_sessions_table(sessions, config.split)
+    if config.features.holdout_commands:
+        held_out = pl.col("command").is_in(list(config.features.holdout_commands))
+        split_report["holdout_events_removed_from_train"] = parts["train"].filter(held_out).height
+        parts["train"] = parts["train"].filter(~held_out)
     workflow = Workflow.fit(parts["train"], catalogue, config.features)
     out = Path(config.preprocessed_dir)
     workflow.save(out / WORKFLOW_DIR)

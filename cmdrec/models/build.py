@@ -16,7 +16,7 @@ from cmdrec.models.backbones.mixtral import MixtralBackbone
 from cmdrec.models.backbones.pretrained import PretrainedDecoderBackbone
 from cmdrec.models.backbones.xlnet import XLNetBackbone
 from cmdrec.models.baselines import Markov, MostPopular, RepeatLast
-from cmdrec.models.heads import ClassificationHead
+from cmdrec.models.heads import ClassificationHead, TextScoringHead
 from cmdrec.models.recommender import SequenceRecommender
 from cmdrec.schema import Schema, Tag
 
@@ -62,11 +62,14 @@ def build_model(config: ModelConfig, schema: Schema, text_table: torch.Tensor | 
             "target t+1 during training; use masking: mlm"
         )
     item = schema.item_id
-    if config.text_embeddings and (text_table is None or len(text_table) != schema.item_id.cardinality):
-        raise InputError("model.text_embeddings needs a text table with one row per command id; run `cmdrec embed` on this dataset")
+    if (config.text_embeddings or config.text_output) and (text_table is None or len(text_table) != schema.item_id.cardinality):
+        raise InputError("model.text_embeddings / text_output need a text table with one row per command id; run `cmdrec embed` on this dataset")
     inputs = InputBlock(schema, input_columns(config, schema), config.d_model, config.fusion, config.n_heads,
                         text_table if config.text_embeddings else None)
-    heads = {item.name: ClassificationHead(config.d_model, item.cardinality, inputs.item_embedding if config.tie_weights else None)}
+    if config.text_output:
+        heads = {item.name: TextScoringHead(config.d_model, text_table)}
+    else:
+        heads = {item.name: ClassificationHead(config.d_model, item.cardinality, inputs.item_embedding if config.tie_weights else None)}
     for task in config.aux_tasks:
         if not schema[task].has(Tag.LABEL):
             raise InputError(f"model.aux_tasks: column {task!r} is not tagged as a label in the schema")

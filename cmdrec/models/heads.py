@@ -24,3 +24,19 @@ class ClassificationHead(nn.Module):
         weight = self.tied_embedding.weight[: self.n_classes] if self.tied_embedding is not None else self.weight
         logits = hidden @ weight.t() + self.bias
         return logits.index_fill(-1, torch.arange(FIRST_VALUE_ID, device=logits.device), torch.finfo(logits.dtype).min)
+
+
+class TextScoringHead(nn.Module):
+    """Scores commands only through their projected text embeddings: no per-command parameter,
+    so a command added to the catalogue after training (with only a description) is ranked like
+    any other. (A per-command bias or weight would be pushed down for every command training
+    never saw as a target.)"""
+
+    def __init__(self, d_model: int, text_table: torch.Tensor):
+        super().__init__()
+        self.register_buffer("text_table", text_table, persistent=False)
+        self.projection = nn.Sequential(nn.Linear(text_table.shape[1], d_model), nn.GELU(), nn.Linear(d_model, d_model))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = hidden @ self.projection(self.text_table).t()
+        return logits.index_fill(-1, torch.arange(FIRST_VALUE_ID, device=logits.device), torch.finfo(logits.dtype).min)

@@ -50,6 +50,7 @@ def evaluate(model, data: SequenceData, model_config: ModelConfig, eval_config: 
             bucket_metrics[name].add(ranks[buckets[targets.cpu()] == index])
         loss_sum += cross_entropy(logits, targets).item() * len(targets)
     result = metrics.result()
+    bucket_metrics = {name: accumulator for name, accumulator in bucket_metrics.items() if accumulator.count}  # no empty buckets
     for prefix, accumulator in {**task_metrics, **bucket_metrics}.items():
         result |= {f"{prefix}/{name}": value for name, value in accumulator.result().items()}
     result |= {f"{name}/positions": accumulator.count for name, accumulator in bucket_metrics.items()}

@@ -33,7 +33,7 @@ from cmdrec.training.checkpoint import (
     EMA_WEIGHTS, METRICS, WEIGHTS, list_checkpoints, load_checkpoint, prune_checkpoints, read_model_config, save_checkpoint,
 )
 from cmdrec.training.evaluate import evaluate
-from cmdrec.training.metrics import frequency_buckets
+from cmdrec.training.metrics import UNSEEN, frequency_buckets
 from cmdrec.training.objective import objective
 from cmdrec.training.runs import CsvLog, RunDir
 from cmdrec.training.schedule import cosine_with_warmup
@@ -165,6 +165,8 @@ def _train(config: RunConfig, run: RunDir, resume_from, on_step, show_progress) 
         prune_checkpoints(run.checkpoints, training.keep_checkpoints, protect)
         run.set_status("running", step=position["step"], best=position["best"])
 
+    buckets = load_buckets(config.data_dir)
+    trained_items = (buckets != UNSEEN).to(device) if buckets is not None else None
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
     for epoch in range(position["epoch"], training.epochs):
         order = epoch_order(len(train_data), training.seed, epoch)
@@ -179,7 +181,7 @@ def _train(config: RunConfig, run: RunDir, resume_from, on_step, show_progress) 
                                 probability=model_config.mlm_probability, generator=_batch_generator(training.seed, epoch, number)).to(device)
             with autocast():
                 output = model(masked)
-            loss, parts = objective(output, masked, config.loss, model_config.experts_per_token)
+            loss, parts = objective(output, masked, config.loss, model_config.experts_per_token, trained_items)
             scaled = loss / training.grad_accumulation
             (scaler.scale(scaled) if scaler else scaled).backward()
             accumulated += 1
@@ -293,11 +295,11 @@ def load_exported(directory: str | Path, device: str = "cpu") -> tuple[torch.nn.
 
 def load_text_table(data_dir: str | Path, model_config: ModelConfig) -> torch.Tensor | None:
     """The dataset's command text embeddings (written by `cmdrec embed`), when the model uses them."""
-    if not model_config.text_embeddings:
+    if not (model_config.text_embeddings or model_config.text_output):
         return None
     path = Path(data_dir) / TEXT_EMBEDDINGS
     if not path.is_file():
-        raise InputError(f"model.text_embeddings is set but {path} does not exist; run `cmdrec embed` first")
+        raise InputError(f"model.text_embeddings / text_output is set but {path} does not exist; run `cmdrec embed` first")
     return load_file(str(path))["embeddings"]
 
 

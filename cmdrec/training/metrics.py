@@ -51,17 +51,18 @@ class RankingMetrics:
         return {name: total / max(self.count, 1) for name, total in self.sums.items()}
 
 
-BUCKETS = ("head", "torso", "tail")
+BUCKETS = ("head", "torso", "tail", "unseen")
+UNSEEN = BUCKETS.index("unseen")
 
 
 def frequency_buckets(train_counts: torch.Tensor, head_share: float = 0.5, torso_share: float = 0.3) -> torch.Tensor:
     """Bucket of each item id by training frequency: the most frequent items that together make
     `head_share` of training events are the head, the next `torso_share` the torso, the rest
-    (rare and unseen items) the tail. Returns 0 / 1 / 2 per id."""
+    the tail; items never seen in training are their own bucket. Returns 0 / 1 / 2 / 3 per id."""
     order = torch.argsort(train_counts, descending=True, stable=True)
     cumulative = torch.cumsum(train_counts[order].double(), 0) / train_counts.sum().clamp(min=1)
     share_before = cumulative - train_counts[order].double() / train_counts.sum().clamp(min=1)
     bucket_in_order = torch.where(share_before < head_share, 0, torch.where(share_before < head_share + torso_share, 1, 2))
     buckets = torch.empty_like(order)
     buckets[order] = bucket_in_order
-    return buckets
+    return torch.where(train_counts == 0, UNSEEN, buckets)

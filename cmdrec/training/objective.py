@@ -12,14 +12,19 @@ from cmdrec.models.recommender import ModelOutput
 from cmdrec.schema import FIRST_VALUE_ID
 
 
-def objective(output: ModelOutput, batch: Batch, config: LossConfig, experts_per_token: int = 2) -> tuple[torch.Tensor, dict[str, float]]:
-    """Total loss and its parts (for logging)."""
+def objective(output: ModelOutput, batch: Batch, config: LossConfig, experts_per_token: int = 2,
+              trained_items: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total loss and its parts (for logging). `trained_items` (bool per command id) limits the
+    next-command softmax to commands present in training: the others, catalogue commands training
+    never saw, would otherwise only ever be pushed down, and could never be recommended later."""
     loss_fn = CLASSIFICATION_LOSSES[config.name]
     parts = {}
     total = None
     for task, logits in output.logits.items():
         targets = batch.targets[task][batch.loss_mask]
         if task == batch.item_column:
+            if trained_items is not None:
+                logits = logits.masked_fill(~trained_items, torch.finfo(logits.dtype).min)
             loss = loss_fn(logits, targets, config.focal_gamma)
         else:
             known = targets >= FIRST_VALUE_ID  # a label can be out of vocabulary where the command is not

@@ -157,3 +157,33 @@ def test_a_model_trains_on_text_embeddings_and_says_when_they_are_missing(tiny_d
     result = train(tiny_run(data, tmp_path / "runs", "text2", model={"text_embeddings": True, "fusion": "attention"},
                             training={"epochs": 1}), show_progress=False)
     assert 0 < result["test"]["ndcg@10"] <= 1
+
+
+def test_text_output_ranks_commands_held_out_of_training_better_than_an_id_head(tmp_path):
+    """Commands never seen in training keep their catalogue ids; only a text-scored output can rank them."""
+    from cmdrec.data.pipeline import preprocess, process_logs
+    from cmdrec.data.synthetic import sample_config, write_sample
+    from cmdrec.training.loop import evaluate_run, train
+    from tests.conftest import tiny_run
+    import dataclasses
+
+    write_sample(tmp_path / "raw", users=20, sessions_per_user=8, seed=5)
+    config = sample_config(str(tmp_path / "raw"), str(tmp_path / "out"))
+    held_out = ("Door", "Tag")
+    config = dataclasses.replace(config, features=dataclasses.replace(config.features, vocabulary="catalogue", holdout_commands=held_out))
+    process_logs(config)
+    report = preprocess(config)
+    assert report["split"]["holdout_events_removed_from_train"] > 0
+    data = tmp_path / "out/preprocessed"
+    from cmdrec.text.providers import SentenceTransformerProvider
+
+    pytest.importorskip("sentence_transformers")
+    embed_commands(data, TextConfig(cache_dir=str(tmp_path / "cache")))
+    scores = {}
+    for name, model in (("id", {}), ("text", {"text_output": True, "text_embeddings": True})):
+        run = tiny_run(data, tmp_path / "runs", name, model={"d_model": 32, **model}, training={"epochs": 4, "learning_rate": 3e-3})
+        train(run, show_progress=False)
+        scores[name] = evaluate_run(tmp_path / "runs" / name)
+    assert scores["text"]["unseen/positions"] > 0
+    assert scores["text"]["unseen/recall@10"] > scores["id"].get("unseen/recall@10", 0.0)
+    assert SentenceTransformerProvider  # the offline default embedded the catalogue descriptions

@@ -24,7 +24,7 @@ def test_compare_writes_table_ablation_buckets_and_plots(tiny_data, tmp_path):
         f"full - {m}" for m in ("fusion", "multi-task", "focal loss", "mixture of experts", "text embeddings"))
     for entry in report["models"].values():
         assert set(entry["seeds"]) == {1, 2} and entry["std"]["ndcg@10"] >= 0
-        assert set(entry["buckets_mean"]) == {"head", "torso", "tail"}
+        assert {"head", "torso", "tail"} <= set(entry["buckets_mean"])
     assert report["summary"]["best_baseline"] in ("markov", "gpt2")
     written = json.loads((tmp_path / "report/compare.json").read_text())
     assert written["summary"] == json.loads(json.dumps(report["summary"]))

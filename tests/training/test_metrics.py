@@ -52,7 +52,8 @@ def test_frequency_buckets_split_training_events_by_share():
     buckets = frequency_buckets(counts)
     # item 2 alone is the first 50%; items 4 (30%) make the torso up to 80%; the rest is tail
     assert buckets[2] == 0 and buckets[4] == 1
-    assert buckets[3] == 2 and buckets[5] == 2 and buckets[7] == 2
+    assert buckets[3] == 2 and buckets[5] == 2
+    assert buckets[7] == 3  # never seen in training
 
 
 def test_evaluate_reports_each_bucket(tiny_data):
@@ -68,6 +69,7 @@ def test_evaluate_reports_each_bucket(tiny_data):
     model = build_model(config, load_schema(tiny_data))
     counts = torch.tensor(pl.read_parquet(tiny_data / "items.parquet")["train_count"].to_list())
     result = evaluate(model, SequenceData.load(tiny_data, "test", [], 12, "eval"), config, EvalConfig(), {}, buckets=frequency_buckets(counts))
-    assert sum(result[f"{b}/positions"] for b in ("head", "torso", "tail")) == result["positions_evaluated"]
-    weighted = sum(result[f"{b}/ndcg@10"] * result[f"{b}/positions"] for b in ("head", "torso", "tail"))
+    present = [b for b in ("head", "torso", "tail", "unseen") if f"{b}/positions" in result]
+    assert sum(result[f"{b}/positions"] for b in present) == result["positions_evaluated"]
+    weighted = sum(result[f"{b}/ndcg@10"] * result[f"{b}/positions"] for b in present)
     assert weighted / result["positions_evaluated"] == pytest.approx(result["ndcg@10"])
