@@ -22,8 +22,9 @@ class ClassificationHead(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         weight = self.tied_embedding.weight[: self.n_classes] if self.tied_embedding is not None else self.weight
-        logits = hidden @ weight.t() + self.bias
-        return logits.index_fill(-1, torch.arange(FIRST_VALUE_ID, device=logits.device), torch.finfo(logits.dtype).min)
+        # reserved ids are masked through the bias: one fused addmm, no copy of the (N, V) logits
+        bias = self.bias.index_fill(0, torch.arange(FIRST_VALUE_ID, device=hidden.device), torch.finfo(hidden.dtype).min)
+        return torch.addmm(bias, hidden, weight.t())
 
 
 class TextScoringHead(nn.Module):
