@@ -64,5 +64,7 @@ def markdown_table(rows: list[dict], title: str) -> str:
             values = " | ".join(f"{row[key][m]:.4f}" for m in METRIC_ORDER)
             extra = [row["epochs_run"], row["train_seconds"], row["seconds_per_epoch"], row["sequences_per_second"]]
             lines.append(f"| {row['model']} | {values} | " + " | ".join("-" if v is None else f"{v:g}" for v in extra) + " |")
+        if key == "test_all_positions" and any(row["masking"] == "mlm" for row in rows):
+            lines += ["", "Models trained with `mlm` are evaluated on the last item in both tables (mlm evaluation masks the last event)."]
         lines.append("")
     return "\n".join(lines)
