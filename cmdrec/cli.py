@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", help="overrides such as data_dir=outputs/vs/preprocessed training.epochs=30")
 
     evaluate = sub.add_parser("evaluate", help="evaluate a trained run's best model")
-    evaluate.add_argument("run", help="run directory, e.g. runs/gpt2")
+    evaluate.add_argument("run", help="run directory (e.g. runs/gpt2) or a directory written by `cmdrec export`")
     evaluate.add_argument("--split", default="test", choices=["valid", "test"])
     evaluate.add_argument("overrides", nargs="*", help="evaluation overrides such as positions=all exclude_seen=true")
 
@@ -144,9 +144,9 @@ def run_evaluate(args) -> int:
 
     from cmdrec.config import EvalConfig
     from cmdrec.io import write_json_atomic
-    from cmdrec.training.loop import evaluate_run, load_trained
+    from cmdrec.training.loop import EXPORT_WEIGHTS, evaluate_run, load_exported, load_trained
 
-    _, config = load_trained(args.run)
+    _, config = load_exported(args.run) if (Path(args.run) / EXPORT_WEIGHTS).is_file() else load_trained(args.run)
     eval_config = from_dict(EvalConfig, apply_overrides(to_dict(config.eval), args.overrides))
     result = evaluate_run(args.run, dataclasses.replace(eval_config), args.split)
     name = f"evaluation_{args.split}_{eval_config.positions}{'_unseen' if eval_config.exclude_seen else ''}.json"

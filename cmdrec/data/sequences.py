@@ -50,7 +50,6 @@ class SequenceData:
     arrays: dict[str, np.ndarray]  # (n_windows, max_length) per column
     lengths: np.ndarray  # (n_windows,)
     item_column: str
-    session_index: np.ndarray  # window -> row of the split file
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -81,7 +80,7 @@ class SequenceData:
             pad = np.zeros(1, dtype=values.dtype) if schema[name].has(Tag.CONTINUOUS) else np.full(1, PAD_ID, dtype=values.dtype)
             padded = np.concatenate([values, pad])
             arrays[name] = padded[np.where(valid, flat_index, len(values))]
-        return cls(arrays, window_lengths, item, session)
+        return cls(arrays, window_lengths, item)
 
     def batch(self, indices: np.ndarray) -> Batch:
         lengths = self.lengths[indices]

@@ -330,8 +330,10 @@ def load_trained(run_dir: str | Path, device: str = "cpu") -> tuple[object, RunC
 
 
 def evaluate_run(run_dir: str | Path, eval_config: EvalConfig | None = None, split: str = "test") -> dict:
-    """Metrics of a trained run's best model on a split, with the run's or the given evaluation settings."""
-    model, config = load_trained(run_dir)
+    """Metrics of a trained run's best model (or of a merged export) on a split, with the run's or
+    the given evaluation settings."""
+    is_export = (Path(run_dir) / EXPORT_WEIGHTS).is_file()
+    model, config = load_exported(run_dir) if is_export else load_trained(run_dir)
     eval_config = eval_config or config.eval
     columns = data_columns(config.model, load_schema(config.data_dir))
     data = SequenceData.load(config.data_dir, split, columns, config.model.max_length, "eval")

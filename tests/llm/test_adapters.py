@@ -55,8 +55,12 @@ def test_adapter_run_trains_saves_small_checkpoints_reloads_and_exports(tiny_dat
     assert all(again[m] == pytest.approx(result["test"][m]) for m in METRICS)
     # the merged full-precision export predicts the same
     adapted, _ = load_trained(run_dir)
-    exported, _ = load_exported(export_run(run_dir, tmp_path / f"export-{bit}"))
+    export_dir = export_run(run_dir, tmp_path / f"export-{bit}")
+    exported, _ = load_exported(export_dir)
     assert torch.allclose(logits_of(adapted, tiny_data), logits_of(exported, tiny_data), atol=1e-3, rtol=1e-3)
+    from cmdrec.cli import main
+
+    assert main(["evaluate", str(export_dir)]) == 0  # an export evaluates like a run
 
 
 def test_quantised_base_cannot_be_fully_fine_tuned(tiny_data, tmp_path, tiny_llama):
