@@ -21,6 +21,8 @@ def test_quickstart_generates_processes_and_preprocesses(in_tmp, capsys):
     assert main(["quickstart"]) == 0
     printed = capsys.readouterr().out
     assert "drop noise commands" in printed and "vocabulary sizes" in printed
+    assert "quickstart-markov test (last item): ndcg@10" in printed and "quickstart-gpt2 test (last item)" in printed
+    assert (in_tmp / "runs/quickstart/results.md").is_file()
     out = in_tmp / "outputs" / "sample" / "preprocessed"
     schema = Schema.from_json(out / "schema.json")
     processing = json.loads((in_tmp / "outputs/sample/processed/processing_report.json").read_text())
