@@ -19,6 +19,14 @@ class Batch:
     def items(self) -> torch.Tensor:
         return self.features[self.item_column]
 
+    def predicted_histories(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each predicted position (b, t): the inputs of row b, and which of them are visible
+        history (real events at positions <= t)."""
+        rows, cols = self.loss_mask.nonzero(as_tuple=True)
+        inputs = self.items[rows]
+        positions = torch.arange(inputs.shape[1], device=inputs.device)
+        return inputs, (positions[None, :] <= cols[:, None]) & self.padding_mask[rows]
+
     def to(self, device) -> Batch:
         move = lambda tensors: {k: v.to(device, non_blocking=True) for k, v in tensors.items()}  # noqa: E731
         return replace(

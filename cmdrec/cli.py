@@ -153,15 +153,13 @@ def run_train(args) -> int:
 
 
 def run_evaluate(args) -> int:
-    import dataclasses
-
     from cmdrec.config import EvalConfig
     from cmdrec.io import write_json_atomic
-    from cmdrec.training.loop import EXPORT_WEIGHTS, evaluate_run, load_exported, load_trained
+    from cmdrec.training.loop import evaluate_model, load_model_dir
 
-    _, config = load_exported(args.run) if (Path(args.run) / EXPORT_WEIGHTS).is_file() else load_trained(args.run)
+    model, config = load_model_dir(args.run)
     eval_config = from_dict(EvalConfig, apply_overrides(to_dict(config.eval), args.overrides))
-    result = evaluate_run(args.run, dataclasses.replace(eval_config), args.split)
+    result = evaluate_model(model, config, eval_config, args.split)
     name = f"evaluation_{args.split}_{eval_config.positions}{'_unseen' if eval_config.exclude_seen else ''}.json"
     write_json_atomic(Path(args.run) / name, result)
     print(_metrics_line(f"{Path(args.run).name} {args.split} ({eval_config.positions})", result))

@@ -34,13 +34,6 @@ class CountBaseline:
         scores[:, :FIRST_VALUE_ID] = NEG
         return ModelOutput(logits={self.item_column: scores})
 
-    def _selected_histories(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """For each predicted position (b, t): the inputs of row b and a mask of positions <= t."""
-        rows, cols = batch.loss_mask.nonzero(as_tuple=True)
-        inputs = batch.items[rows]
-        visible = (torch.arange(inputs.shape[1])[None, :] <= cols[:, None]) & batch.padding_mask[rows]
-        return inputs, visible
-
     def eval(self):  # same surface as an nn.Module for the evaluation loop
         return self
 
@@ -55,7 +48,7 @@ class RepeatLast(CountBaseline):
     """Commands repeat: rank items of the session so far by recency, then by popularity."""
 
     def __call__(self, batch: Batch) -> ModelOutput:
-        inputs, visible = self._selected_histories(batch)
+        inputs, visible = batch.predicted_histories()
         recency = torch.where(visible, torch.arange(1, inputs.shape[1] + 1, dtype=torch.float64)[None, :], 0.0)
         scores = torch.zeros(len(inputs), self.n_items, dtype=torch.float64).scatter_reduce(1, inputs, recency, reduce="amax")
         # popularity breaks ties among unseen items without ever outranking a seen one

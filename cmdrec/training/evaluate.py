@@ -19,7 +19,7 @@ def evaluate(model, data: SequenceData, model_config: ModelConfig, eval_config: 
              mask_ids: dict[str, int], device: torch.device = torch.device("cpu"), buckets: torch.Tensor | None = None) -> dict:
     """NDCG / Recall / MRR at each k, the mean loss, and how many positions were evaluated or skipped.
     Auxiliary tasks get the same metrics, prefixed with their column name (`category/ndcg@3`); with
-    `buckets` (item id -> 0 head / 1 torso / 2 tail), so do the targets of each frequency bucket."""
+    `buckets` (item id -> index into metrics.BUCKETS), so do the targets of each frequency bucket."""
     model.eval()
     item = data.item_column
     metrics = RankingMetrics(eval_config.ks)
@@ -41,9 +41,7 @@ def evaluate(model, data: SequenceData, model_config: ModelConfig, eval_config: 
         targets = masked.targets[item][masked.loss_mask]
         exclude = None
         if eval_config.exclude_seen:
-            rows, cols = masked.loss_mask.nonzero(as_tuple=True)
-            visible = (torch.arange(masked.items.shape[1], device=device)[None, :] <= cols[:, None]) & masked.padding_mask[rows]
-            exclude = seen_items(masked.items[rows], visible, logits.shape[1])
+            exclude = seen_items(*masked.predicted_histories(), logits.shape[1])
         ranks = target_ranks(logits, targets, exclude).cpu()
         metrics.add(ranks)
         for index, name in enumerate(bucket_metrics):

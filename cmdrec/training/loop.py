@@ -129,7 +129,7 @@ def _train(config: RunConfig, run: RunDir, resume_from, on_step, show_progress) 
 
     if training.ema_decay and model_config.backbone == "pretrained":
         raise InputError("training.ema_decay is not supported with a pretrained decoder (it would copy the whole base)")
-    model = build_model(model_config, schema, load_text_table(config.data_dir, model_config), load_pretrained(model_config, device)).to(device)
+    model = build_neural(model_config, schema, config.data_dir, device).to(device)
     adapter_run = is_adapter_run(model_config)
     ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(training.ema_decay)) if training.ema_decay else None
     optimizer = torch.optim.AdamW(_param_groups(model, training.weight_decay), lr=training.learning_rate)
@@ -261,6 +261,11 @@ def load_pretrained(model_config: ModelConfig, device: torch.device):
     return load_decoder(model_config, device) if model_config.backbone == "pretrained" else None
 
 
+def build_neural(model_config: ModelConfig, schema, data_dir: str | Path, device: torch.device) -> torch.nn.Module:
+    """A neural model with the resources it reads from files: the text table and the pretrained decoder."""
+    return build_model(model_config, schema, load_text_table(data_dir, model_config), load_pretrained(model_config, device))
+
+
 EXPORT_WEIGHTS = "recommender.safetensors"
 
 
@@ -284,8 +289,7 @@ def load_exported(directory: str | Path, device: str = "cpu") -> tuple[torch.nn.
     if config_dict is None or not (directory / EXPORT_WEIGHTS).is_file():
         raise InputError(f"{directory} is not a cmdrec export (no config.yaml / {EXPORT_WEIGHTS})")
     config = from_dict(RunConfig, config_dict)
-    schema = load_schema(config.data_dir)
-    model = build_model(config.model, schema, load_text_table(config.data_dir, config.model), load_pretrained(config.model, torch.device(device)))
+    model = build_neural(config.model, load_schema(config.data_dir), config.data_dir, torch.device(device))
     result = model.load_state_dict(load_file(str(directory / EXPORT_WEIGHTS)), strict=False)
     stray = [k for k in result.missing_keys if not k.startswith("backbone.decoder.")]
     if stray or result.unexpected_keys:
@@ -324,21 +328,28 @@ def load_trained(run_dir: str | Path, device: str = "cpu") -> tuple[object, RunC
         raise InputError(f"{run_dir} has not finished (no {RESULTS}); resume it with `cmdrec train` first")
     path = run_dir / "checkpoints" / f"{json.loads(results_path.read_text())['best_step']:08d}"
     model_config = from_dict(ModelConfig, read_model_config(path))
-    model = build_model(model_config, schema, load_text_table(config.data_dir, model_config), load_pretrained(model_config, torch.device(device)))
+    model = build_neural(model_config, schema, config.data_dir, torch.device(device))
     load_checkpoint(path, model, weights=EMA_WEIGHTS if config.training.ema_decay else WEIGHTS)
     return model.to(device).eval(), dataclasses.replace(config, model=model_config)
 
 
-def evaluate_run(run_dir: str | Path, eval_config: EvalConfig | None = None, split: str = "test") -> dict:
-    """Metrics of a trained run's best model (or of a merged export) on a split, with the run's or
-    the given evaluation settings."""
-    is_export = (Path(run_dir) / EXPORT_WEIGHTS).is_file()
-    model, config = load_exported(run_dir) if is_export else load_trained(run_dir)
-    eval_config = eval_config or config.eval
-    columns = data_columns(config.model, load_schema(config.data_dir))
+def load_model_dir(directory: str | Path):
+    """A run's best model, or a merged export, with its config."""
+    return load_exported(directory) if (Path(directory) / EXPORT_WEIGHTS).is_file() else load_trained(directory)
+
+
+def evaluate_model(model, config: RunConfig, eval_config: EvalConfig | None = None, split: str = "test") -> dict:
+    """Metrics of a loaded model on a split, with its run's or the given evaluation settings."""
+    schema = load_schema(config.data_dir)
+    columns = data_columns(config.model, schema)
     data = SequenceData.load(config.data_dir, split, columns, config.model.max_length, "eval")
-    return evaluate(model, data, config.model, eval_config, build_mask_ids(load_schema(config.data_dir), columns),
+    return evaluate(model, data, config.model, eval_config or config.eval, build_mask_ids(schema, columns),
                     buckets=load_buckets(config.data_dir))
+
+
+def evaluate_run(run_dir: str | Path, eval_config: EvalConfig | None = None, split: str = "test") -> dict:
+    """Metrics of a trained run's best model (or of a merged export) on a split."""
+    return evaluate_model(*load_model_dir(run_dir), eval_config, split)
 
 
 def load_buckets(data_dir: str | Path) -> torch.Tensor | None:

@@ -12,7 +12,6 @@ class MixtralBackbone(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.top_k = config.experts_per_token
         self.model = MixtralModel(MixtralConfig(
             vocab_size=1, hidden_size=config.d_model, intermediate_size=2 * config.d_model,
             num_hidden_layers=config.n_layers, num_attention_heads=config.n_heads, num_key_value_heads=config.n_heads,

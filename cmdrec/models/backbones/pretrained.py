@@ -20,11 +20,13 @@ class PretrainedDecoderBackbone(nn.Module):
         self.decoder = decoder
         self.input_projection = nn.Linear(config.d_model, hidden)
         self.output_projection = nn.Linear(hidden, config.d_model)
+        # 16-bit bases take 16-bit inputs; quantised (compute in fp32 here) and fp32 bases take fp32
+        dtype = next(p.dtype for p in decoder.parameters() if p.is_floating_point())
+        self.input_dtype = dtype if dtype in (torch.bfloat16, torch.float16) else None
 
     def forward(self, embeddings, padding_mask):
         inputs = self.input_projection(embeddings)
-        compute_dtype = next(p.dtype for p in self.decoder.parameters() if p.is_floating_point())
-        if compute_dtype in (torch.bfloat16, torch.float16):
-            inputs = inputs.to(compute_dtype)
+        if self.input_dtype is not None:
+            inputs = inputs.to(self.input_dtype)
         hidden = self.decoder(inputs_embeds=inputs, attention_mask=padding_mask.long()).last_hidden_state
         return self.output_projection(hidden.to(self.output_projection.weight.dtype)), {}
