@@ -2,7 +2,7 @@
 benchmarks/baselines_vs.py), with the ablation and the frequency buckets. Writes
 benchmarks/results/full_vs.json and the report (compare.md, PNGs) in benchmarks/results/full_vs/.
 
-    python benchmarks/full_vs.py [--epochs 10] [--seeds 1 2 3] [overrides applied to every run config]
+    python benchmarks/full_vs.py [--epochs 10] [--seeds 1 2 3] [--ablation-seeds 1] [overrides applied to every run config]
 
 Target (issue 4): the full model's NDCG@10 beats the best baseline by >= 5% relative, averaged over
 the seeds, and the tail bucket gains more than the head. Whatever the outcome, it is written as measured.
@@ -32,6 +32,7 @@ def main() -> int:
     parser.add_argument("--baselines", nargs="+", default=None, help="default: every config in configs/baselines")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--ablation-seeds", nargs="+", type=int, default=None, help="default: --seeds")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/full_vs"))
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
@@ -50,13 +51,15 @@ def main() -> int:
     overrides = [f"data_dir={data_dir}", f"training.epochs={args.epochs}", *args.overrides]
     baselines = args.baselines or sorted(str(p) for p in (ROOT / "configs/baselines").glob("*.yaml"))
     started = time.perf_counter()
-    report = run_compare(load_run_config(args.full, overrides), [load_run_config(p, overrides) for p in baselines], args.seeds, args.out)
+    report = run_compare(load_run_config(args.full, overrides), [load_run_config(p, overrides) for p in baselines], args.seeds, args.out,
+                         ablation_seeds=args.ablation_seeds)
     models = {name: {"role": entry["role"], "seeds": entry["seeds"], "mean": entry["mean"], "std": entry["std"],
                      "buckets_mean": entry["buckets_mean"]} for name, entry in report["models"].items()}
     summary = report["summary"]
     write_json_atomic(f"{args.out}.json", {
         "command": ("python benchmarks/full_vs.py " + " ".join(sys.argv[1:])).strip(),
-        "data_dir": str(data_dir), "epochs": args.epochs, "seeds": args.seeds, "summary": summary,
+        "data_dir": str(data_dir), "epochs": args.epochs, "seeds": args.seeds,
+        "ablation_seeds": report["ablation_seeds"], "summary": summary,
         "meets_target": bool(summary.get("relative_ndcg@10_gain", -1) >= 0.05
                              and summary.get("bucket_gain", {}).get("tail", 0) > summary.get("bucket_gain", {}).get("head", 0)),
         "models": models, "wall_seconds": round(time.perf_counter() - started, 1), "machine": report["machine"],

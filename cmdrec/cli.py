@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--full", default="configs/full/mixtral_full.yaml")
     compare.add_argument("--baselines", nargs="*", default=None, help=f"run configs (default: every YAML in {BASELINE_CONFIGS})")
     compare.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    compare.add_argument("--ablation-seeds", nargs="+", type=int, default=None, help="seeds for the ablation rows (default: --seeds)")
     compare.add_argument("--out", default="reports/compare")
     compare.add_argument("overrides", nargs="*", help="overrides applied to every config, e.g. data_dir=outputs/vs/preprocessed")
     return parser
@@ -138,6 +139,8 @@ def run_embed(args) -> int:
     report = embed_commands(config.preprocessed_dir, config.text)
     print(f"embedded {report['commands']} commands with {report['provider']} {report['model']} ({report['dimension']} dimensions): "
           f"{report['embedded_now']} new, {report['from_cache']} from cache; wrote {report['path']}")
+    if report["label_columns"]:
+        print("LLM label columns (usable in model.aux_tasks): " + ", ".join(f"{name} ({n} values)" for name, n in report["label_columns"].items()))
     return 0
 
 
@@ -208,7 +211,8 @@ def run_compare_command(args) -> int:
     from cmdrec.training.compare import run_compare
 
     paths = args.baselines if args.baselines is not None else sorted(str(p) for p in Path(BASELINE_CONFIGS).glob("*.yaml"))
-    report = run_compare(load_run_config(args.full, args.overrides), [load_run_config(p, args.overrides) for p in paths], args.seeds, args.out)
+    report = run_compare(load_run_config(args.full, args.overrides), [load_run_config(p, args.overrides) for p in paths], args.seeds, args.out,
+                         ablation_seeds=args.ablation_seeds)
     summary = report["summary"]
     if summary.get("best_baseline"):
         print(f"{summary['full']} vs best baseline {summary['best_baseline']}: NDCG@10 {summary['relative_ndcg@10_gain']:+.1%}")

@@ -21,7 +21,7 @@ import torch
 
 from cmdrec.batch import Batch
 from cmdrec.errors import InputError
-from cmdrec.schema import PAD_ID, Schema, Tag
+from cmdrec.schema import PAD_ID, ColumnSpec, Schema, Tag
 
 SCHEMA_FILE = "schema.json"
 
@@ -65,7 +65,8 @@ class SequenceData:
         wanted = list(dict.fromkeys([item, *columns]))
         for name in wanted:
             schema[name]  # raises naming the known columns
-        frame = pl.read_parquet(path, columns=["length", *wanted])
+        per_command = [name for name in wanted if schema[name].properties.get("key") == item]
+        frame = pl.read_parquet(path, columns=["length", *(n for n in wanted if n not in per_command)])
         lengths = frame["length"].to_numpy().astype(np.int64)
         session, starts, ends = window_bounds(lengths, max_length, mode)
         offsets = np.concatenate([[0], np.cumsum(lengths)])
@@ -76,10 +77,14 @@ class SequenceData:
         valid = cell < window_lengths[:, None]
         arrays = {}
         for name in wanted:
+            if name in per_command:
+                continue
             values = frame[name].explode().to_numpy()
             pad = np.zeros(1, dtype=values.dtype) if schema[name].has(Tag.CONTINUOUS) else np.full(1, PAD_ID, dtype=values.dtype)
             padded = np.concatenate([values, pad])
             arrays[name] = padded[np.where(valid, flat_index, len(values))]
+        for name in per_command:  # attributes of the command (e.g. LLM labels): looked up, not stored per event
+            arrays[name] = command_attribute(data_dir, schema[name])[arrays[item]]
         return cls(arrays, window_lengths, item)
 
     def batch(self, indices: np.ndarray) -> Batch:
@@ -107,6 +112,15 @@ def iterate_batches(data: SequenceData, batch_size: int, order: np.ndarray | Non
 
 def batches_per_epoch(n: int, batch_size: int) -> int:
     return (n + batch_size - 1) // batch_size
+
+
+def command_attribute(data_dir: str | Path, spec: ColumnSpec) -> np.ndarray:
+    """A per-command column as an array indexed by command id (its spec names the table)."""
+    path = Path(data_dir) / spec.properties["table"]
+    if not path.is_file():
+        raise InputError(f"column {spec.name!r} is looked up in {path}, which does not exist; run `cmdrec embed` again")
+    table = pl.read_parquet(path, columns=[spec.properties["key"], spec.name]).sort(spec.properties["key"])
+    return table[spec.name].to_numpy()
 
 
 def load_schema(data_dir: str | Path) -> Schema:

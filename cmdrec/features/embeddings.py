@@ -54,5 +54,6 @@ class InputBlock(nn.Module):
         if self.text_table is not None:
             items = features[self.item_column]
             known = items < len(self.text_table)  # mlm's mask id has no text
-            vectors.append(self.text_projection(self.text_table[torch.where(known, items, 0)]))
+            # project the (small) table, then look up: cheaper than projecting every event's row
+            vectors.append(self.text_projection(self.text_table)[torch.where(known, items, 0)])
         return self.norm(self.fusion(torch.stack(vectors, dim=2)))

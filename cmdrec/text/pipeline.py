@@ -4,6 +4,7 @@ sequences as `text_embeddings.safetensors` (reserved ids get zero vectors)."""
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +14,17 @@ from safetensors.torch import save_file
 
 from cmdrec.config import TextConfig
 from cmdrec.errors import InputError
-from cmdrec.schema import FIRST_VALUE_ID
+from cmdrec.data.sequences import SCHEMA_FILE
+from cmdrec.io import write_parquet_atomic
+from cmdrec.schema import FIRST_VALUE_ID, OOV_ID, PAD_ID, ColumnSpec, Schema, Tag
 from cmdrec.text.cache import EmbeddingCache
 from cmdrec.text.providers import build_provider
 
 log = logging.getLogger(__name__)
 ITEMS_FILE = "items.parquet"
 TEXT_EMBEDDINGS = "text_embeddings.safetensors"
+COMMAND_LABELS = "command_labels.parquet"
+LABEL_FIELDS = ("classification", "target")  # the LLM answers that become labels (the summary is text)
 
 
 def command_texts(items: pl.DataFrame, augmented: dict[str, dict[str, str]] | None = None) -> list[str]:
@@ -50,6 +55,7 @@ def embed_commands(data_dir: str | Path, config: TextConfig, provider=None) -> d
                      for row in commands.iter_rows(named=True)}
         log.info("LLM descriptions: %d new request(s), %d from cache", augmenter.calls, len(augmented) - augmenter.calls)
     texts = command_texts(commands, augmented)
+    label_columns = write_command_labels(data_dir, items, augmented)
     provider = provider or build_provider(config.provider, model=config.model, base_url=config.base_url, batch_size=config.batch_size)
     cache = EmbeddingCache(config.cache_dir, provider.name, provider.model_id)
     missing = cache.missing(texts)
@@ -62,4 +68,36 @@ def embed_commands(data_dir: str | Path, config: TextConfig, provider=None) -> d
               metadata={"provider": provider.name, "model": provider.model_id, "augmented": str(bool(augmented))})
     return {"commands": len(texts), "embedded_now": len(missing), "from_cache": len(set(texts)) - len(missing),
             "dimension": int(vectors.shape[1]), "provider": provider.name, "model": provider.model_id,
-            "path": str(data_dir / TEXT_EMBEDDINGS)}
+            "path": str(data_dir / TEXT_EMBEDDINGS), "label_columns": label_columns}
+
+
+def write_command_labels(data_dir: Path, items: pl.DataFrame, augmented: dict[str, dict[str, str]] | None) -> dict[str, int]:
+    """The LLM's one-word classification and target of each command as categorical label columns
+    (`llm_classification`, `llm_target`, usable in `model.aux_tasks` or as inputs): written to
+    `command_labels.parquet` and declared in schema.json as looked up by command id. Without
+    augmentation any such columns from an earlier run are removed, so they never go stale.
+    Returns each column's number of distinct values."""
+    schema_path = data_dir / SCHEMA_FILE
+    schema = Schema.from_json(schema_path)
+    item = schema.item_id.name
+    kept = tuple(c for c in schema.columns if c.properties.get("table") != COMMAND_LABELS)
+    if not augmented:
+        if len(kept) != len(schema.columns):
+            Schema(kept).to_json(schema_path)
+        (data_dir / COMMAND_LABELS).unlink(missing_ok=True)
+        return {}
+    names = items["name"].to_list()
+    table, specs, sizes = {item: list(range(len(names)))}, [], {}
+    for field in LABEL_FIELDS:
+        column = f"llm_{field}"
+        values = [augmented[name][field].strip().lower() for name in names[FIRST_VALUE_ID:]]
+        counts = Counter(values)
+        vocabulary = sorted(counts, key=lambda v: (-counts[v], v))
+        ids = {value: FIRST_VALUE_ID + index for index, value in enumerate(vocabulary)}
+        table[column] = [PAD_ID, OOV_ID, *(ids[v] for v in values)]
+        specs.append(ColumnSpec(column, (Tag.CATEGORICAL, Tag.LIST, Tag.LABEL), "int64", FIRST_VALUE_ID + len(vocabulary),
+                                {"table": COMMAND_LABELS, "key": item, "pad_id": PAD_ID, "oov_id": OOV_ID, "values": vocabulary}))
+        sizes[column] = len(vocabulary)
+    write_parquet_atomic(pl.DataFrame(table, schema={name: pl.Int64 for name in table}), data_dir / COMMAND_LABELS)
+    Schema((*kept, *specs)).to_json(schema_path)
+    return sizes

@@ -2,17 +2,24 @@
 server that speaks the OpenAI protocol (no test touches the network)."""
 
 import json
+import re
+import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
+import polars as pl
 import pytest
 from safetensors.torch import load_file
 
 from cmdrec.config import TextConfig
 from cmdrec.errors import InputError
 from cmdrec.text.cache import EmbeddingCache
-from cmdrec.text.pipeline import TEXT_EMBEDDINGS, embed_commands
+from cmdrec.data.sequences import SequenceData, load_schema
+from cmdrec.schema import Tag
+from cmdrec.text.pipeline import COMMAND_LABELS, TEXT_EMBEDDINGS, embed_commands
+from cmdrec.training.loop import train
+from tests.conftest import tiny_run
 
 
 class CountingProvider:
@@ -63,6 +70,11 @@ def test_offline_sentence_transformer_default(tiny_data, tmp_path):
     assert np.allclose(norms.numpy(), 1.0, atol=1e-4)
 
 
+def stub_labels(command: str) -> dict[str, str]:
+    """The stub LLM's classification and target of a command (deterministic, a few values each)."""
+    return {"classification": "Create" if len(command) % 2 else "edit ", "target": f"thing{len(command) % 3}"}
+
+
 class OpenAIStub(BaseHTTPRequestHandler):
     """Answers /embeddings and /chat/completions like the OpenAI API; can fail the first N calls."""
 
@@ -81,7 +93,8 @@ class OpenAIStub(BaseHTTPRequestHandler):
             data = [{"object": "embedding", "index": i, "embedding": [float(len(t)), 1.0, 0.0, 2.0]} for i, t in enumerate(body["input"])]
             return self._send(200, {"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 1, "total_tokens": 1}})
         assert body["response_format"] == {"type": "json_object"}
-        answer = json.dumps({"summary": "Does a thing.", "classification": "create", "target": "wall"})
+        command = re.search(r"Command: (.*)", body["messages"][-1]["content"]).group(1)
+        answer = json.dumps({"summary": "Does a thing.", **stub_labels(command)})
         return self._send(200, {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
                                 "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}]})
 
@@ -121,6 +134,38 @@ def test_openai_embeddings_and_llm_augmentation_through_a_local_server(tiny_data
     embed_commands(tiny_data, config)  # a re-run pays nothing
     assert OpenAIStub.calls["chat"] == chat_calls and OpenAIStub.calls["embeddings"] == 1
     assert "test-key" not in caplog.text
+
+
+def test_llm_classification_and_target_become_auxiliary_tasks(tiny_data, tmp_path, openai_server):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    config = TextConfig(provider="openai", base_url=openai_server, llm_base_url=openai_server, augment=True, cache_dir=str(tmp_path / "cache"))
+    report = embed_commands(data, config)
+    assert report["label_columns"] == {"llm_classification": 2, "llm_target": 3}
+    schema = load_schema(data)
+    spec = schema["llm_classification"]
+    assert spec.has(Tag.LABEL) and spec.has(Tag.CATEGORICAL) and spec.cardinality == 4
+    assert set(spec.properties["values"]) == {"create", "edit"}  # normalised: case and spaces
+
+    # every event's label is the label of its command
+    windows = SequenceData.load(data, "train", ["llm_classification", "llm_target"], 12, "train")
+    names = pl.read_parquet(data / "items.parquet")["name"].to_list()
+    commands = windows.arrays["command"][windows.arrays["command"] >= 2]
+    for column, field in (("llm_classification", "classification"), ("llm_target", "target")):
+        values = schema[column].properties["values"]
+        labels = windows.arrays[column][windows.arrays["command"] >= 2]
+        assert [values[label - 2] for label in labels] == [stub_labels(names[c])[field].strip().lower() for c in commands]
+        assert (windows.arrays[column][windows.arrays["command"] == 0] == 0).all()  # padding stays padding
+
+    result = train(tiny_run(data, tmp_path, "aux", model={"aux_tasks": ("category", "llm_classification", "llm_target")},
+                            training={"epochs": 1}), show_progress=False)
+    assert 0 <= result["test"]["llm_target/ndcg@3"] <= 1 and 0 <= result["test"]["llm_classification/recall@3"] <= 1
+
+    # a later embedding without the LLM removes the labels rather than leaving stale ones
+    embed_commands(data, TextConfig(cache_dir=str(tmp_path / "cache")), CountingProvider())
+    assert "llm_target" not in load_schema(data).names and not (data / COMMAND_LABELS).exists()
+    with pytest.raises(KeyError, match="no column 'llm_target'"):
+        train(tiny_run(data, tmp_path, "stale", model={"aux_tasks": ("llm_target",)}), show_progress=False)
 
 
 def test_openai_retries_transient_errors_then_fails_clearly(tiny_data, tmp_path, openai_server):
