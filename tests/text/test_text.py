@@ -1,6 +1,7 @@
 """Text embeddings: cache behaviour, the offline provider, and the OpenAI paths against a local
 server that speaks the OpenAI protocol (no test touches the network)."""
 
+import dataclasses
 import json
 import re
 import shutil
@@ -13,12 +14,14 @@ import pytest
 from safetensors.torch import load_file
 
 from cmdrec.config import TextConfig
-from cmdrec.errors import InputError
-from cmdrec.text.cache import EmbeddingCache
+from cmdrec.data.pipeline import preprocess, process_logs
 from cmdrec.data.sequences import SequenceData, load_schema
+from cmdrec.data.synthetic import sample_config, write_sample
+from cmdrec.errors import InputError
 from cmdrec.schema import Tag
+from cmdrec.text.cache import EmbeddingCache
 from cmdrec.text.pipeline import COMMAND_LABELS, TEXT_EMBEDDINGS, embed_commands
-from cmdrec.training.loop import train
+from cmdrec.training.loop import evaluate_run, train
 from tests.conftest import tiny_run
 
 
@@ -189,7 +192,7 @@ def test_missing_key_is_a_clear_error(tiny_data, tmp_path, monkeypatch):
 def test_a_model_trains_on_text_embeddings_and_says_when_they_are_missing(tiny_data, tmp_path):
     import shutil
 
-    from cmdrec.training.loop import train
+    from cmdrec.training.loop import evaluate_run, train
     from tests.conftest import tiny_run
 
     data = tmp_path / "data"
@@ -206,12 +209,6 @@ def test_a_model_trains_on_text_embeddings_and_says_when_they_are_missing(tiny_d
 
 def test_text_output_ranks_commands_held_out_of_training_better_than_an_id_head(tmp_path):
     """Commands never seen in training keep their catalogue ids; only a text-scored output can rank them."""
-    from cmdrec.data.pipeline import preprocess, process_logs
-    from cmdrec.data.synthetic import sample_config, write_sample
-    from cmdrec.training.loop import evaluate_run, train
-    from tests.conftest import tiny_run
-    import dataclasses
-
     write_sample(tmp_path / "raw", users=20, sessions_per_user=8, seed=5)
     config = sample_config(str(tmp_path / "raw"), str(tmp_path / "out"))
     held_out = ("Door", "Tag")
@@ -220,10 +217,8 @@ def test_text_output_ranks_commands_held_out_of_training_better_than_an_id_head(
     report = preprocess(config)
     assert report["split"]["holdout_events_removed_from_train"] > 0
     data = tmp_path / "out/preprocessed"
-    from cmdrec.text.providers import SentenceTransformerProvider
-
     pytest.importorskip("sentence_transformers")
-    embed_commands(data, TextConfig(cache_dir=str(tmp_path / "cache")))
+    embed_commands(data, TextConfig(cache_dir=str(tmp_path / "cache")))  # the offline default embeds the descriptions
     scores = {}
     for name, model in (("id", {}), ("text", {"text_output": True, "text_embeddings": True})):
         run = tiny_run(data, tmp_path / "runs", name, model={"d_model": 32, **model}, training={"epochs": 4, "learning_rate": 3e-3})
@@ -231,4 +226,3 @@ def test_text_output_ranks_commands_held_out_of_training_better_than_an_id_head(
         scores[name] = evaluate_run(tmp_path / "runs" / name)
     assert scores["text"]["unseen/positions"] > 0
     assert scores["text"]["unseen/recall@10"] > scores["id"].get("unseen/recall@10", 0.0)
-    assert SentenceTransformerProvider  # the offline default embedded the catalogue descriptions

@@ -1,0 +1,51 @@
+"""Print the README's Markdown tables for the full-model and Beauty benchmarks from their results
+files, so the figures quoted are the measured ones, never retyped.
+
+    python benchmarks/tables.py [full_vs] [beauty]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def full_vs() -> str:
+    report = json.loads((RESULTS / "full_vs.json").read_text())
+    lines = [f"`{report['command']}` ({report['epochs']} epochs, seeds {report['seeds']}, ablations seeds {report['ablation_seeds']}; "
+             "mean ± std over seeds, test, last item of each session):", "",
+             "| model | role | seeds | NDCG@10 | Recall@10 | MRR@10 | NDCG@3 | head NDCG@10 | torso NDCG@10 | tail NDCG@10 |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, entry in report["models"].items():
+        cells = [f"{entry['mean'][m]:.4f} ± {entry['std'][m]:.4f}" for m in ("ndcg@10", "recall@10", "mrr@10", "ndcg@3")]
+        cells += [f"{entry['buckets_mean'][b]:.4f}" if b in entry["buckets_mean"] else "-" for b in ("head", "torso", "tail")]
+        lines.append(f"| {name} | {entry['role']} | {len(entry['seeds'])} | " + " | ".join(cells) + " |")
+    summary = report["summary"]
+    gains = ", ".join(f"{b} {g:+.4f}" for b, g in summary.get("bucket_gain", {}).items())
+    lines += ["", f"Full model vs best baseline ({summary.get('best_baseline')}): NDCG@10 {summary.get('relative_ndcg@10_gain', float('nan')):+.1%} "
+              f"relative (target +5%); absolute NDCG@10 difference by bucket: {gains}. Target met: {report['meets_target']}. "
+              f"Wall time {report['wall_seconds'] / 60:.0f} min."]
+    return "\n".join(lines)
+
+
+def beauty() -> str:
+    report = json.loads((RESULTS / "beauty.json").read_text())
+    published = report["published_sasrec_full_ce"]
+    lines = [f"`{report['command']}` ({report['protocol']}; {report['split']['users']} users):", "",
+             "| model | NDCG@10 | Recall@10 | MRR@10 | valid NDCG@10 | epochs | s/epoch | train s | device |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for name, entry in report["models"].items():
+        lines.append(f"| {name} | {entry['ndcg@10']:.4f} | {entry['recall@10']:.4f} | {entry['mrr@10']:.4f} | {entry['valid']['ndcg@10']:.4f} | "
+                     f"{entry['epochs_run']} | {entry['seconds_per_epoch']:.0f} | {entry['train_seconds']:.0f} | {entry['device']} |")
+    lines.append(f"| published SASRec, full cross-entropy | {published['ndcg@10']} | {published['recall@10']} | | | | | | |")
+    return "\n".join(lines)
+
+
+TABLES = {"full_vs": full_vs, "beauty": beauty}
+
+if __name__ == "__main__":
+    for name in sys.argv[1:] or TABLES:
+        print(TABLES[name]() + "\n")
