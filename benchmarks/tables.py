@@ -1,7 +1,7 @@
 """Print the README's Markdown tables for the full-model and Beauty benchmarks from their results
 files, so the figures quoted are the measured ones, never retyped.
 
-    python benchmarks/tables.py [full_vs] [beauty]
+    python benchmarks/tables.py [full_vs] [beauty] [new_commands_sample] [new_commands_vs]
 """
 
 from __future__ import annotations
@@ -44,8 +44,25 @@ def beauty() -> str:
     return "\n".join(lines)
 
 
-TABLES = {"full_vs": full_vs, "beauty": beauty}
+def new_commands(dataset: str) -> str:
+    report = json.loads((RESULTS / f"new_commands_{dataset}.json").read_text())
+    lines = [f"`{report['command']}`: held out of training (frequency ranks {report['held_out_ranks']}): "
+             f"{', '.join(report['held_out_commands'])}; {report['holdout_events_removed_from_train']} training events removed; "
+             f"every position of the test sessions:", "",
+             "| output head | NDCG@10 all targets | Recall@10 all targets | NDCG@10 held-out targets | Recall@10 held-out targets | held-out positions |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, entry in report["models"].items():
+        lines.append(f"| {name} | {entry['ndcg@10']:.4f} | {entry['recall@10']:.4f} | {entry['unseen']['ndcg@10']:.4f} | "
+                     f"{entry['unseen']['recall@10']:.4f} | {entry['unseen_positions']} |")
+    return "\n".join(lines)
+
+
+TABLES = {"full_vs": full_vs, "beauty": beauty, "new_commands_sample": lambda: new_commands("sample"),
+          "new_commands_vs": lambda: new_commands("vs")}
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or TABLES:
-        print(TABLES[name]() + "\n")
+        try:
+            print(TABLES[name]() + "\n")
+        except FileNotFoundError as missing:
+            print(f"{name}: not measured ({missing.filename} does not exist)\n")
