@@ -96,14 +96,19 @@ def _markdown(report: dict) -> str:
         cells = " | ".join(f"{entry['mean'][m]:.4f} ± {entry['std'][m]:.4f}" for m in METRIC_ORDER)
         lines.append(f"| {name} | {entry['role']} | {len(entry['seeds'])} | {cells} |")
     lines += ["", "### NDCG@10 by command-frequency bucket (head: commands making the first 50% of training events, torso: next 30%, tail: the rest)",
-              "", "| model | " + " | ".join(BUCKETS) + " |", "|" + " --- |" * (len(BUCKETS) + 1)]
+              "", "| model | " + " | ".join(buckets := _measured_buckets(report)) + " |", "|" + " --- |" * (len(buckets) + 1)]
     for name, entry in report["models"].items():
-        lines.append(f"| {name} | " + " | ".join(f"{entry['buckets_mean'].get(b, float('nan')):.4f}" for b in BUCKETS) + " |")
+        lines.append(f"| {name} | " + " | ".join(f"{entry['buckets_mean'].get(b, float('nan')):.4f}" for b in buckets) + " |")
     summary = report["summary"]
     if summary.get("best_baseline"):
         lines += ["", f"Full model vs best baseline ({summary['best_baseline']}): NDCG@10 {summary['relative_ndcg@10_gain']:+.1%} relative; "
                   "by bucket (absolute NDCG@10 difference): " + ", ".join(f"{b} {g:+.4f}" for b, g in summary["bucket_gain"].items())]
     return "\n".join(lines) + "\n"
+
+
+def _measured_buckets(report: dict) -> list[str]:
+    """The buckets some model has targets in (no `unseen` column when every command was trained)."""
+    return [b for b in BUCKETS if any(b in entry["buckets_mean"] for entry in report["models"].values())]
 
 
 def _plots(report: dict, out: Path) -> None:
@@ -126,10 +131,11 @@ def _plots(report: dict, out: Path) -> None:
 
     figure, axis = plt.subplots(figsize=(8, 4))
     width = 0.8 / max(len(names), 1)
+    buckets = _measured_buckets(report)
     for index, name in enumerate(names):
-        values = [report["models"][name]["buckets_mean"].get(b, 0.0) for b in BUCKETS]
-        axis.bar([i + index * width for i in range(len(BUCKETS))], values, width, label=name)
-    axis.set_xticks([i + 0.4 - width / 2 for i in range(len(BUCKETS))], BUCKETS)
+        values = [report["models"][name]["buckets_mean"].get(b, 0.0) for b in buckets]
+        axis.bar([i + index * width for i in range(len(buckets))], values, width, label=name)
+    axis.set_xticks([i + 0.4 - width / 2 for i in range(len(buckets))], buckets)
     axis.set_ylabel("NDCG@10")
     axis.legend(fontsize=6)
     figure.tight_layout()
