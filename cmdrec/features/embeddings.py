@@ -54,6 +54,10 @@ class InputBlock(nn.Module):
         if self.text_table is not None:
             items = features[self.item_column]
             known = items < len(self.text_table)  # mlm's mask id has no text
-            # project the (small) table, then look up: cheaper than projecting every event's row
-            vectors.append(self.text_projection(self.text_table)[torch.where(known, items, 0)])
+            index = torch.where(known, items, 0)
+            # project whichever has fewer rows: the whole table (small catalogues) or the batch's events
+            if len(self.text_table) <= index.numel():
+                vectors.append(self.text_projection(self.text_table)[index])
+            else:
+                vectors.append(self.text_projection(self.text_table[index]))
         return self.norm(self.fusion(torch.stack(vectors, dim=2)))

@@ -42,3 +42,25 @@ def test_unknown_fusion_and_unusable_column_are_refused(tiny_data):
         InputBlock(schema, ["command"], 16, fusion="magic")
     with pytest.raises(InputError, match="neither categorical nor continuous"):
         InputBlock(schema, ["command", "user_id"], 16)
+
+
+def test_text_vectors_are_the_same_whether_the_table_or_the_events_are_projected(tiny_data):
+    schema = load_schema(tiny_data)
+    table = torch.randn(schema["command"].cardinality, 6)
+    block = InputBlock(schema, ["command"], d_model=8, text_table=table)
+    batch = SequenceData.load(tiny_data, "train", ["command"], 12, "train").batch(torch.arange(8).numpy())
+    items = batch.features["command"]
+    expected = block.text_projection(table[items])
+    block.fusion = TextCapture()
+    for events in (items[:1, :2], items):  # fewer events than table rows, then more
+        assert (events.numel() < len(table)) == (events is not items)
+        block({"command": events})
+        assert torch.allclose(block.fusion.text, expected[: events.shape[0], : events.shape[1]], atol=1e-6)
+
+
+class TextCapture(torch.nn.Module):
+    """A sum fusion that keeps the text feature (the last of the stacked features) for inspection."""
+
+    def forward(self, stacked):
+        self.text = stacked[:, :, -1]
+        return stacked.sum(dim=2)
