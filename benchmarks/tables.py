@@ -32,14 +32,20 @@ def full_vs() -> str:
 
 
 def beauty() -> str:
-    report = json.loads((RESULTS / "beauty.json").read_text())
-    published = report["published_sasrec_full_ce"]
-    lines = [f"`{report['command']}` ({report['protocol']}; {report['split']['users']} users):", "",
-             "| model | NDCG@10 | Recall@10 | MRR@10 | valid NDCG@10 | epochs | s/epoch | train s | device |",
+    """Every Beauty run measured (beauty.json and any beauty_<variant>.json), one row each."""
+    paths = sorted(RESULTS.glob("beauty*.json"))
+    if not paths:
+        raise FileNotFoundError(2, "no Beauty results", str(RESULTS / "beauty.json"))
+    reports = [json.loads(path.read_text()) for path in paths]
+    published = reports[0]["published_sasrec_full_ce"]
+    lines = [f"{reports[0]['protocol']}; {reports[0]['split']['users']} users:", "",
+             "| command | NDCG@10 | Recall@10 | MRR@10 | valid NDCG@10 | epochs | s/epoch | train s | device |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
-    for name, entry in report["models"].items():
-        lines.append(f"| {name} | {entry['ndcg@10']:.4f} | {entry['recall@10']:.4f} | {entry['mrr@10']:.4f} | {entry['valid']['ndcg@10']:.4f} | "
-                     f"{entry['epochs_run']} | {entry['seconds_per_epoch']:.0f} | {entry['train_seconds']:.0f} | {entry['device']} |")
+    for report in reports:
+        for entry in report["models"].values():
+            lines.append(f"| `{report['command']}` | {entry['ndcg@10']:.4f} | {entry['recall@10']:.4f} | {entry['mrr@10']:.4f} | "
+                         f"{entry['valid']['ndcg@10']:.4f} | {entry['epochs_run']} | {entry['seconds_per_epoch']:.0f} | "
+                         f"{entry['train_seconds']:.0f} | {entry['device']} |")
     lines.append(f"| published SASRec, full cross-entropy | {published['ndcg@10']} | {published['recall@10']} | | | | | | |")
     return "\n".join(lines)
 
