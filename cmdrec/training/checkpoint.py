@@ -90,9 +90,10 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
     if not partial:
         load_model(model, str(path))
         return
-    result = model.load_state_dict(load_file(str(path)), strict=False)
+    weights = load_file(str(path))
+    result = model.load_state_dict(weights, strict=False)
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
-    absent = trainable - set(load_file(str(path)))
+    absent = trainable - set(weights)
     if result.unexpected_keys or absent:
         raise InputError(f"{path} does not match this model: unexpected {result.unexpected_keys[:3]}, missing {sorted(absent)[:3]}")
 

@@ -27,6 +27,7 @@ from cmdrec.errors import InputError
 from cmdrec.features.embeddings import mask_ids as build_mask_ids
 from cmdrec.io import write_json_atomic
 from cmdrec.models.build import build_baseline, build_model, data_columns, is_neural
+from cmdrec.schema import FIRST_VALUE_ID
 from cmdrec.text.pipeline import TEXT_EMBEDDINGS
 from cmdrec.training.adapters import export_merged, load_decoder, trainable_state
 from cmdrec.training.checkpoint import (
@@ -165,8 +166,7 @@ def _train(config: RunConfig, run: RunDir, resume_from, on_step, show_progress) 
         prune_checkpoints(run.checkpoints, training.keep_checkpoints, protect)
         run.set_status("running", step=position["step"], best=position["best"])
 
-    buckets = load_buckets(config.data_dir)
-    trained_items = (buckets != UNSEEN).to(device) if buckets is not None else None
+    trained_items = _trained_items(load_buckets(config.data_dir), device)
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
     for epoch in range(position["epoch"], training.epochs):
         order = epoch_order(len(train_data), training.seed, epoch)
@@ -250,6 +250,14 @@ def _train(config: RunConfig, run: RunDir, resume_from, on_step, show_progress) 
     }
     write_json_atomic(run.path / RESULTS, result)
     return result
+
+
+def _trained_items(buckets: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    """Which command ids the training softmax may cover, or None when that is all of them: the
+    reserved ids are already masked by the heads, and masking costs a copy of every step's logits."""
+    if buckets is None or not (buckets[FIRST_VALUE_ID:] == UNSEEN).any():
+        return None
+    return (buckets != UNSEEN).to(device)
 
 
 def is_adapter_run(model_config: ModelConfig) -> bool:

@@ -190,11 +190,6 @@ def test_missing_key_is_a_clear_error(tiny_data, tmp_path, monkeypatch):
 
 
 def test_a_model_trains_on_text_embeddings_and_says_when_they_are_missing(tiny_data, tmp_path):
-    import shutil
-
-    from cmdrec.training.loop import evaluate_run, train
-    from tests.conftest import tiny_run
-
     data = tmp_path / "data"
     shutil.copytree(tiny_data, data)
     (data / TEXT_EMBEDDINGS).unlink(missing_ok=True)
