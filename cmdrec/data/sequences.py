@@ -50,12 +50,20 @@ class SequenceData:
     arrays: dict[str, np.ndarray]  # (n_windows, max_length) per column
     lengths: np.ndarray  # (n_windows,)
     item_column: str
+    # with `earlier_items`: every item id of the split flat (plus a trailing PAD), and each window's
+    # session start and window start in it, so a batch can list the events before its windows
+    flat_items: np.ndarray | None = None
+    session_starts: np.ndarray | None = None
+    window_starts: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.lengths)
 
     @classmethod
-    def load(cls, data_dir: str | Path, split: str, columns: list[str], max_length: int, mode: str) -> SequenceData:
+    def load(cls, data_dir: str | Path, split: str, columns: list[str], max_length: int, mode: str,
+             earlier_items: bool = False) -> SequenceData:
+        """`earlier_items`: batches also carry the items before each window (`Batch.earlier_items`),
+        so evaluation can exclude everything a user has seen, however long the session."""
         data_dir = Path(data_dir)
         schema = load_schema(data_dir)
         path = data_dir / f"{split}.parquet"
@@ -75,17 +83,20 @@ class SequenceData:
         window_lengths = ends - starts
         flat_index = offsets[session][:, None] + starts[:, None] + cell
         valid = cell < window_lengths[:, None]
-        arrays = {}
+        arrays, flat = {}, {}
         for name in wanted:
             if name in per_command:
                 continue
-            values = frame[name].explode().to_numpy()
+            values = flat[name] = frame[name].explode().to_numpy()
             pad = np.zeros(1, dtype=values.dtype) if schema[name].has(Tag.CONTINUOUS) else np.full(1, PAD_ID, dtype=values.dtype)
             padded = np.concatenate([values, pad])
             arrays[name] = padded[np.where(valid, flat_index, len(values))]
         for name in per_command:  # attributes of the command (e.g. LLM labels): looked up, not stored per event
             arrays[name] = command_attribute(data_dir, schema[name])[arrays[item]]
-        return cls(arrays, window_lengths, item)
+        if not earlier_items:
+            return cls(arrays, window_lengths, item)
+        flat_items = np.concatenate([flat[item], np.full(1, PAD_ID, dtype=flat[item].dtype)])
+        return cls(arrays, window_lengths, item, flat_items, offsets[session], offsets[session] + starts)
 
     def batch(self, indices: np.ndarray) -> Batch:
         lengths = self.lengths[indices]
@@ -95,7 +106,17 @@ class SequenceData:
             tensor = torch.from_numpy(np.ascontiguousarray(array[indices, :width]))
             features[name] = tensor.float() if tensor.is_floating_point() else tensor.long()
         padding_mask = torch.arange(width)[None, :] < torch.from_numpy(lengths)[:, None]
-        return Batch(features=features, padding_mask=padding_mask, item_column=self.item_column)
+        return Batch(features=features, padding_mask=padding_mask, item_column=self.item_column,
+                     earlier_items=self._earlier_items(indices))
+
+    def _earlier_items(self, indices: np.ndarray) -> torch.Tensor | None:
+        if self.flat_items is None:
+            return None
+        begins, ends = self.session_starts[indices], self.window_starts[indices]
+        width = int((ends - begins).max())
+        cell = np.arange(width)[None, :]
+        index = np.where(cell < (ends - begins)[:, None], begins[:, None] + cell, len(self.flat_items) - 1)
+        return torch.from_numpy(self.flat_items[index]).long()
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:

@@ -41,7 +41,7 @@ def evaluate(model, data: SequenceData, model_config: ModelConfig, eval_config: 
         targets = masked.targets[item][masked.loss_mask]
         exclude = None
         if eval_config.exclude_seen:
-            exclude = seen_items(*masked.predicted_histories(), logits.shape[1])
+            exclude = seen_items(*masked.predicted_histories(include_earlier=True), logits.shape[1])
         ranks = target_ranks(logits, targets, exclude).cpu()
         metrics.add(ranks)
         for index, name in enumerate(bucket_metrics):

@@ -114,7 +114,8 @@ def _train(config: RunConfig, run: RunDir, resume_from, on_step, show_progress) 
     item = schema.item_id.name
     columns = data_columns(model_config, schema)
     mask_ids = build_mask_ids(schema, columns)
-    load = lambda split, mode: SequenceData.load(config.data_dir, split, columns, model_config.max_length, mode)  # noqa: E731
+    load = lambda split, mode: SequenceData.load(config.data_dir, split, columns, model_config.max_length, mode,  # noqa: E731
+                                                 earlier_items=mode == "eval" and config.eval.exclude_seen)
     train_data, valid_data, test_data = load("train", "train"), load("valid", "eval"), load("test", "eval")
 
     if not is_neural(model_config):
@@ -350,8 +351,9 @@ def evaluate_model(model, config: RunConfig, eval_config: EvalConfig | None = No
     """Metrics of a loaded model on a split, with its run's or the given evaluation settings."""
     schema = load_schema(config.data_dir)
     columns = data_columns(config.model, schema)
-    data = SequenceData.load(config.data_dir, split, columns, config.model.max_length, "eval")
-    return evaluate(model, data, config.model, eval_config or config.eval, build_mask_ids(schema, columns),
+    eval_config = eval_config or config.eval
+    data = SequenceData.load(config.data_dir, split, columns, config.model.max_length, "eval", earlier_items=eval_config.exclude_seen)
+    return evaluate(model, data, config.model, eval_config, build_mask_ids(schema, columns),
                     buckets=load_buckets(config.data_dir))
 
 

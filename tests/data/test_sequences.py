@@ -48,3 +48,25 @@ def test_batch_order_is_a_pure_function_of_seed_and_epoch(tiny_data):
     full = [b for _, b in iterate_batches(data, 8, order)]
     resumed = [b for _, b in iterate_batches(data, 8, order, start_batch=3)]
     assert all(torch.equal(a.items, b.items) for a, b in zip(full[3:], resumed))
+
+
+def test_evaluation_windows_can_carry_the_items_before_them(tiny_data):
+    import polars as pl
+
+    from cmdrec.data.masking import clm
+    from cmdrec.training.metrics import seen_items
+
+    sessions = pl.read_parquet(tiny_data / "test.parquet")["command"].to_list()
+    assert max(map(len, sessions)) > 5  # some sessions are longer than the window
+    data = SequenceData.load(tiny_data, "test", [], max_length=5, mode="eval", earlier_items=True)
+    batch = data.batch(np.arange(len(data)))
+    for row, session in enumerate(sessions):
+        earlier = [item for item in batch.earlier_items[row].tolist() if item != 0]
+        assert earlier + batch.items[row][batch.padding_mask[row]].tolist() == session
+    # the evaluation's seen items are then the whole session before the target
+    masked = clm(batch, ["command"], positions="last")
+    seen = seen_items(*masked.predicted_histories(include_earlier=True), 200)
+    for row, session in enumerate(sessions):
+        assert set(seen[row].nonzero().squeeze(1).tolist()) == set(session[:-1])
+    window_only = SequenceData.load(tiny_data, "test", [], max_length=5, mode="eval").batch(np.arange(len(data)))
+    assert window_only.earlier_items is None
