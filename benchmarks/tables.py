@@ -33,10 +33,10 @@ def full_vs() -> str:
 
 def beauty() -> str:
     """Every Beauty run measured (beauty.json and any beauty_<variant>.json), one row each."""
-    paths = sorted(RESULTS.glob("beauty*.json"))
-    if not paths:
+    reports = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("beauty*.json"))]
+    reports = [report for report in reports if "models" in report]  # not beauty_coverage.json
+    if not reports:
         raise FileNotFoundError(2, "no Beauty results", str(RESULTS / "beauty.json"))
-    reports = [json.loads(path.read_text()) for path in paths]
     published = reports[0]["published_sasrec_full_ce"]
     lines = [f"{reports[0]['protocol']}; {reports[0]['split']['users']} users:", "",
              "| command | NDCG@10 | Recall@10 | MRR@10 | valid NDCG@10 | epochs | s/epoch | train s | device |",
@@ -67,6 +67,9 @@ TABLES = {"full_vs": full_vs, "beauty": beauty, "new_commands_sample": lambda: n
           "new_commands_vs": lambda: new_commands("vs")}
 
 if __name__ == "__main__":
+    unknown = [name for name in sys.argv[1:] if name not in TABLES]
+    if unknown:
+        sys.exit(f"unknown table(s) {unknown}; known: {sorted(TABLES)}")
     for name in sys.argv[1:] or TABLES:
         try:
             print(TABLES[name]() + "\n")
