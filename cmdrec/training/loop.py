@@ -170,6 +170,10 @@ def _train(config: RunConfig, run: RunDir, resume_from, on_step, show_progress) 
     trained_items = _trained_items(load_buckets(config.data_dir), device)
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
     for epoch in range(position["epoch"], training.epochs):
+        # checked before the epoch, so an early-stopped run that is run again stays finished
+        if training.early_stopping_patience is not None and position["bad_epochs"] >= training.early_stopping_patience:
+            log.info("early stopping after %d epochs without improvement", position["bad_epochs"])
+            break
         order = epoch_order(len(train_data), training.seed, epoch)
         start_batch = position["batch"] if epoch == position["epoch"] else 0
         model.train()
@@ -226,9 +230,6 @@ def _train(config: RunConfig, run: RunDir, resume_from, on_step, show_progress) 
             position.update(best=score, best_step=position["step"])
         log.info("epoch %d: valid %s %.4f (best %.4f)", epoch + 1, training.monitor, score, position["best"])
         checkpoint(valid)
-        if training.early_stopping_patience is not None and position["bad_epochs"] >= training.early_stopping_patience:
-            log.info("early stopping after %d epochs without improvement", position["bad_epochs"])
-            break
     trackers.close()
 
     best = run.checkpoints / f"{position['best_step']:08d}"

@@ -134,3 +134,13 @@ def test_objective_adds_weighted_auxiliary_and_balance_losses():
     assert parts["category"] == pytest.approx(expected_aux.item(), rel=1e-6)
     assert parts["moe_balance"] == pytest.approx(0.1 * load_balancing(router, 2, mask).item(), rel=1e-6)
     assert total.item() == pytest.approx(sum(parts.values()), rel=1e-6)
+
+
+def test_early_stopped_run_run_again_trains_no_further(tiny_data, tmp_path):
+    # learning rate 0: validation never improves after the first epoch, so patience 1 stops after the second
+    sections = {"training": {"epochs": 6, "learning_rate": 0.0, "early_stopping_patience": 1}}
+    first = train(tiny_run(tiny_data, tmp_path, "stopped", **sections), show_progress=False)
+    assert first["epochs_run"] == 2
+    again = train(tiny_run(tiny_data, tmp_path, "stopped", **sections), show_progress=False)
+    assert again["steps"] == first["steps"] and again["epochs_run"] == 2
+    assert all(again["test"][m] == first["test"][m] for m in METRICS)
