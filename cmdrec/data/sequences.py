@@ -83,11 +83,13 @@ class SequenceData:
         window_lengths = ends - starts
         flat_index = offsets[session][:, None] + starts[:, None] + cell
         valid = cell < window_lengths[:, None]
-        arrays, flat = {}, {}
+        arrays = {}
         for name in wanted:
             if name in per_command:
                 continue
-            values = flat[name] = frame[name].explode().to_numpy()
+            values = frame[name].explode().to_numpy()
+            if name == item:
+                item_values = values
             pad = np.zeros(1, dtype=values.dtype) if schema[name].has(Tag.CONTINUOUS) else np.full(1, PAD_ID, dtype=values.dtype)
             padded = np.concatenate([values, pad])
             arrays[name] = padded[np.where(valid, flat_index, len(values))]
@@ -95,7 +97,7 @@ class SequenceData:
             arrays[name] = command_attribute(data_dir, schema[name])[arrays[item]]
         if not earlier_items:
             return cls(arrays, window_lengths, item)
-        flat_items = np.concatenate([flat[item], np.full(1, PAD_ID, dtype=flat[item].dtype)])
+        flat_items = np.concatenate([item_values, np.full(1, PAD_ID, dtype=item_values.dtype)])
         return cls(arrays, window_lengths, item, flat_items, offsets[session], offsets[session] + starts)
 
     def batch(self, indices: np.ndarray) -> Batch:
