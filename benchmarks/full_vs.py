@@ -32,7 +32,8 @@ def main() -> int:
     parser.add_argument("--baselines", nargs="+", default=None, help="default: every config in configs/baselines")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    parser.add_argument("--ablation-seeds", nargs="+", type=int, default=None, help="default: --seeds")
+    parser.add_argument("--ablation-seeds", nargs="*", type=int, default=None,
+                        help="default: --seeds; given with no seeds: no ablation rows")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/full_vs"))
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()

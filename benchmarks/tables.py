@@ -1,7 +1,7 @@
 """Print the README's Markdown tables for the full-model and Beauty benchmarks from their results
 files, so the figures quoted are the measured ones, never retyped.
 
-    python benchmarks/tables.py [full_vs] [beauty] [new_commands_sample] [new_commands_vs]
+    python benchmarks/tables.py [full_vs] [full_vs_10ep] [beauty] [new_commands_sample] [new_commands_vs]
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def full_vs() -> str:
-    report = json.loads((RESULTS / "full_vs.json").read_text())
-    lines = [f"`{report['command']}` ({report['epochs']} epochs, seeds {report['seeds']}, ablations seeds {report['ablation_seeds']}; "
+def full_vs(results: str) -> str:
+    report = json.loads((RESULTS / f"{results}.json").read_text())
+    ablations = f"ablations seeds {report['ablation_seeds']}" if report["ablation_seeds"] else "no ablation rows"
+    lines = [f"`{report['command']}` ({report['epochs']} epochs, seeds {report['seeds']}, {ablations}; "
              "mean ± std over seeds, test, last item of each session):", "",
              "| model | role | seeds | NDCG@10 | Recall@10 | MRR@10 | NDCG@3 | head NDCG@10 | torso NDCG@10 | tail NDCG@10 |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -63,7 +64,7 @@ def new_commands(dataset: str) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"full_vs": full_vs, "beauty": beauty, "new_commands_sample": lambda: new_commands("sample"),
+TABLES = {"full_vs": lambda: full_vs("full_vs"), "full_vs_10ep": lambda: full_vs("full_vs_10ep"), "beauty": beauty, "new_commands_sample": lambda: new_commands("sample"),
           "new_commands_vs": lambda: new_commands("vs")}
 
 if __name__ == "__main__":

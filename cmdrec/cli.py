@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--full", default="configs/full/mixtral_full.yaml")
     compare.add_argument("--baselines", nargs="*", default=None, help=f"run configs (default: every YAML in {BASELINE_CONFIGS})")
     compare.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    compare.add_argument("--ablation-seeds", nargs="+", type=int, default=None, help="seeds for the ablation rows (default: --seeds)")
+    compare.add_argument("--ablation-seeds", nargs="*", type=int, default=None,
+                         help="seeds for the ablation rows (default: --seeds; given with no seeds: no ablation rows)")
     compare.add_argument("--out", default="reports/compare")
     compare.add_argument("overrides", nargs="*", help="overrides applied to every config, e.g. data_dir=outputs/vs/preprocessed")
     return parser

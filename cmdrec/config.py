@@ -269,6 +269,7 @@ class ModelConfig:
     max_length: int = 50
     mlm_probability: float = 0.2
     tie_weights: bool = False  # True shares the item embedding with the output layer (SASRec)
+    output_bias: bool = True  # a learned per-command bias in the next-command output layer (SASRec has none)
     input_features: tuple[str, ...] = ()  # extra schema columns beside the item id; () = item id only
     fusion: str = "sum"  # how the input features of an event become one vector; see cmdrec.features.fusion
     aux_tasks: tuple[str, ...] = ()  # label columns predicted beside the next command, e.g. ("category",)

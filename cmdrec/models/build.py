@@ -69,7 +69,8 @@ def build_model(config: ModelConfig, schema: Schema, text_table: torch.Tensor | 
     if config.text_output:
         heads = {item.name: TextScoringHead(config.d_model, text_table)}
     else:
-        heads = {item.name: ClassificationHead(config.d_model, item.cardinality, inputs.item_embedding if config.tie_weights else None)}
+        heads = {item.name: ClassificationHead(config.d_model, item.cardinality, inputs.item_embedding if config.tie_weights else None,
+                                                    learned_bias=config.output_bias)}
     for task in config.aux_tasks:
         if not schema[task].has(Tag.LABEL):
             raise InputError(f"model.aux_tasks: column {task!r} is not tagged as a label in the schema")

@@ -11,19 +11,23 @@ from cmdrec.schema import FIRST_VALUE_ID
 class ClassificationHead(nn.Module):
     """Scores every id of a column; reserved ids (padding, OOV) are never predicted.
 
-    With `tied_embedding`, the output weights are the input embedding's rows (SASRec)."""
+    With `tied_embedding`, the output weights are the input embedding's rows (SASRec). Without
+    `learned_bias` the scores are plain dot products, as in SASRec; the bias is then a constant."""
 
-    def __init__(self, d_model: int, n_classes: int, tied_embedding: nn.Embedding | None = None):
+    def __init__(self, d_model: int, n_classes: int, tied_embedding: nn.Embedding | None = None, learned_bias: bool = True):
         super().__init__()
         self.n_classes = n_classes
         self.tied_embedding = tied_embedding
         self.weight = None if tied_embedding is not None else nn.Parameter(torch.randn(n_classes, d_model) * 0.02)
-        self.bias = nn.Parameter(torch.zeros(n_classes))
+        self.bias = nn.Parameter(torch.zeros(n_classes)) if learned_bias else None
+        if not learned_bias:
+            self.register_buffer("zero_bias", torch.zeros(n_classes), persistent=False)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         weight = self.tied_embedding.weight[: self.n_classes] if self.tied_embedding is not None else self.weight
+        bias = self.bias if self.bias is not None else self.zero_bias.to(hidden.dtype)
         # reserved ids are masked through the bias: one fused addmm, no copy of the (N, V) logits
-        bias = self.bias.index_fill(0, torch.arange(FIRST_VALUE_ID, device=hidden.device), torch.finfo(hidden.dtype).min)
+        bias = bias.index_fill(0, torch.arange(FIRST_VALUE_ID, device=hidden.device), torch.finfo(hidden.dtype).min)
         return torch.addmm(bias, hidden, weight.t())
 
 

@@ -41,15 +41,16 @@ ABLATIONS = ("fusion", "multi-task", "focal loss", "mixture of experts", "text e
 def run_compare(full: RunConfig, baselines: list[RunConfig], seeds: list[int], out_dir: str | Path, show_progress: bool = False,
                 ablation_seeds: list[int] | None = None) -> dict:
     """`ablation_seeds` (default: `seeds`) lets the ablation rows run on fewer seeds when compute is
-    short; each row says how many seeds it averages. The full model and the baselines run first, so
+    short, or on none (`[]`: no ablation rows); each row says how many seeds it averages. The full model and the baselines run first, so
     the headline comparison exists before the ablations start."""
     out = Path(out_dir)
     if full.model.text_embeddings and not (Path(full.data_dir) / TEXT_EMBEDDINGS).is_file():
         log.info("no text embeddings in %s: embedding with the default offline provider", full.data_dir)
         embed_commands(full.data_dir, TextConfig(cache_dir=str(out / "text-cache")))
-    ablated = [c for c in (_without(full, m) for m in ABLATIONS) if c is not None]
+    ablation_seeds = seeds if ablation_seeds is None else ablation_seeds
+    ablated = [c for c in (_without(full, m) for m in ABLATIONS) if c is not None] if ablation_seeds else []
     results: dict[str, dict] = {}
-    plan = [(config, seeds) for config in [full, *baselines]] + [(config, ablation_seeds or seeds) for config in ablated]
+    plan = [(config, seeds) for config in [full, *baselines]] + [(config, ablation_seeds) for config in ablated]
     for config, config_seeds in plan:
         for seed in config_seeds:
             run = dataclasses.replace(config, name=f"{_slug(config.name)}-seed{seed}", runs_dir=str(out / "runs"),
@@ -73,7 +74,7 @@ def run_compare(full: RunConfig, baselines: list[RunConfig], seeds: list[int], o
         summary["relative_ndcg@10_gain"] = mine["mean"]["ndcg@10"] / base["mean"]["ndcg@10"] - 1
         summary["bucket_gain"] = {b: mine["buckets_mean"][b] - base["buckets_mean"].get(b, 0.0) for b in mine["buckets_mean"]}
     ordered = {c.name: results[c.name] for c in [full, *ablated, *baselines]}
-    report = {"summary": summary, "seeds": seeds, "ablation_seeds": ablation_seeds or seeds, "models": ordered, "full_config": to_dict(full), "machine": machine()}
+    report = {"summary": summary, "seeds": seeds, "ablation_seeds": ablation_seeds, "models": ordered, "full_config": to_dict(full), "machine": machine()}
     write_json_atomic(out / "compare.json", report)
     write_text_atomic(out / "compare.md", _markdown(report))
     _plots(report, out)

@@ -80,6 +80,9 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 def train(config: RunConfig, *, resume: bool = True, on_step=None, show_progress: bool = True) -> dict:
     """Train and evaluate one run; returns (and writes to `results.json`) its metrics."""
     run = RunDir(config.runs_dir, config.name)
+    if (pid := run.trainer_elsewhere()) is not None:
+        # two trainers on one run would write over each other's checkpoints and logs
+        raise InputError(f"run {run.path} is being trained by process {pid}; wait for it to end or stop it first")
     checkpoints = list_checkpoints(run.checkpoints)
     resume_from = checkpoints[-1] if resume and checkpoints else None
     if checkpoints and not resume:

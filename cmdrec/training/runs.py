@@ -38,6 +38,12 @@ class RunDir:
         path = self.path / STATUS
         return json.loads(path.read_text()) if path.is_file() else {}
 
+    def trainer_elsewhere(self) -> int | None:
+        """The pid of another live process training this run (on this machine), if any."""
+        status = self.status()
+        pid = status.get("pid")
+        return pid if status.get("state") == "running" and pid != os.getpid() and _alive(pid) else None
+
 
 class CsvLog:
     """Append-only CSV; on resume, rows past the checkpoint's step are dropped so logs match the weights."""
@@ -64,9 +70,11 @@ def _alive(pid: int | None) -> bool:
         return False
     try:
         os.kill(pid, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
+    except ProcessLookupError:
         return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
 
 
 def list_runs(root: str | Path) -> list[dict]:

@@ -32,3 +32,11 @@ def test_compare_writes_table_ablation_buckets_and_plots(tiny_data, tmp_path):
     assert "| full - focal loss | ablation | 1 |" in table and "| gpt2 | baseline | 2 |" in table and "by command-frequency bucket" in table
     for png in ("ndcg10.png", "buckets.png", "learning_curves.png"):
         assert (tmp_path / "report" / png).stat().st_size > 1000
+
+
+def test_compare_without_ablation_seeds_has_no_ablation_rows(tiny_data, tmp_path):
+    full = tiny_run(tiny_data, tmp_path, "full", model={"input_features": ("category",), "fusion": "attention"}, training={"epochs": 1})
+    report = run_compare(full, [tiny_run(tiny_data, tmp_path, "markov", model={"backbone": "markov"})], seeds=[1],
+                         out_dir=tmp_path / "report", ablation_seeds=[])
+    assert {name: entry["role"] for name, entry in report["models"].items()} == {"full": "full", "markov": "baseline"}
+    assert report["ablation_seeds"] == [] and report["summary"]["best_baseline"] == "markov"

@@ -1,15 +1,18 @@
 import dataclasses
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from cmdrec.errors import InputError
+from cmdrec.io import write_json_atomic
 from cmdrec.models.build import BACKBONES, BASELINES
 from cmdrec.training.checkpoint import list_checkpoints
 from cmdrec.training.loop import load_trained, train
-from cmdrec.training.runs import list_runs
+from cmdrec.training.runs import RunDir, list_runs
 from tests.conftest import tiny_run
 
 METRICS = [f"{m}@{k}" for k in (3, 5, 10) for m in ("ndcg", "recall", "mrr")]
@@ -88,6 +91,21 @@ def test_existing_run_is_not_overwritten(tiny_data, tmp_path):
     train(tiny_run(tiny_data, tmp_path, "once", training={"epochs": 1}), show_progress=False)
     with pytest.raises(InputError, match="already has checkpoints"):
         train(tiny_run(tiny_data, tmp_path, "once"), resume=False, show_progress=False)
+
+
+def test_a_run_being_trained_by_another_process_is_refused(tiny_data, tmp_path):
+    config = tiny_run(tiny_data, tmp_path, "busy", training={"epochs": 1})
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        RunDir(tmp_path, "busy").path.mkdir()
+        write_json_atomic(tmp_path / "busy" / "status.json", {"state": "running", "pid": other.pid})
+        with pytest.raises(InputError, match=f"being trained by process {other.pid}"):
+            train(config, show_progress=False)
+    finally:
+        other.kill()
+        other.wait()
+    assert {r["name"]: r["state"] for r in list_runs(tmp_path)}["busy"] == "failed"  # dead trainer, no checkpoint
+    assert train(config, show_progress=False)["steps"] > 0
 
 
 def test_resume_with_another_seed_is_refused(tiny_data, tmp_path):
