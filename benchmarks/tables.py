@@ -64,8 +64,8 @@ def new_commands(dataset: str) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"full_vs": lambda: full_vs("full_vs"), "full_vs_10ep": lambda: full_vs("full_vs_10ep"), "beauty": beauty, "new_commands_sample": lambda: new_commands("sample"),
-          "new_commands_vs": lambda: new_commands("vs")}
+TABLES = {"full_vs": lambda: full_vs("full_vs"), "full_vs_10ep": lambda: full_vs("full_vs_10ep"), "beauty": beauty,
+          "new_commands_sample": lambda: new_commands("sample"), "new_commands_vs": lambda: new_commands("vs")}
 
 if __name__ == "__main__":
     unknown = [name for name in sys.argv[1:] if name not in TABLES]

@@ -41,8 +41,8 @@ ABLATIONS = ("fusion", "multi-task", "focal loss", "mixture of experts", "text e
 def run_compare(full: RunConfig, baselines: list[RunConfig], seeds: list[int], out_dir: str | Path, show_progress: bool = False,
                 ablation_seeds: list[int] | None = None) -> dict:
     """`ablation_seeds` (default: `seeds`) lets the ablation rows run on fewer seeds when compute is
-    short, or on none (`[]`: no ablation rows); each row says how many seeds it averages. The full model and the baselines run first, so
-    the headline comparison exists before the ablations start."""
+    short, or on none (`[]`: no ablation rows); each row says how many seeds it averages. The full
+    model and the baselines run first, so the headline comparison exists before the ablations start."""
     out = Path(out_dir)
     if full.model.text_embeddings and not (Path(full.data_dir) / TEXT_EMBEDDINGS).is_file():
         log.info("no text embeddings in %s: embedding with the default offline provider", full.data_dir)
