@@ -25,7 +25,7 @@ class ClassificationHead(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         weight = self.tied_embedding.weight[: self.n_classes] if self.tied_embedding is not None else self.weight
-        bias = self.bias if self.bias is not None else self.zero_bias.to(hidden.dtype)
+        bias = self.bias if self.bias is not None else self.zero_bias
         # reserved ids are masked through the bias: one fused addmm, no copy of the (N, V) logits
         bias = bias.index_fill(0, torch.arange(FIRST_VALUE_ID, device=hidden.device), torch.finfo(hidden.dtype).min)
         return torch.addmm(bias, hidden, weight.t())
