@@ -268,6 +268,9 @@ class ModelConfig:
     dropout: float = 0.1
     max_length: int = 50
     mlm_probability: float = 0.2
+    ffn_dim: int | None = None  # each layer's feed-forward width; None = the backbone's own (4 x d_model; 2 x per Mixtral expert)
+    ffn_activation: Literal["gelu", "relu", "silu"] | None = None  # None = the backbone's own (GELU; SiLU gates in Llama/Mixtral)
+    input_scaling: Literal["layernorm", "sqrt_d"] = "layernorm"  # fused inputs: LayerNorm, or SASRec's x sqrt(d_model)
     tie_weights: bool = False  # True shares the item embedding with the output layer (SASRec)
     output_bias: bool = True  # a learned per-command bias in the next-command output layer (SASRec has none)
     input_features: tuple[str, ...] = ()  # extra schema columns beside the item id; () = item id only
@@ -289,6 +292,8 @@ class ModelConfig:
             raise InputError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
         if self.max_length < 2:
             raise InputError("model.max_length must be at least 2")
+        if self.ffn_dim is not None and self.ffn_dim < 1:
+            raise InputError(f"model.ffn_dim must be positive, got {self.ffn_dim}")
         if self.bit not in BITS:
             raise InputError(f"model.bit: {self.bit!r} is not one of {list(BITS)}")
         if self.backbone == "pretrained" and not self.pretrained:

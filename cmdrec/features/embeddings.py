@@ -1,6 +1,7 @@
 """The input block: one vector per input feature and event (an embedding per categorical column,
 a projection per continuous column, and the command's frozen text embedding projected to the model
-width), fused into one vector per event by a named strategy.
+width), fused into one vector per event by a named strategy, then brought to the backbone's input scale:
+a LayerNorm by default, or SASRec's multiplication by sqrt(d_model).
 
 Every categorical table has one extra row, the mask id used by `mlm` masking (id = cardinality).
 No dropout here: every backbone applies its own to its inputs, and a second one would stack."""
@@ -21,10 +22,12 @@ def mask_ids(schema: Schema, columns: list[str]) -> dict[str, int]:
 
 class InputBlock(nn.Module):
     def __init__(self, schema: Schema, columns: list[str], d_model: int, fusion: str = "sum", n_heads: int = 1,
-                 text_table: torch.Tensor | None = None):
+                 text_table: torch.Tensor | None = None, scaling: str = "layernorm"):
         super().__init__()
         if fusion not in FUSIONS:
             raise InputError(f"model.fusion: unknown {fusion!r}; known: {sorted(FUSIONS)}")
+        if scaling not in ("layernorm", "sqrt_d"):
+            raise InputError(f"model.input_scaling: unknown {scaling!r}; known: ['layernorm', 'sqrt_d']")
         self.item_column = schema.item_id.name
         self.categorical = [c for c in columns if schema[c].has(Tag.CATEGORICAL)]
         self.continuous = [c for c in columns if schema[c].has(Tag.CONTINUOUS)]
@@ -41,7 +44,8 @@ class InputBlock(nn.Module):
         self.text_projection = nn.Linear(text_table.shape[1], d_model) if text_table is not None else None
         n_features = len(self.categorical) + len(self.continuous) + (text_table is not None)
         self.fusion = FUSIONS[fusion](n_features, d_model, n_heads)
-        self.norm = nn.LayerNorm(d_model)
+        self.norm = nn.LayerNorm(d_model) if scaling == "layernorm" else None
+        self.scale = d_model**0.5
         nn.init.normal_(self.embeddings[self.item_column].weight, std=0.02)
 
     @property
@@ -60,4 +64,5 @@ class InputBlock(nn.Module):
                 vectors.append(self.text_projection(self.text_table)[index])
             else:
                 vectors.append(self.text_projection(self.text_table[index]))
-        return self.norm(self.fusion(torch.stack(vectors, dim=2)))
+        fused = self.fusion(torch.stack(vectors, dim=2))
+        return self.norm(fused) if self.norm is not None else fused * self.scale

@@ -50,6 +50,8 @@ def build_model(config: ModelConfig, schema: Schema, text_table: torch.Tensor | 
     loaded pretrained decoder (see cmdrec.training.adapters), when the backbone is "pretrained"."""
     if not is_neural(config):
         raise InputError(f"{config.backbone!r} is a non-neural baseline; use build_baseline")
+    if config.backbone in ("gru", "pretrained") and (config.ffn_dim or config.ffn_activation):
+        raise InputError(f"model.ffn_dim / ffn_activation: backbone {config.backbone!r} has no feed-forward layer of its own to set")
     if config.backbone == "pretrained":  # the one backbone that wraps weights loaded outside the model
         if decoder is None:
             raise InputError("backbone 'pretrained' needs its decoder loaded by cmdrec.training.adapters.load_decoder")
@@ -65,7 +67,7 @@ def build_model(config: ModelConfig, schema: Schema, text_table: torch.Tensor | 
     if (config.text_embeddings or config.text_output) and (text_table is None or len(text_table) != schema.item_id.cardinality):
         raise InputError("model.text_embeddings / text_output need a text table with one row per command id; run `cmdrec embed` on this dataset")
     inputs = InputBlock(schema, input_columns(config, schema), config.d_model, config.fusion, config.n_heads,
-                        text_table if config.text_embeddings else None)
+                        text_table if config.text_embeddings else None, config.input_scaling)
     if config.text_output:
         heads = {item.name: TextScoringHead(config.d_model, text_table)}
     else:

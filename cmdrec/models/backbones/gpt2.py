@@ -5,6 +5,7 @@ from torch import nn
 from transformers import GPT2Config, GPT2Model
 
 from cmdrec.config import ModelConfig
+from cmdrec.models.backbones import feed_forward
 
 
 class GPT2Backbone(nn.Module):
@@ -12,9 +13,11 @@ class GPT2Backbone(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
+        width, activation = feed_forward(config, 4 * config.d_model, "gelu")
         self.model = GPT2Model(GPT2Config(
             vocab_size=1, n_positions=config.max_length, n_embd=config.d_model, n_layer=config.n_layers,
-            n_head=config.n_heads, activation_function="gelu", resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
+            n_head=config.n_heads, n_inner=width, activation_function=activation,
+            resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
             bos_token_id=None, eos_token_id=None,
         ))
 

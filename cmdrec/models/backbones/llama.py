@@ -4,6 +4,7 @@ from torch import nn
 from transformers import LlamaConfig, LlamaModel
 
 from cmdrec.config import ModelConfig
+from cmdrec.models.backbones import feed_forward
 
 
 class LlamaBackbone(nn.Module):
@@ -11,8 +12,9 @@ class LlamaBackbone(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
+        width, activation = feed_forward(config, 4 * config.d_model, "silu")
         self.model = LlamaModel(LlamaConfig(
-            vocab_size=1, hidden_size=config.d_model, intermediate_size=4 * config.d_model,
+            vocab_size=1, hidden_size=config.d_model, intermediate_size=width, hidden_act=activation,
             num_hidden_layers=config.n_layers, num_attention_heads=config.n_heads, num_key_value_heads=config.n_heads,
             max_position_embeddings=config.max_length, attention_dropout=config.dropout,
             bos_token_id=None, eos_token_id=None, pad_token_id=None,

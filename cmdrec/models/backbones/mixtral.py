@@ -5,6 +5,7 @@ from torch import nn
 from transformers import MixtralConfig, MixtralModel
 
 from cmdrec.config import ModelConfig
+from cmdrec.models.backbones import feed_forward
 
 
 class MixtralBackbone(nn.Module):
@@ -12,8 +13,9 @@ class MixtralBackbone(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
+        width, activation = feed_forward(config, 2 * config.d_model, "silu")
         self.model = MixtralModel(MixtralConfig(
-            vocab_size=1, hidden_size=config.d_model, intermediate_size=2 * config.d_model,
+            vocab_size=1, hidden_size=config.d_model, intermediate_size=width, hidden_act=activation,
             num_hidden_layers=config.n_layers, num_attention_heads=config.n_heads, num_key_value_heads=config.n_heads,
             num_local_experts=config.n_experts, num_experts_per_tok=config.experts_per_token,
             max_position_embeddings=config.max_length, attention_dropout=config.dropout, output_router_logits=True,

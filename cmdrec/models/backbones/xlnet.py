@@ -6,15 +6,17 @@ from torch import nn
 from transformers import XLNetConfig, XLNetModel
 
 from cmdrec.config import ModelConfig
+from cmdrec.models.backbones import feed_forward
 
 
 class XLNetBackbone(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.causal = config.masking == "clm"
+        width, activation = feed_forward(config, 4 * config.d_model, "gelu")
         self.model = XLNetModel(XLNetConfig(
             vocab_size=1, d_model=config.d_model, n_layer=config.n_layers, n_head=config.n_heads,
-            d_inner=4 * config.d_model, dropout=config.dropout, attn_type="bi", use_mems_train=False,
+            d_inner=width, ff_activation=activation, dropout=config.dropout, attn_type="bi", use_mems_train=False,
             use_mems_eval=False, pad_token_id=None, bos_token_id=None, eos_token_id=None,
         ))
 
