@@ -7,10 +7,13 @@ files, so the figures quoted are the measured ones, never retyped.
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# Beauty runs that repeat another's config with only the seed (and thread count, patience) changed
+BEAUTY_SEED_REPEATS = [("beauty_e20", "beauty_e20_seed1", "beauty_e20_seed2")]
 
 
 def full_vs(results: str) -> str:
@@ -48,6 +51,15 @@ def beauty() -> str:
                          f"{entry['valid']['ndcg@10']:.4f} | {entry['epochs_run']} | {entry['seconds_per_epoch']:.0f} | "
                          f"{entry['train_seconds']:.0f} | {entry['device']} |")
     lines.append(f"| published SASRec, full cross-entropy | {published['ndcg@10']} | {published['recall@10']} | | | | | | |")
+    for first, *repeats in BEAUTY_SEED_REPEATS:
+        paths = [RESULTS / f"{name}.json" for name in (first, *repeats)]
+        if all(path.is_file() for path in paths):
+            runs = [json.loads(path.read_text()) for path in paths]
+            entries = [next(iter(run["models"].values())) for run in runs]
+            spread = {m: (statistics.mean(e[m] for e in entries), statistics.stdev(e[m] for e in entries)) for m in ("ndcg@10", "recall@10")}
+            lines += ["", f"`{first}` repeated with other seeds ({', '.join(repeats)}): seeds {[run['seed'] for run in runs]}, "
+                      f"test NDCG@10 {spread['ndcg@10'][0]:.4f} ± {spread['ndcg@10'][1]:.4f}, "
+                      f"Recall@10 {spread['recall@10'][0]:.4f} ± {spread['recall@10'][1]:.4f} (mean ± std)."]
     return "\n".join(lines)
 
 
