@@ -2,7 +2,8 @@
 leave-one-out, all items ranked, items the user has seen filtered. Target (Klenitskiy & Vasilev,
 RecSys 2023): NDCG@10 >= 0.0327, Recall@10 >= 0.0533. Writes benchmarks/results/beauty.json.
 
-    python benchmarks/beauty.py [--epochs 200] [config overrides such as training.device=cuda]
+    python benchmarks/beauty.py [--config configs/beauty/sasrec_reference.yaml] [--epochs 200]
+                                [config overrides such as training.device=cuda]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ PUBLISHED = {"ndcg@10": 0.0327, "recall@10": 0.0533}
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared/data/amazon-beauty/beauty.txt.gz"))
+    parser.add_argument("--config", default=str(ROOT / "configs/beauty/sasrec.yaml"), help="run config (default: the GPT-2 SASRec)")
     parser.add_argument("--epochs", type=int, default=None, help="default: the config's")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/beauty.json"))
     parser.add_argument("overrides", nargs="*")
@@ -39,7 +41,7 @@ def main() -> int:
     overrides = ["data_dir=outputs/bench/beauty/preprocessed", "runs_dir=runs/bench", *args.overrides]
     if args.epochs:
         overrides.append(f"training.epochs={args.epochs}")
-    config = load_run_config(ROOT / "configs/beauty/sasrec.yaml", overrides)
+    config = load_run_config(args.config, overrides)
     started = time.perf_counter()
     result = train(config)
     test = result["test"]

@@ -35,10 +35,13 @@ def write_parquet_atomic(frame, path: str | Path) -> None:
     """Write a polars DataFrame to Parquet through a temporary file and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    # a unique temporary name: two processes writing the same file (two benchmarks preparing the same
+    # data) must not rename each other's temporary file away
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
         frame.write_parquet(tmp)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
         raise

@@ -14,6 +14,7 @@ from cmdrec.models.backbones.gru import GRUBackbone
 from cmdrec.models.backbones.llama import LlamaBackbone
 from cmdrec.models.backbones.mixtral import MixtralBackbone
 from cmdrec.models.backbones.pretrained import PretrainedDecoderBackbone
+from cmdrec.models.backbones.sasrec import SASRecBackbone
 from cmdrec.models.backbones.xlnet import XLNetBackbone
 from cmdrec.models.baselines import Markov, MostPopular, RepeatLast
 from cmdrec.models.heads import ClassificationHead, TextScoringHead
@@ -21,8 +22,8 @@ from cmdrec.models.recommender import SequenceRecommender
 from cmdrec.schema import Schema, Tag
 
 BACKBONES = {
-    "gpt2": GPT2Backbone, "llama": LlamaBackbone, "bert": BertBackbone, "xlnet": XLNetBackbone, "gru": GRUBackbone,
-    "mixtral": MixtralBackbone, "pretrained": PretrainedDecoderBackbone,
+    "gpt2": GPT2Backbone, "sasrec": SASRecBackbone, "llama": LlamaBackbone, "bert": BertBackbone, "xlnet": XLNetBackbone,
+    "gru": GRUBackbone, "mixtral": MixtralBackbone, "pretrained": PretrainedDecoderBackbone,
 }
 BASELINES = {"repeat_last": RepeatLast, "popular": MostPopular, "markov": Markov}
 

@@ -47,3 +47,19 @@ def test_sqrt_d_input_scaling_replaces_the_layernorm(tiny_data):
     expected = model.inputs.item_embedding(items) * 16**0.5
     assert torch.allclose(model.inputs({"command": items}), expected)
     assert isinstance(build_model(small("gpt2"), schema).inputs.norm, nn.LayerNorm)
+
+
+def test_sasrec_block_is_causal_and_keeps_its_reference_feed_forward():
+    encoder = BACKBONES["sasrec"](small("sasrec")).eval()
+    assert {tuple(layer.weight.shape) for layer in encoder.blocks[0].ffn if isinstance(layer, nn.Linear)} == {(16, 16)}
+    assert isinstance(encoder.blocks[0].ffn[1], nn.ReLU)
+    embeddings = torch.randn(2, 6, 16)
+    hidden, _ = encoder(embeddings, torch.ones(2, 6, dtype=torch.bool))
+    changed = embeddings.clone()
+    changed[:, 4:] = torch.randn(2, 2, 16)
+    later_changed, _ = encoder(changed, torch.ones(2, 6, dtype=torch.bool))
+    assert torch.allclose(hidden[:, :4], later_changed[:, :4], atol=1e-6)  # no position sees a later one
+    assert not torch.allclose(hidden[:, 4:], later_changed[:, 4:])
+    wider = BACKBONES["sasrec"](small("sasrec", ffn_dim=12, ffn_activation="gelu"))
+    assert wider.blocks[0].ffn[0].out_features == 12 and isinstance(wider.blocks[0].ffn[1], nn.GELU)
+
