@@ -48,6 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run", help="run directory, e.g. runs/llama-qlora")
     export.add_argument("--out", required=True)
 
+    recommend = sub.add_parser("recommend", help="the next commands a trained run suggests after a history of commands")
+    recommend.add_argument("run", help="run directory (e.g. runs/gpt2) or a directory written by `cmdrec export`")
+    recommend.add_argument("--history", nargs="+", required=True, help="command names, oldest first")
+    recommend.add_argument("--timestamps", nargs="+", default=None,
+                           help="ISO 8601 time of each history command (needed when the model uses time features)")
+    recommend.add_argument("-k", type=int, default=10, help="how many suggestions")
+    recommend.add_argument("--exclude-seen", action="store_true", help="never suggest a command already in the history")
+    recommend.add_argument("--device", default="cpu")
+
     runs = sub.add_parser("runs", help="list runs with their state, last step and best validation metric")
     runs.add_argument("--runs-dir", default="runs")
 
@@ -129,6 +138,13 @@ def run_quickstart(args) -> int:
     print("== train and evaluate: first-order Markov chain, GPT-2 (d 64, 2 layers, 8 epochs)")
     for row in run_suite(runs, "runs/quickstart", "Quickstart on the bundled sample", show_progress=False):
         print(_metrics_line(f"{row['model']} test (last item)", row["test_last"]))
+    if not args.config:  # the example history is made of the sample's commands
+        from cmdrec.serving import Predictor
+
+        history = ["Open", "ZoomExtents", "Wall", "Wall", "Door"]
+        run_dir = Path(runs[1].runs_dir) / runs[1].name
+        answer = Predictor(run_dir).recommend(history, k=3)
+        print(f"== cmdrec recommend {run_dir} --history {' '.join(history)} -k 3\n   " + ", ".join(answer.commands))
     print("wrote runs/quickstart/results.md; next: cmdrec runs, cmdrec train --config configs/baselines/gpt2.yaml")
     return 0
 
@@ -174,6 +190,23 @@ def run_export(args) -> int:
     from cmdrec.training.loop import export_run
 
     print(f"exported {args.run} to {export_run(args.run, args.out)}")
+    return 0
+
+
+def run_recommend(args) -> int:
+    from datetime import datetime
+
+    from cmdrec.serving import Predictor
+
+    try:
+        timestamps = None if args.timestamps is None else [datetime.fromisoformat(t) for t in args.timestamps]
+    except ValueError as error:
+        raise InputError(f"--timestamps: {error}") from error
+    answer = Predictor(args.run, args.device).recommend(args.history, args.k, timestamps, args.exclude_seen)
+    if answer.unknown_commands:
+        print(f"not in the vocabulary, read as out-of-vocabulary: {', '.join(answer.unknown_commands)}", file=sys.stderr)
+    for rank, (command, score) in enumerate(zip(answer.commands, answer.scores), 1):
+        print(f"{rank:>3}  {command}  {score:.4f}")
     return 0
 
 
@@ -228,7 +261,7 @@ def _metrics_line(label: str, metrics: dict) -> str:
 
 COMMANDS = {
     "sample": run_sample, "process": run_process, "preprocess": run_preprocess, "quickstart": run_quickstart, "embed": run_embed,
-    "train": run_train, "evaluate": run_evaluate, "runs": run_runs, "export": run_export, "baselines": run_baselines, "compare": run_compare_command,
+    "train": run_train, "evaluate": run_evaluate, "runs": run_runs, "export": run_export, "recommend": run_recommend, "baselines": run_baselines, "compare": run_compare_command,
 }
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ def test_quickstart_generates_processes_and_preprocesses(in_tmp, capsys):
     assert "drop noise commands" in printed and "vocabulary sizes" in printed
     assert "quickstart-markov test (last item): ndcg@10" in printed and "quickstart-gpt2 test (last item)" in printed
     assert (in_tmp / "runs/quickstart/results.md").is_file()
+    suggestions = printed.split("--history Open ZoomExtents Wall Wall Door -k 3\n")[1].splitlines()[0].strip().split(", ")
+    assert len(suggestions) == 3 and "<oov>" not in suggestions
     out = in_tmp / "outputs" / "sample" / "preprocessed"
     schema = Schema.from_json(out / "schema.json")
     processing = json.loads((in_tmp / "outputs/sample/processed/processing_report.json").read_text())

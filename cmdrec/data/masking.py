@@ -8,6 +8,9 @@ inference agree.
 
 `mlm` (BERT4Rec): training replaces random events (every feature of them) by a mask id and
 predicts them; evaluation masks the last event and predicts it.
+
+`next_event` is inference: no target is known, and each masking reads the model's output where
+its evaluation would, so a live prediction equals the evaluation of the same history.
 """
 
 from __future__ import annotations
@@ -59,6 +62,28 @@ def mlm(batch: Batch, target_columns: list[str], mask_ids: dict[str, int], proba
     targets = {name: batch.features[name] for name in target_columns}
     loss_mask = masked & _predictable(targets[batch.item_column])
     return replace(batch, features=features, targets=targets, loss_mask=loss_mask)
+
+
+def next_event(batch: Batch, masking: str, mask_ids: dict[str, int] | None = None) -> Batch:
+    """Score the event that follows each sequence: `clm` reads the output at the last event, `mlm`
+    appends a masked event (every feature of it) and reads the output there."""
+    lengths = batch.padding_mask.sum(1)
+    rows = torch.arange(len(lengths))
+    if masking == "clm":
+        loss_mask = torch.zeros_like(batch.padding_mask)
+        loss_mask[rows, lengths - 1] = True
+        return replace(batch, targets={}, loss_mask=loss_mask)
+    if masking == "mlm":
+        padding_mask = torch.nn.functional.pad(batch.padding_mask, (0, 1))
+        padding_mask[rows, lengths] = True
+        features = {}
+        for name, values in batch.features.items():
+            features[name] = torch.nn.functional.pad(values, (0, 1))
+            features[name][rows, lengths] = (mask_ids or {}).get(name, 0)
+        loss_mask = torch.zeros_like(padding_mask)
+        loss_mask[rows, lengths] = True
+        return replace(batch, features=features, padding_mask=padding_mask, targets={}, loss_mask=loss_mask)
+    raise ValueError(f"unknown masking {masking!r}; known: {MASKINGS}")
 
 
 def _blank(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:

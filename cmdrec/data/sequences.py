@@ -69,12 +69,18 @@ class SequenceData:
         path = data_dir / f"{split}.parquet"
         if not path.is_file():
             raise InputError(f"no {split} split at {path}; run preprocessing first")
+        stored = [name for name in _wanted(schema, columns) if schema[name].properties.get("key") != schema.item_id.name]
+        frame = pl.read_parquet(path, columns=["length", *stored])
+        return cls.from_frame(frame, schema, columns, max_length, mode, earlier_items, data_dir)
+
+    @classmethod
+    def from_frame(cls, frame: pl.DataFrame, schema: Schema, columns: list[str], max_length: int, mode: str,
+                   earlier_items: bool = False, data_dir: str | Path | None = None) -> SequenceData:
+        """Windows of sequences already in memory (one row per session with list columns, as the
+        workflow writes them); `data_dir` is needed only for columns looked up per command."""
         item = schema.item_id.name
-        wanted = list(dict.fromkeys([item, *columns]))
-        for name in wanted:
-            schema[name]  # raises naming the known columns
+        wanted = _wanted(schema, columns)
         per_command = [name for name in wanted if schema[name].properties.get("key") == item]
-        frame = pl.read_parquet(path, columns=["length", *(n for n in wanted if n not in per_command)])
         lengths = frame["length"].to_numpy().astype(np.int64)
         session, starts, ends = window_bounds(lengths, max_length, mode)
         offsets = np.concatenate([[0], np.cumsum(lengths)])
@@ -119,6 +125,13 @@ class SequenceData:
         cell = np.arange(width)[None, :]
         index = np.where(cell < (ends - begins)[:, None], begins[:, None] + cell, len(self.flat_items) - 1)
         return torch.from_numpy(self.flat_items[index]).long()
+
+
+def _wanted(schema: Schema, columns: list[str]) -> list[str]:
+    wanted = list(dict.fromkeys([schema.item_id.name, *columns]))
+    for name in wanted:
+        schema[name]  # raises naming the known columns
+    return wanted
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:

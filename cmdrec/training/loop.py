@@ -346,9 +346,9 @@ def load_trained(run_dir: str | Path, device: str = "cpu") -> tuple[object, RunC
     return model.to(device).eval(), dataclasses.replace(config, model=model_config)
 
 
-def load_model_dir(directory: str | Path):
+def load_model_dir(directory: str | Path, device: str = "cpu"):
     """A run's best model, or a merged export, with its config."""
-    return load_exported(directory) if (Path(directory) / EXPORT_WEIGHTS).is_file() else load_trained(directory)
+    return load_exported(directory, device) if (Path(directory) / EXPORT_WEIGHTS).is_file() else load_trained(directory, device)
 
 
 def evaluate_model(model, config: RunConfig, eval_config: EvalConfig | None = None, split: str = "test") -> dict:

@@ -1,0 +1,90 @@
+from datetime import datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from cmdrec.cli import main
+from cmdrec.data.masking import mask_batch
+from cmdrec.data.sequences import SequenceData, load_schema
+from cmdrec.errors import InputError
+from cmdrec.features.embeddings import mask_ids
+from cmdrec.models.build import input_columns
+from cmdrec.serving import Predictor
+from cmdrec.training.loop import train
+from tests.conftest import tiny_run
+
+
+def trained(tiny_data, runs_dir, name, **model):
+    config = tiny_run(tiny_data, runs_dir, name, model=model, training={"epochs": 1})
+    train(config, show_progress=False)
+    return runs_dir / name
+
+
+def command_names(data_dir):
+    return pl.read_parquet(data_dir / "items.parquet").sort("command")["name"].to_list()
+
+
+@pytest.mark.parametrize("model", [{"backbone": "gpt2"}, {"backbone": "bert", "masking": "mlm"},
+                                   {"backbone": "markov"}, {"backbone": "gpt2", "input_features": ["category"]}])
+def test_a_suggestion_equals_the_evaluation_of_the_same_history(tiny_data, tmp_path, model):
+    run = trained(tiny_data, tmp_path, "run", **model)
+    predictor = Predictor(run)
+    schema, config = load_schema(tiny_data), predictor.config
+    columns = input_columns(config.model, schema)
+    data = SequenceData.load(tiny_data, "test", columns, config.model.max_length, "eval")
+    batch = data.batch(np.arange(len(data)))
+    evaluated = predictor.model(mask_batch(batch, config.model.masking, ["command"], training=False, mask_ids=mask_ids(schema, columns)))
+    expected = evaluated.logits["command"].float().topk(5, dim=1)
+    # the full sessions, as a live caller would send them: every event before the evaluated one
+    names = command_names(tiny_data)
+    sessions = pl.read_parquet(tiny_data / "test.parquet")["command"].to_list()
+    answers = predictor.recommend_many([[names[i] for i in session[:-1]] for session in sessions], k=5)
+    for answer, ids, values in zip(answers, expected.indices, expected.values):
+        assert answer.commands == [names[i] for i in ids.tolist()]
+        assert answer.scores == pytest.approx(values.tolist(), rel=1e-5, abs=1e-5)
+
+
+def test_unknown_commands_are_read_as_out_of_vocabulary_and_named(tiny_data, tmp_path):
+    predictor = Predictor(trained(tiny_data, tmp_path, "run"))
+    answer = predictor.recommend(["Wall", "NoSuchCommand", "Door"], k=4)
+    assert answer.unknown_commands == ["NoSuchCommand"]
+    assert len(answer.commands) == 4 and "<oov>" not in answer.commands and "<pad>" not in answer.commands
+    assert answer.scores == sorted(answer.scores, reverse=True)
+
+
+def test_exclude_seen_never_suggests_a_command_of_the_history(tiny_data, tmp_path):
+    predictor = Predictor(trained(tiny_data, tmp_path, "run"))
+    history = ["Wall", "Door", "Window", "Wall"]
+    answer = predictor.recommend(history, k=10, exclude_seen=True)
+    assert not set(answer.commands) & set(history)
+    assert set(history) & set(predictor.recommend(history, k=30).commands)  # they would rank otherwise
+    everything = predictor.recommend(history, k=1000, exclude_seen=True).commands
+    assert len(everything) == len(predictor.names) - 2 - 3  # every command but the 3 seen, no reserved id
+
+
+def test_time_features_need_timestamps(tiny_data, tmp_path):
+    predictor = Predictor(trained(tiny_data, tmp_path, "run", input_features=["log_time_delta", "hour"]))
+    with pytest.raises(InputError, match="timestamp"):
+        predictor.recommend(["Wall", "Door"])
+    start = datetime(2025, 3, 6, 9, 0)
+    late = predictor.recommend(["Wall", "Door"], timestamps=[start, start + timedelta(hours=3)])
+    soon = predictor.recommend(["Wall", "Door"], timestamps=[start, start + timedelta(seconds=3)])
+    assert len(late.commands) == 10 and late.scores != soon.scores  # the gap reaches the model
+    with pytest.raises(InputError, match="2 commands but 1 timestamps"):
+        predictor.recommend(["Wall", "Door"], timestamps=[start])
+
+
+def test_an_empty_history_is_refused(tiny_data, tmp_path):
+    with pytest.raises(InputError, match="history 0"):
+        Predictor(trained(tiny_data, tmp_path, "run")).recommend([])
+
+
+def test_the_recommend_command_prints_ranked_suggestions(tiny_data, tmp_path, capsys):
+    run = trained(tiny_data, tmp_path, "run")
+    assert main(["recommend", str(run), "--history", "Wall", "Door", "-k", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["1", "2", "3"]
+    assert [line.split()[1] for line in lines] == Predictor(run).recommend(["Wall", "Door"], k=3).commands
+    assert main(["recommend", str(run), "--history", "Wall", "--timestamps", "not-a-time"]) == 2
