@@ -1,0 +1,125 @@
+"""Serving from raw histories: latency and throughput of `cmdrec.serving.Predictor`, and a check that
+suggestions computed from the raw processed events (through the saved feature workflow) reproduce
+the run's offline evaluation.
+
+For each test session, the history is its raw events (command names and timestamps from the
+processed log) without the last one, and the target is that last command: Recall@10 of the
+suggestions must equal the offline evaluation's (last item, out-of-vocabulary targets skipped in
+both), and so must NDCG@10 up to ties between scores.
+
+    python benchmarks/serving.py                       # trains a small GPT-2 on the bundled sample first
+    python benchmarks/serving.py --run benchmarks/results/full_vs_10ep/runs/mixtral-full-seed1 \\
+        --events outputs/bench/vs/processed/events.parquet --out benchmarks/results/serving_vs.json
+
+Writes benchmarks/results/serving_<name>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import torch
+
+from cmdrec.config import ModelConfig, RunConfig, TrainingConfig
+from cmdrec.data.pipeline import preprocess, process_logs
+from cmdrec.data.synthetic import sample_config, write_sample
+from cmdrec.io import write_json_atomic
+from cmdrec.serving import Predictor
+from cmdrec.training.loop import evaluate_run, train
+from cmdrec.training.suite import machine
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_OUT = "outputs/bench/serving-sample"
+
+
+def sample_run() -> tuple[Path, Path]:
+    """A GPT-2 with time and category features, trained on the bundled sample (as the quickstart's, 8 epochs)."""
+    write_sample(f"{SAMPLE_OUT}/raw")
+    config = sample_config(f"{SAMPLE_OUT}/raw", SAMPLE_OUT)
+    process_logs(config)
+    preprocess(config)
+    run = RunConfig(name="serving-sample-gpt2", data_dir=config.preprocessed_dir, runs_dir="runs/bench",
+                    model=ModelConfig(input_features=("category", "log_time_delta", "hour")),
+                    training=TrainingConfig(epochs=8, warmup_steps=10, early_stopping_patience=None))
+    train(run, show_progress=False)
+    return Path(run.runs_dir) / run.name, Path(config.processed_dir) / "events.parquet"
+
+
+def test_histories(predictor: Predictor, events_path: Path) -> tuple[list[list[str]], list[list], list[str]]:
+    sessions = pl.read_parquet(Path(predictor.config.data_dir) / "test.parquet", columns=["session_id"])
+    events = (pl.read_parquet(events_path, columns=["session_id", "event_index", "command", "timestamp"])
+              .join(sessions, on="session_id").sort("session_id", "event_index")
+              .group_by("session_id", maintain_order=True).agg("command", "timestamp"))
+    if events.height != sessions.height:
+        raise SystemExit(f"{events_path} has {events.height} of the run's {sessions.height} test sessions: not the log it was preprocessed from")
+    commands, times = events["command"].to_list(), events["timestamp"].to_list()
+    return [c[:-1] for c in commands], [t[:-1] for t in times], [c[-1] for c in commands]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", default=None, help="a finished run (default: train a small GPT-2 on the bundled sample)")
+    parser.add_argument("--events", default=None, help="the processed events.parquet the run's data was preprocessed from")
+    parser.add_argument("--single-requests", type=int, default=200, help="one-history requests timed for the latency")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/serving_sample.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if (args.run is None) != (args.events is None):
+        parser.error("--run and --events go together")
+    run_dir, events_path = sample_run() if args.run is None else (Path(args.run), Path(args.events))
+    started = time.perf_counter()
+    predictor = Predictor(run_dir)
+    load_seconds = time.perf_counter() - started
+    histories, timestamps, targets = test_histories(predictor, events_path)
+    predictor.recommend(histories[0], 10, timestamps[0])  # warm-up
+
+    latencies = []
+    for history, times in list(zip(histories, timestamps))[: args.single_requests]:
+        begin = time.perf_counter()
+        predictor.recommend(history, 10, times)
+        latencies.append((time.perf_counter() - begin) * 1000)
+    begin = time.perf_counter()
+    answers = []
+    for start in range(0, len(histories), args.batch_size):
+        answers += predictor.recommend_many(histories[start:start + args.batch_size], 10, timestamps[start:start + args.batch_size])
+    batched_seconds = time.perf_counter() - begin
+
+    known = set(predictor.names[2:])
+    scored = [(answer, target) for answer, target in zip(answers, targets) if target in known]
+    offline = evaluate_run(run_dir)
+    quantiles = statistics.quantiles(latencies, n=100)
+    result = {
+        "command": ("python benchmarks/serving.py " + " ".join(sys.argv[1:])).strip(),
+        "run": str(run_dir), "events": str(events_path), "backbone": predictor.config.model.backbone,
+        "input_features": list(predictor.config.model.input_features), "max_length": predictor.config.model.max_length,
+        "threads": args.threads, "load_seconds": round(load_seconds, 3),
+        "test_sessions": len(histories), "mean_history_events": round(statistics.fmean(len(h) for h in histories), 1),
+        "single_request_ms": {"requests": len(latencies), "p50": round(quantiles[49], 2), "p95": round(quantiles[94], 2),
+                              "mean": round(statistics.fmean(latencies), 2)},
+        "batched": {"batch_size": args.batch_size, "histories_per_second": round(len(histories) / batched_seconds, 1)},
+        "served_recall@10": sum(target in answer.commands for answer, target in scored) / len(scored),
+        "offline_recall@10": offline["recall@10"],
+        "served_ndcg@10": sum(1 / math.log2(answer.commands.index(target) + 2) for answer, target in scored if target in answer.commands) / len(scored),
+        "offline_ndcg@10": offline["ndcg@10"],
+        "targets_out_of_vocabulary": len(targets) - len(scored),
+        "offline_positions_skipped_oov_target": offline["positions_skipped_oov_target"],
+        "machine": machine(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_json_atomic(args.out, result)
+    print(f"served Recall@10 {result['served_recall@10']:.4f} (offline {result['offline_recall@10']:.4f}), "
+          f"NDCG@10 {result['served_ndcg@10']:.4f} (offline {result['offline_ndcg@10']:.4f}); "
+          f"one request p50 {result['single_request_ms']['p50']} ms, p95 {result['single_request_ms']['p95']} ms; "
+          f"batched {result['batched']['histories_per_second']} histories/s; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
