@@ -29,10 +29,12 @@ def full_vs(results: str) -> str:
         cells += [f"{entry['buckets_mean'][b]:.4f}" if b in entry["buckets_mean"] else "-" for b in ("head", "torso", "tail")]
         lines.append(f"| {name} | {entry['role']} | {len(entry['seeds'])} | " + " | ".join(cells) + " |")
     summary = report["summary"]
+    train_seconds = sum(run.get("train_seconds", 0) for entry in report["models"].values() for run in entry["seeds"].values())
     gains = ", ".join(f"{b} {g:+.4f}" for b, g in summary.get("bucket_gain", {}).items())
     lines += ["", f"Full model vs best baseline ({summary.get('best_baseline')}): NDCG@10 {summary.get('relative_ndcg@10_gain', float('nan')):+.1%} "
               f"relative (target +5%); absolute NDCG@10 difference by bucket: {gains}. Target met: {report['meets_target']}. "
-              f"Wall time {report['wall_seconds'] / 60:.0f} min."]
+              f"Training time summed over runs {train_seconds / 60:.0f} min; this invocation's wall time {report['wall_seconds'] / 60:.0f} min "
+              "(runs already finished are reloaded and evaluated, not retrained)."]
     return "\n".join(lines)
 
 
