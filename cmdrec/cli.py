@@ -217,10 +217,11 @@ def run_runs(args) -> int:
     if not rows:
         print(f"no runs in {args.runs_dir}")
         return 0
-    print(f"{'run':<32}{'state':<12}{'step':>8}  {'best':>10}  updated")
+    width = max(len("run"), *(len(row["name"]) for row in rows)) + 2
+    print(f"{'run':<{width}}{'state':<12}{'step':>8}  {'best':>10}  updated")
     for row in rows:
         best = "-" if row["best"] is None else f"{row['best']:.4f}"
-        print(f"{row['name']:<32}{row['state']:<12}{row['step']:>8}  {best:>10}  {row['updated'] or '-'}  {row['monitor'] or ''}")
+        print(f"{row['name']:<{width}}{row['state']:<12}{row['step']:>8}  {best:>10}  {row['updated'] or '-'}  {row['monitor'] or ''}")
     return 0
 
 

@@ -107,3 +107,16 @@ def test_compare_and_export_commands_are_wired(in_tmp, capsys):
     assert args.seeds == [1] and args.overrides == ["data_dir=x"] and args.full.endswith("mixtral_full.yaml")
     assert main(["export", "runs/none", "--out", "e"]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_runs_listing_keeps_long_names_apart_from_their_state(in_tmp, capsys):
+    from cmdrec.training.runs import RunDir
+
+    long_name = "mixtral-full-minus-mixture_of_experts-seed1"
+    run = RunDir("runs", long_name)
+    run.path.mkdir(parents=True)
+    run.set_status("finished", step=7, best=0.5)
+    assert main(["runs"]) == 0
+    header, row = capsys.readouterr().out.splitlines()
+    assert row.split()[:3] == [long_name, "finished", "7"]
+    assert header.index("state") == row.index("finished")
