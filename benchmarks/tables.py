@@ -14,7 +14,8 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 # Beauty runs that repeat another's config with only the seed (and thread count, patience) changed
 BEAUTY_SEED_REPEATS = [("beauty_e20", "beauty_e20_seed1", "beauty_e20_seed2"),
-                       ("beauty_sasrec_reference", "beauty_sasrec_reference_seed1", "beauty_sasrec_reference_seed2")]
+                       ("beauty_sasrec_reference", "beauty_sasrec_reference_seed1", "beauty_sasrec_reference_seed2"),
+                       ("beauty_gpt2_reference", "beauty_gpt2_reference_seed1", "beauty_gpt2_reference_seed2")]
 
 
 def full_vs(results: str) -> str:
