@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -80,6 +81,8 @@ def main() -> int:
             f"data_dir={preprocessed}", f"runs_dir={work}/runs", f"name={name}", f"training.epochs={args.epochs}",
             "training.early_stopping_patience=null", "model.dropout=0.3", f"model.tie_weights={str(tie).lower()}",
             *[f"model.{k}={v}" for k, v in SIZE.items()]])
+        # a finished run would only be re-read: both sides must be measured in this invocation
+        shutil.rmtree(Path(config.runs_dir) / config.name, ignore_errors=True)
         started = time.perf_counter()
         result = train(config, show_progress=False)
         rows[name] = {"ndcg@10": result["test"]["ndcg@10"], "recall@10": result["test"]["recall@10"], "train_seconds": result["train_seconds"],

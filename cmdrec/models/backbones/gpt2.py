@@ -22,4 +22,5 @@ class GPT2Backbone(nn.Module):
         ))
 
     def forward(self, embeddings, padding_mask):
-        return self.model(inputs_embeds=embeddings, attention_mask=padding_mask.long()).last_hidden_state, {}
+        # use_cache=False: whole sequences are scored and never generated, so a key/value cache is wasted work
+        return self.model(inputs_embeds=embeddings, attention_mask=padding_mask.long(), use_cache=False).last_hidden_state, {}

@@ -23,5 +23,7 @@ class MixtralBackbone(nn.Module):
         ))
 
     def forward(self, embeddings, padding_mask):
-        output = self.model(inputs_embeds=embeddings, attention_mask=padding_mask.long(), output_router_logits=True)
+        # use_cache=False: whole sequences are scored and never generated, so a key/value cache is wasted work
+        output = self.model(inputs_embeds=embeddings, attention_mask=padding_mask.long(), output_router_logits=True,
+                            use_cache=False)
         return output.last_hidden_state, {"router_logits": list(output.router_logits)}

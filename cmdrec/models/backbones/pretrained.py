@@ -25,8 +25,9 @@ class PretrainedDecoderBackbone(nn.Module):
         self.input_dtype = dtype if dtype in (torch.bfloat16, torch.float16) else None
 
     def forward(self, embeddings, padding_mask):
+        # use_cache=False: whole sequences are scored and never generated, so a key/value cache is wasted work
         inputs = self.input_projection(embeddings)
         if self.input_dtype is not None:
             inputs = inputs.to(self.input_dtype)
-        hidden = self.decoder(inputs_embeds=inputs, attention_mask=padding_mask.long()).last_hidden_state
+        hidden = self.decoder(inputs_embeds=inputs, attention_mask=padding_mask.long(), use_cache=False).last_hidden_state
         return self.output_projection(hidden.to(self.output_projection.weight.dtype)), {}
