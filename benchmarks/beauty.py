@@ -4,6 +4,9 @@ RecSys 2023): NDCG@10 >= 0.0327, Recall@10 >= 0.0533. Writes benchmarks/results/
 
     python benchmarks/beauty.py [--config configs/beauty/sasrec_reference.yaml] [--epochs 200]
                                 [config overrides such as training.device=cuda]
+
+The run (runs/bench/<name>) resumes if interrupted, and a finished one is only re-read: give a
+variant its own `name=` override to measure it.
 """
 
 from __future__ import annotations

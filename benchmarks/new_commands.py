@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -66,6 +67,8 @@ def main() -> int:
                      "eval.positions=all",  # every test position whose target is held out, not only session ends
                      *(f"model.{key}={str(value).lower()}" for key, value in model.items()), *args.overrides]
         run = load_run_config(ROOT / "configs/baselines/gpt2.yaml", overrides)
+        # a run left by an earlier invocation may have held out other commands: always train afresh
+        shutil.rmtree(Path(run.runs_dir) / run.name, ignore_errors=True)
         trained = train(run, show_progress=False)
         test = evaluate_run(Path(run.runs_dir) / run.name)
         results[name] = {**{m: test[m] for m in METRIC_ORDER},

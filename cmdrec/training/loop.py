@@ -92,7 +92,11 @@ def train(config: RunConfig, *, resume: bool = True, on_step=None, show_progress
         if saved.get("training", {}).get("seed") not in (None, config.training.seed):
             raise InputError(f"resuming {run.path}: training.seed {config.training.seed} differs from the run's {saved['training']['seed']}")
         # the architecture comes from the checkpoint, never from a possibly edited config
-        config = dataclasses.replace(config, model=from_dict(ModelConfig, read_model_config(resume_from)))
+        saved_model = from_dict(ModelConfig, read_model_config(resume_from))
+        if changed := [f.name for f in dataclasses.fields(ModelConfig) if getattr(saved_model, f.name) != getattr(config.model, f.name)]:
+            log.warning("resuming %s: model settings %s differ from its checkpoint's and are ignored; "
+                        "train them under another name", run.path, ", ".join(changed))
+        config = dataclasses.replace(config, model=saved_model)
         log.info("resuming %s from %s", run.path, resume_from)
     run.path.mkdir(parents=True, exist_ok=True)
     run.write_config(to_dict(config))

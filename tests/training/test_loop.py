@@ -115,6 +115,16 @@ def test_resume_with_another_seed_is_refused(tiny_data, tmp_path):
         train(tiny_run(tiny_data, tmp_path, "seeded", training={"checkpoint_every_steps": 1, "seed": 5}), show_progress=False)
 
 
+def test_resume_keeps_the_checkpoints_architecture_and_warns_about_changed_model_settings(tiny_data, tmp_path, caplog):
+    with pytest.raises(Kill):
+        train(tiny_run(tiny_data, tmp_path, "edited", training={"checkpoint_every_steps": 1}), on_step=kill_at(2), show_progress=False)
+    edited = tiny_run(tiny_data, tmp_path, "edited", model={"dropout": 0.25}, training={"checkpoint_every_steps": 1})
+    with caplog.at_level("WARNING", logger="cmdrec.training.loop"):
+        train(edited, show_progress=False)
+    assert "model settings dropout differ from its checkpoint's and are ignored" in caplog.text
+    assert RunDir(tmp_path, "edited").read_config()["model"]["dropout"] != 0.25
+
+
 def test_gpu_only_precision_fails_at_start_on_cpu(tiny_data, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
