@@ -1,7 +1,7 @@
-"""Print the README's Markdown tables for the full-model and Beauty benchmarks from their results
-files, so the figures quoted are the measured ones, never retyped.
+"""Print the README's Markdown tables for the baseline, full-model and Beauty benchmarks from their
+results files, so the figures quoted are the measured ones, never retyped.
 
-    python benchmarks/tables.py [full_vs] [full_vs_10ep] [beauty] [new_commands_sample] [new_commands_vs]
+    python benchmarks/tables.py [baselines_vs] [full_vs] [full_vs_10ep] [beauty] [new_commands_sample] [new_commands_vs]
 """
 
 from __future__ import annotations
@@ -16,6 +16,26 @@ RESULTS = Path(__file__).resolve().parent / "results"
 BEAUTY_SEED_REPEATS = [("beauty_e20", "beauty_e20_seed1", "beauty_e20_seed2"),
                        ("beauty_sasrec_reference", "beauty_sasrec_reference_seed1", "beauty_sasrec_reference_seed2"),
                        ("beauty_gpt2_reference", "beauty_gpt2_reference_seed1", "beauty_gpt2_reference_seed2")]
+
+
+def baselines_vs() -> str:
+    """One table per split, models by test NDCG@10 on the last item of each session."""
+    report = json.loads((RESULTS / "baselines_vs.json").read_text())
+    tables = []
+    for split_name, split in report["splits"].items():
+        counts = " / ".join(f"{split['split'][part]['sessions']:,}" for part in ("train", "valid", "test"))
+        lines = [f"Split `{split_name}` ({split['split']['method']}, seed {split['split']['seed']}): {counts} train / valid / test "
+                 f"sessions; `{split['command']}`, measured {split['measured_at'][:10]}:", "",
+                 "| model | NDCG@10 last | Recall@10 last | MRR@10 last | NDCG@10 all positions | s/epoch | seq/s |",
+                 "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for name, entry in sorted(split["models"].items(), key=lambda item: -item[1]["ndcg@10"]):
+            all_positions = "(last only)" if entry.get("masking") == "mlm" else f"{entry['all_positions']['ndcg@10']:.4f}"
+            speed = (f"{entry['seconds_per_epoch']:.0f} | {entry['sequences_per_second']:.0f}" if entry.get("sequences_per_second")
+                     else "- | -")
+            lines.append(f"| {name} | {entry['ndcg@10']:.4f} | {entry['recall@10']:.4f} | {entry['mrr@10']:.4f} | "
+                         f"{all_positions} | {speed} |")
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables)
 
 
 def full_vs(results: str) -> str:
@@ -80,7 +100,7 @@ def new_commands(dataset: str) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"full_vs": lambda: full_vs("full_vs"), "full_vs_10ep": lambda: full_vs("full_vs_10ep"), "beauty": beauty,
+TABLES = {"baselines_vs": baselines_vs, "full_vs": lambda: full_vs("full_vs"), "full_vs_10ep": lambda: full_vs("full_vs_10ep"), "beauty": beauty,
           "new_commands_sample": lambda: new_commands("sample"), "new_commands_vs": lambda: new_commands("vs")}
 
 if __name__ == "__main__":
