@@ -278,6 +278,7 @@ class ModelConfig:
     aux_tasks: tuple[str, ...] = ()  # label columns predicted beside the next command, e.g. ("category",)
     text_embeddings: bool = False  # feed each command's text embedding (from `cmdrec embed`) as a feature
     text_output: bool = False  # score commands through their text embeddings only, so new commands can be ranked
+    history_copy: bool = False  # mix in a pointer over the commands already in the window (RepeatNet); clm only
     n_experts: int = 4  # mixture-of-experts backbones only
     experts_per_token: int = 2
     # backbone "pretrained": a Llama-family decoder loaded from a local directory or hub id

@@ -17,7 +17,7 @@ from cmdrec.models.backbones.pretrained import PretrainedDecoderBackbone
 from cmdrec.models.backbones.sasrec import SASRecBackbone
 from cmdrec.models.backbones.xlnet import XLNetBackbone
 from cmdrec.models.baselines import Markov, MostPopular, RepeatLast
-from cmdrec.models.heads import ClassificationHead, TextScoringHead
+from cmdrec.models.heads import ClassificationHead, HistoryCopy, TextScoringHead
 from cmdrec.models.recommender import SequenceRecommender
 from cmdrec.schema import Schema, Tag
 
@@ -64,6 +64,9 @@ def build_model(config: ModelConfig, schema: Schema, text_table: torch.Tensor | 
             f"model.backbone {config.backbone!r} is bidirectional: with clm masking position t would see its own "
             "target t+1 during training; use masking: mlm"
         )
+    if config.history_copy and config.masking != "clm":
+        raise InputError("model.history_copy points at the events before each predicted one, which only clm masking keeps; "
+                         f"masking is {config.masking!r}")
     item = schema.item_id
     if (config.text_embeddings or config.text_output) and (text_table is None or len(text_table) != schema.item_id.cardinality):
         raise InputError("model.text_embeddings / text_output need a text table with one row per command id; run `cmdrec embed` on this dataset")
@@ -78,7 +81,7 @@ def build_model(config: ModelConfig, schema: Schema, text_table: torch.Tensor | 
         if not schema[task].has(Tag.LABEL):
             raise InputError(f"model.aux_tasks: column {task!r} is not tagged as a label in the schema")
         heads[task] = ClassificationHead(config.d_model, schema[task].cardinality)
-    return SequenceRecommender(inputs, backbone, nn.ModuleDict(heads))
+    return SequenceRecommender(inputs, backbone, nn.ModuleDict(heads), HistoryCopy(config.d_model) if config.history_copy else None)
 
 
 def build_baseline(config: ModelConfig, schema: Schema):

@@ -17,13 +17,17 @@ class ModelOutput:
 
 
 class SequenceRecommender(nn.Module):
-    def __init__(self, inputs: nn.Module, backbone: nn.Module, heads: nn.ModuleDict):
+    def __init__(self, inputs: nn.Module, backbone: nn.Module, heads: nn.ModuleDict, history_copy: nn.Module | None = None):
         super().__init__()
         self.inputs = inputs
         self.backbone = backbone
         self.heads = heads
+        self.history_copy = history_copy  # cmdrec.models.heads.HistoryCopy, on the next-command head
 
     def forward(self, batch: Batch) -> ModelOutput:
         hidden, auxiliary = self.backbone(self.inputs(batch.features), batch.padding_mask)
         selected = hidden[batch.loss_mask]
-        return ModelOutput(logits={name: head(selected) for name, head in self.heads.items()}, auxiliary=auxiliary)
+        logits = {name: head(selected) for name, head in self.heads.items()}
+        if self.history_copy is not None:
+            logits[batch.item_column] = self.history_copy(hidden, logits[batch.item_column], batch)
+        return ModelOutput(logits=logits, auxiliary=auxiliary)

@@ -31,11 +31,12 @@ def _without(config: RunConfig, module: str) -> RunConfig | None:
         "focal loss": loss.name == "focal" and {"loss": dataclasses.replace(loss, name="cross_entropy")},
         "mixture of experts": model.backbone == "mixtral" and {"model": dataclasses.replace(model, backbone="llama"), "loss": LossConfig(**{**dataclasses.asdict(loss), "moe_balance": 0.0})},
         "text embeddings": model.text_embeddings and {"model": dataclasses.replace(model, text_embeddings=False)},
+        "history copy": model.history_copy and {"model": dataclasses.replace(model, history_copy=False)},
     }[module]
     return dataclasses.replace(config, name=f"{config.name} - {module}", **changes) if changes else None
 
 
-ABLATIONS = ("fusion", "multi-task", "focal loss", "mixture of experts", "text embeddings")
+ABLATIONS = ("fusion", "multi-task", "focal loss", "mixture of experts", "text embeddings", "history copy")
 
 
 def run_compare(full: RunConfig, baselines: list[RunConfig], seeds: list[int], out_dir: str | Path, show_progress: bool = False,

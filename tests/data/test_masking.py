@@ -54,11 +54,11 @@ def bidirectional_model(schema, config):
     return SequenceRecommender(inputs, BertBackbone(config), nn.ModuleDict({"command": head})).eval()
 
 
-@pytest.mark.parametrize("backbone", ["gpt2", "bidirectional"])
+@pytest.mark.parametrize("backbone", ["gpt2", "gpt2 with history copy", "bidirectional"])
 def test_changing_the_target_leaves_evaluation_logits_unchanged(tiny_data, backbone):
     schema = load_schema(tiny_data)
-    config = ModelConfig(backbone="gpt2", d_model=16, n_layers=1, n_heads=2, max_length=12)
-    model = build_model(config, schema).eval() if backbone == "gpt2" else bidirectional_model(schema, config)
+    config = ModelConfig(backbone="gpt2", d_model=16, n_layers=1, n_heads=2, max_length=12, history_copy="copy" in backbone)
+    model = bidirectional_model(schema, config) if backbone == "bidirectional" else build_model(config, schema).eval()
     batch = SequenceData.load(tiny_data, "test", [], 12, "eval").batch(torch.arange(8).numpy())
     changed = dataclasses.replace(batch, features={"command": batch.items.clone()})
     last = batch.padding_mask.sum(1) - 1

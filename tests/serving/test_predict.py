@@ -27,7 +27,8 @@ def command_names(data_dir):
 
 
 @pytest.mark.parametrize("model", [{"backbone": "gpt2"}, {"backbone": "bert", "masking": "mlm"},
-                                   {"backbone": "markov"}, {"backbone": "gpt2", "input_features": ["category"]}])
+                                   {"backbone": "markov"}, {"backbone": "gpt2", "input_features": ["category"]},
+                                   {"backbone": "gpt2", "history_copy": True}])
 def test_a_suggestion_equals_the_evaluation_of_the_same_history(tiny_data, tmp_path, model):
     run = trained(tiny_data, tmp_path, "run", **model)
     predictor = Predictor(run)

@@ -14,14 +14,14 @@ def test_compare_writes_table_ablation_buckets_and_plots(tiny_data, tmp_path):
     embed_commands(data, TextConfig(cache_dir=str(tmp_path / "cache")), CountingProvider())
     full = tiny_run(data, tmp_path, "full", model={
         "backbone": "mixtral", "input_features": ("category", "position"), "fusion": "attention", "aux_tasks": ("category",),
-        "text_embeddings": True}, training={"epochs": 1})
+        "text_embeddings": True, "history_copy": True}, training={"epochs": 1})
     full = full.__class__(**{**full.__dict__, "loss": full.loss.__class__(name="focal")})
     baselines = [tiny_run(data, tmp_path, "markov", model={"backbone": "markov"}), tiny_run(data, tmp_path, "gpt2", training={"epochs": 1})]
     report = run_compare(full, baselines, seeds=[1, 2], out_dir=tmp_path / "report", ablation_seeds=[1])
     roles = {name: entry["role"] for name, entry in report["models"].items()}
     assert roles["full"] == "full" and roles["markov"] == roles["gpt2"] == "baseline"
     assert sorted(n for n, r in roles.items() if r == "ablation") == sorted(
-        f"full - {m}" for m in ("fusion", "multi-task", "focal loss", "mixture of experts", "text embeddings"))
+        f"full - {m}" for m in ("fusion", "multi-task", "focal loss", "mixture of experts", "text embeddings", "history copy"))
     for entry in report["models"].values():
         assert set(entry["seeds"]) == ({1} if entry["role"] == "ablation" else {1, 2}) and entry["std"]["ndcg@10"] >= 0
         assert {"head", "torso", "tail"} <= set(entry["buckets_mean"])

@@ -145,6 +145,12 @@ def test_full_model_with_features_fusion_aux_task_focal_loss_and_experts(tiny_da
     assert "category/recall@10" in result["valid"]
 
 
+def test_history_copy_trains_evaluates_and_reloads(tiny_data, tmp_path):
+    result = train(tiny_run(tiny_data, tmp_path, "copy", model={"history_copy": True}), show_progress=False)
+    assert 0.05 < result["test"]["ndcg@10"] <= 1
+    assert load_trained(tmp_path / "copy")[0].history_copy is not None
+
+
 def test_objective_adds_weighted_auxiliary_and_balance_losses():
     from cmdrec.batch import Batch
     from cmdrec.config import LossConfig
