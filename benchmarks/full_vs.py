@@ -2,7 +2,10 @@
 benchmarks/baselines_vs.py), with the ablation and the frequency buckets. Writes
 benchmarks/results/full_vs.json and the report (compare.md, PNGs) in benchmarks/results/full_vs/.
 
-    python benchmarks/full_vs.py [--epochs 10] [--seeds 1 2 3] [--ablation-seeds 1] [overrides applied to every run config]
+    python benchmarks/full_vs.py [--epochs 10] [--seeds 1 2 3] [--ablation-seeds 1] [--ablations "history copy"]
+                                 [overrides applied to every run config]
+
+Finished runs under --out are re-read, so a second call with other --ablations adds those rows only.
 
 Target (issue 4): the full model's NDCG@10 beats the best baseline by >= 5% relative, averaged over
 the seeds, and the tail bucket gains more than the head. Whatever the outcome, it is written as measured.
@@ -34,6 +37,7 @@ def main() -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--ablation-seeds", nargs="*", type=int, default=None,
                         help="default: --seeds; given with no seeds: no ablation rows")
+    parser.add_argument("--ablations", nargs="+", default=None, help="modules removed in turn (default: all)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/full_vs"))
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
@@ -53,7 +57,7 @@ def main() -> int:
     baselines = args.baselines or sorted(str(p) for p in (ROOT / "configs/baselines").glob("*.yaml"))
     started = time.perf_counter()
     report = run_compare(load_run_config(args.full, overrides), [load_run_config(p, overrides) for p in baselines], args.seeds, args.out,
-                         ablation_seeds=args.ablation_seeds)
+                         ablation_seeds=args.ablation_seeds, ablations=args.ablations)
     models = {name: {"role": entry["role"], "seeds": entry["seeds"], "mean": entry["mean"], "std": entry["std"],
                      "buckets_mean": entry["buckets_mean"]} for name, entry in report["models"].items()}
     summary = report["summary"]

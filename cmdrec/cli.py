@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     compare.add_argument("--ablation-seeds", nargs="*", type=int, default=None,
                          help="seeds for the ablation rows (default: --seeds; given with no seeds: no ablation rows)")
+    compare.add_argument("--ablations", nargs="+", default=None, metavar="MODULE",
+                         help="modules removed in turn (default: all of fusion, multi-task, 'focal loss', 'mixture of experts', "
+                              "'text embeddings', 'history copy')")
     compare.add_argument("--out", default="reports/compare")
     compare.add_argument("overrides", nargs="*", help="overrides applied to every config, e.g. data_dir=outputs/vs/preprocessed")
     return parser
@@ -247,7 +250,7 @@ def run_compare_command(args) -> int:
 
     paths = args.baselines if args.baselines is not None else sorted(str(p) for p in Path(BASELINE_CONFIGS).glob("*.yaml"))
     report = run_compare(load_run_config(args.full, args.overrides), [load_run_config(p, args.overrides) for p in paths], args.seeds, args.out,
-                         ablation_seeds=args.ablation_seeds)
+                         ablation_seeds=args.ablation_seeds, ablations=args.ablations)
     summary = report["summary"]
     if summary.get("best_baseline"):
         print(f"{summary['full']} vs best baseline {summary['best_baseline']}: NDCG@10 {summary['relative_ndcg@10_gain']:+.1%}")

@@ -13,6 +13,7 @@ import statistics
 from pathlib import Path
 
 from cmdrec.config import LossConfig, RunConfig, TextConfig, to_dict
+from cmdrec.errors import InputError
 from cmdrec.io import write_json_atomic, write_text_atomic
 from cmdrec.text.pipeline import TEXT_EMBEDDINGS, embed_commands
 from cmdrec.training.loop import evaluate_run, train
@@ -40,16 +41,21 @@ ABLATIONS = ("fusion", "multi-task", "focal loss", "mixture of experts", "text e
 
 
 def run_compare(full: RunConfig, baselines: list[RunConfig], seeds: list[int], out_dir: str | Path, show_progress: bool = False,
-                ablation_seeds: list[int] | None = None) -> dict:
+                ablation_seeds: list[int] | None = None, ablations: list[str] | None = None) -> dict:
     """`ablation_seeds` (default: `seeds`) lets the ablation rows run on fewer seeds when compute is
-    short, or on none (`[]`: no ablation rows); each row says how many seeds it averages. The full
-    model and the baselines run first, so the headline comparison exists before the ablations start."""
+    short, or on none (`[]`: no ablation rows); each row says how many seeds it averages. `ablations`
+    (default: every module in ABLATIONS) names the modules removed in turn. The full model and the
+    baselines run first, so the headline comparison exists before the ablations start; finished runs
+    are re-read, so a later call on the same `out_dir` adds ablation rows without retraining the rest."""
+    unknown = sorted(set(ablations or ()) - set(ABLATIONS))
+    if unknown:
+        raise InputError(f"ablations: unknown module(s) {unknown}; known: {list(ABLATIONS)}")
     out = Path(out_dir)
     if full.model.text_embeddings and not (Path(full.data_dir) / TEXT_EMBEDDINGS).is_file():
         log.info("no text embeddings in %s: embedding with the default offline provider", full.data_dir)
         embed_commands(full.data_dir, TextConfig(cache_dir=str(out / "text-cache")))
     ablation_seeds = seeds if ablation_seeds is None else ablation_seeds
-    ablated = [c for c in (_without(full, m) for m in ABLATIONS) if c is not None] if ablation_seeds else []
+    ablated = [c for c in (_without(full, m) for m in ablations or ABLATIONS) if c is not None] if ablation_seeds else []
     results: dict[str, dict] = {}
     plan = [(config, seeds) for config in [full, *baselines]] + [(config, ablation_seeds) for config in ablated]
     for config, config_seeds in plan:

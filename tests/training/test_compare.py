@@ -1,7 +1,10 @@
 import json
 import shutil
 
+import pytest
+
 from cmdrec.config import TextConfig
+from cmdrec.errors import InputError
 from cmdrec.text.pipeline import embed_commands
 from cmdrec.training.compare import run_compare
 from tests.conftest import tiny_run
@@ -40,3 +43,12 @@ def test_compare_without_ablation_seeds_has_no_ablation_rows(tiny_data, tmp_path
                          out_dir=tmp_path / "report", ablation_seeds=[])
     assert {name: entry["role"] for name, entry in report["models"].items()} == {"full": "full", "markov": "baseline"}
     assert report["ablation_seeds"] == [] and report["summary"]["best_baseline"] == "markov"
+
+
+def test_compare_runs_the_named_ablations_only_and_refuses_unknown_ones(tiny_data, tmp_path):
+    full = tiny_run(tiny_data, tmp_path, "full", model={"input_features": ("category",), "fusion": "attention", "history_copy": True},
+                    training={"epochs": 1})
+    report = run_compare(full, [], seeds=[1], out_dir=tmp_path / "report", ablation_seeds=[1], ablations=["history copy"])
+    assert {name: entry["role"] for name, entry in report["models"].items()} == {"full": "full", "full - history copy": "ablation"}
+    with pytest.raises(InputError, match="unknown module.*'copy'"):
+        run_compare(full, [], seeds=[1], out_dir=tmp_path / "report", ablations=["copy"])
