@@ -1,7 +1,7 @@
 """Print the README's Markdown tables for the baseline, full-model and Beauty benchmarks from their
 results files, so the figures quoted are the measured ones, never retyped.
 
-    python benchmarks/tables.py [baselines_vs] [full_vs] [full_vs_10ep] [beauty] [new_commands_sample] [new_commands_vs]
+    python benchmarks/tables.py [baselines_vs] [full_vs] [full_vs_10ep] [full_vs_copy] [beauty] [new_commands_sample] [new_commands_vs]
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # Beauty runs that repeat another's config with only the seed (and thread count, patience) changed
 BEAUTY_SEED_REPEATS = [("beauty_e20", "beauty_e20_seed1", "beauty_e20_seed2"),
                        ("beauty_sasrec_reference", "beauty_sasrec_reference_seed1", "beauty_sasrec_reference_seed2"),
-                       ("beauty_gpt2_reference", "beauty_gpt2_reference_seed1", "beauty_gpt2_reference_seed2")]
+                       ("beauty_gpt2_reference", "beauty_gpt2_reference_seed1", "beauty_gpt2_reference_seed2"),
+                       ("beauty_d128", "beauty_d128_seed1", "beauty_d128_seed2")]
 
 
 def baselines_vs() -> str:
@@ -100,7 +101,7 @@ def new_commands(dataset: str) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"baselines_vs": baselines_vs, "full_vs": lambda: full_vs("full_vs"), "full_vs_10ep": lambda: full_vs("full_vs_10ep"), "beauty": beauty,
+TABLES = {"baselines_vs": baselines_vs, "full_vs": lambda: full_vs("full_vs"), "full_vs_10ep": lambda: full_vs("full_vs_10ep"), "full_vs_copy": lambda: full_vs("full_vs_copy"), "beauty": beauty,
           "new_commands_sample": lambda: new_commands("sample"), "new_commands_vs": lambda: new_commands("vs")}
 
 if __name__ == "__main__":
