@@ -101,7 +101,8 @@ def new_commands(dataset: str) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"baselines_vs": baselines_vs, "full_vs": lambda: full_vs("full_vs"), "full_vs_10ep": lambda: full_vs("full_vs_10ep"), "full_vs_copy": lambda: full_vs("full_vs_copy"), "beauty": beauty,
+TABLES = {"baselines_vs": baselines_vs, "full_vs": lambda: full_vs("full_vs"), "full_vs_10ep": lambda: full_vs("full_vs_10ep"),
+          "full_vs_copy": lambda: full_vs("full_vs_copy"), "beauty": beauty,
           "new_commands_sample": lambda: new_commands("sample"), "new_commands_vs": lambda: new_commands("vs")}
 
 if __name__ == "__main__":

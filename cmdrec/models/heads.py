@@ -50,9 +50,8 @@ class TextScoringHead(nn.Module):
 
 class HistoryCopy(nn.Module):
     """RepeatNet's repeat mode (Ren et al., AAAI 2019): a learned gate mixes the next-command
-    distribution with a pointer over the commands already in the window, since commands repeat (in
-    the VS logs 87% of targets occurred among the 50 events before). The pointer reaches only
-    positions up to the predicted one, so it needs `clm`. Returns log-probabilities, which rank and
+    distribution with a pointer over the commands already in the window, since commands repeat. The
+    pointer reaches only positions up to the predicted one, so it needs `clm`. Returns log-probabilities, which rank and
     train (softmax cross-entropy, focal loss) exactly as logits do."""
 
     def __init__(self, d_model: int):
@@ -60,8 +59,9 @@ class HistoryCopy(nn.Module):
         self.query = nn.Linear(d_model, d_model)
         self.gate = nn.Linear(d_model, 1)
 
-    def forward(self, hidden: torch.Tensor, item_logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        rows, cols = batch.loss_mask.nonzero(as_tuple=True)  # the order of hidden[batch.loss_mask]
+    def forward(self, hidden: torch.Tensor, selected: torch.Tensor, item_logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """`selected` is hidden[batch.loss_mask], the states the heads scored."""
+        rows, cols = batch.loss_mask.nonzero(as_tuple=True)  # the order of `selected`
         # (B, T, T) scores, then one row per predicted position: cheaper than gathering (N, T, d) keys
         scores = (self.query(hidden) @ hidden.transpose(1, 2))[rows, cols].float() / hidden.shape[-1] ** 0.5
         items, visible = batch.predicted_histories()
@@ -69,7 +69,7 @@ class HistoryCopy(nn.Module):
         # a window with nothing to point at gets no copy mass; the loss renormalises what is left
         pointer = scores.masked_fill(~visible, float("-inf")).softmax(-1).nan_to_num(0.0)
         copied = torch.zeros(item_logits.shape, dtype=torch.float32, device=hidden.device).scatter_add_(1, items, pointer)
-        repeat = torch.sigmoid(self.gate(hidden[rows, cols]).float())
+        repeat = torch.sigmoid(self.gate(selected).float())
         probabilities = (1 - repeat) * item_logits.float().softmax(-1) + repeat * copied
         log_probabilities = probabilities.clamp_min(torch.finfo(torch.float32).tiny).log()
         return log_probabilities.index_fill(-1, torch.arange(FIRST_VALUE_ID, device=hidden.device), torch.finfo(torch.float32).min)

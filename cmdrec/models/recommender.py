@@ -29,5 +29,5 @@ class SequenceRecommender(nn.Module):
         selected = hidden[batch.loss_mask]
         logits = {name: head(selected) for name, head in self.heads.items()}
         if self.history_copy is not None:
-            logits[batch.item_column] = self.history_copy(hidden, logits[batch.item_column], batch)
+            logits[batch.item_column] = self.history_copy(hidden, selected, logits[batch.item_column], batch)
         return ModelOutput(logits=logits, auxiliary=auxiliary)
