@@ -3,7 +3,7 @@ benchmarks/baselines_vs.py), with the ablation and the frequency buckets. Writes
 benchmarks/results/full_vs.json and the report (compare.md, PNGs) in benchmarks/results/full_vs/.
 
     python benchmarks/full_vs.py [--epochs 10] [--seeds 1 2 3] [--ablation-seeds 1] [--ablations "history copy"]
-                                 [overrides applied to every run config]
+                                 [--jobs N] [overrides applied to every run config]
 
 Finished runs under --out are re-read, so a second call with other --ablations adds those rows only.
 
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared/data/vs-interactions"))
-    parser.add_argument("--preprocessed", default=None, help="use this preprocessed dataset instead of preparing the VS logs")
+    parser.add_argument("--preprocessed", default=None, help="use this preprocessed dataset as it is (with its text embeddings, made if missing) instead of preparing the VS logs")
     parser.add_argument("--full", default=str(ROOT / "configs/full/mixtral_full.yaml"))
     parser.add_argument("--baselines", nargs="+", default=None, help="default: every config in configs/baselines")
     parser.add_argument("--epochs", type=int, default=10)
@@ -38,6 +38,7 @@ def main() -> int:
     parser.add_argument("--ablation-seeds", nargs="*", type=int, default=None,
                         help="default: --seeds; given with no seeds: no ablation rows")
     parser.add_argument("--ablations", nargs="+", default=None, help="modules removed in turn (default: all)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at a time, each in its own process")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/full_vs"))
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
@@ -52,12 +53,12 @@ def main() -> int:
         process_logs(data_config)
         preprocess(data_config)
         data_dir = data_config.preprocessed_dir
-    embed_commands(data_dir, TextConfig(cache_dir="outputs/cache/text"))
+        embed_commands(data_dir, TextConfig(cache_dir="outputs/cache/text"))
     overrides = [f"data_dir={data_dir}", f"training.epochs={args.epochs}", *args.overrides]
     baselines = args.baselines or sorted(str(p) for p in (ROOT / "configs/baselines").glob("*.yaml"))
     started = time.perf_counter()
     report = run_compare(load_run_config(args.full, overrides), [load_run_config(p, overrides) for p in baselines], args.seeds, args.out,
-                         ablation_seeds=args.ablation_seeds, ablations=args.ablations)
+                         ablation_seeds=args.ablation_seeds, ablations=args.ablations, jobs=args.jobs)
     models = {name: {"role": entry["role"], "seeds": entry["seeds"], "mean": entry["mean"], "std": entry["std"],
                      "buckets_mean": entry["buckets_mean"]} for name, entry in report["models"].items()}
     summary = report["summary"]

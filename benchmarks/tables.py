@@ -1,7 +1,7 @@
 """Print the README's Markdown tables for the baseline, full-model and Beauty benchmarks from their
 results files, so the figures quoted are the measured ones, never retyped.
 
-    python benchmarks/tables.py [baselines_vs] [full_vs] [full_vs_10ep] [full_vs_copy] [beauty] [new_commands_sample] [new_commands_vs]
+    python benchmarks/tables.py [baselines_vs] [full_vs] [full_vs_10ep] [full_vs_copy] [full_vs_gpu] [context_length_gpu] [beauty] [new_commands_sample] [new_commands_vs]
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def baselines_vs() -> str:
 def full_vs(results: str) -> str:
     report = json.loads((RESULTS / f"{results}.json").read_text())
     ablations = f"ablations seeds {report['ablation_seeds']}" if report["ablation_seeds"] else "no ablation rows"
-    lines = [f"`{report['command']}` ({report['epochs']} epochs, seeds {report['seeds']}, {ablations}; "
+    machine = report["machine"]["gpu"] or f"{report['machine']['cpus']} CPU cores"
+    lines = [f"`{report['command']}` on {machine} ({report['epochs']} epochs, seeds {report['seeds']}, {ablations}; "
              "mean ± std over seeds, test, last item of each session):", "",
              "| model | role | seeds | NDCG@10 | Recall@10 | MRR@10 | NDCG@3 | head NDCG@10 | torso NDCG@10 | tail NDCG@10 |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -101,8 +102,24 @@ def new_commands(dataset: str) -> str:
     return "\n".join(lines)
 
 
+def context_length_gpu() -> str:
+    report = json.loads((RESULTS / "context_length_gpu.json").read_text())
+    lines = [f"{report['what']} Measured {report['measured_at']} on {report['machine']['gpu']}:", "",
+             "| max_length / batch | full NDCG@10 | Llama NDCG@10 | relative gain | full s/run | Llama s/run |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for variant in report["variants"].values():
+        full, llama = variant["models"]["mixtral-full"], variant["models"]["llama"]
+        shape = " ".join(variant["overrides"]) or "50 / 128 (config default)"
+        seconds = [statistics.fmean(s["train_seconds"] for s in m["seeds"].values()) for m in (full, llama)]
+        lines.append(f"| {shape} | {full['mean_test_ndcg@10']:.4f} ± {full['std_test_ndcg@10']:.4f} | "
+                     f"{llama['mean_test_ndcg@10']:.4f} ± {llama['std_test_ndcg@10']:.4f} | {variant['relative_ndcg@10_gain']:+.1%} | "
+                     f"{seconds[0]:.0f} | {seconds[1]:.0f} |")
+    return "\n".join(lines)
+
+
 TABLES = {"baselines_vs": baselines_vs, "full_vs": lambda: full_vs("full_vs"), "full_vs_10ep": lambda: full_vs("full_vs_10ep"),
-          "full_vs_copy": lambda: full_vs("full_vs_copy"), "beauty": beauty,
+          "full_vs_copy": lambda: full_vs("full_vs_copy"), "full_vs_gpu": lambda: full_vs("full_vs_gpu"),
+          "context_length_gpu": context_length_gpu, "beauty": beauty,
           "new_commands_sample": lambda: new_commands("sample"), "new_commands_vs": lambda: new_commands("vs")}
 
 if __name__ == "__main__":

@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--ablations", nargs="+", default=None, metavar="MODULE",
                          help="modules removed in turn (default: all of fusion, multi-task, 'focal loss', 'mixture of experts', "
                               "'text embeddings', 'history copy')")
+    compare.add_argument("--jobs", type=int, default=1, help="runs trained at a time, each in its own process")
     compare.add_argument("--out", default="reports/compare")
     compare.add_argument("overrides", nargs="*", help="overrides applied to every config, e.g. data_dir=outputs/vs/preprocessed")
     return parser
@@ -250,7 +251,7 @@ def run_compare_command(args) -> int:
 
     paths = args.baselines if args.baselines is not None else sorted(str(p) for p in Path(BASELINE_CONFIGS).glob("*.yaml"))
     report = run_compare(load_run_config(args.full, args.overrides), [load_run_config(p, args.overrides) for p in paths], args.seeds, args.out,
-                         ablation_seeds=args.ablation_seeds, ablations=args.ablations)
+                         ablation_seeds=args.ablation_seeds, ablations=args.ablations, jobs=args.jobs)
     summary = report["summary"]
     if summary.get("best_baseline"):
         print(f"{summary['full']} vs best baseline {summary['best_baseline']}: NDCG@10 {summary['relative_ndcg@10_gain']:+.1%}")

@@ -16,13 +16,17 @@ from cmdrec.errors import InputError
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def check_training_machine(config: ModelConfig, device: torch.device) -> None:
+    """Refuse, before training starts, a 16-bit base on a CPU: it would train, but slowly. A run
+    trained on a GPU in 16 bits still loads on a CPU (`load_base` widens its weights to float32)."""
+    if config.backbone == "pretrained" and BITS[config.bit] in ("bf16", "fp16") and device.type != "cuda":
+        raise InputError(f"model.bit={config.bit!r} (16-bit weights) is fast only on a GPU; on a CPU use bit: 32, or bit: 4 for QLoRA")
+
+
 def check_machine(config: ModelConfig, device: torch.device) -> None:
     """Refuse, before any loading, the modes this machine cannot run."""
-    on_gpu = device.type == "cuda"
-    if config.attn_implementation == "flash_attention_2" and not on_gpu:
+    if config.attn_implementation == "flash_attention_2" and device.type != "cuda":
         raise InputError("model.attn_implementation=flash_attention_2 needs a CUDA GPU (and the flash-attn package); use sdpa or eager here")
-    if BITS[config.bit] in ("bf16", "fp16") and not on_gpu:
-        raise InputError(f"model.bit={config.bit!r} (16-bit weights) is fast only on a GPU; on a CPU use bit: 32, or bit: 4 for QLoRA")
     if config.attn_implementation == "flash_attention_2":
         try:
             import flash_attn  # noqa: F401
@@ -49,6 +53,8 @@ def load_base(config: ModelConfig, device: torch.device, bit: int | str | None =
 
     check_machine(config, device)
     kind = BITS[config.bit if bit is None else bit]
+    if kind in ("bf16", "fp16") and device.type != "cuda":
+        kind = "fp32"  # 16-bit weights are exact in float32, which a CPU computes faster
     kwargs = {"attn_implementation": config.attn_implementation}
     if kind in ("4bit", "8bit"):
         try:

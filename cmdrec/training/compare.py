@@ -9,7 +9,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import logging
+import multiprocessing
 import statistics
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from cmdrec.config import LossConfig, RunConfig, TextConfig, to_dict
@@ -41,15 +43,18 @@ ABLATIONS = ("fusion", "multi-task", "focal loss", "mixture of experts", "text e
 
 
 def run_compare(full: RunConfig, baselines: list[RunConfig], seeds: list[int], out_dir: str | Path, show_progress: bool = False,
-                ablation_seeds: list[int] | None = None, ablations: list[str] | None = None) -> dict:
+                ablation_seeds: list[int] | None = None, ablations: list[str] | None = None, jobs: int = 1) -> dict:
     """`ablation_seeds` (default: `seeds`) lets the ablation rows run on fewer seeds when compute is
     short, or on none (`[]`: no ablation rows); each row says how many seeds it averages. `ablations`
     (default: every module in ABLATIONS) names the modules removed in turn. The full model and the
     baselines run first, so the headline comparison exists before the ablations start; finished runs
-    are re-read, so a later call on the same `out_dir` adds ablation rows without retraining the rest."""
+    are re-read, so a later call on the same `out_dir` adds ablation rows without retraining the rest.
+    `jobs` > 1 trains that many runs at a time, each in its own process."""
     unknown = sorted(set(ablations or ()) - set(ABLATIONS))
     if unknown:
         raise InputError(f"ablations: unknown module(s) {unknown}; known: {list(ABLATIONS)}")
+    if jobs < 1:
+        raise InputError(f"jobs: {jobs} must be at least 1")
     out = Path(out_dir)
     if full.model.text_embeddings and not (Path(full.data_dir) / TEXT_EMBEDDINGS).is_file():
         log.info("no text embeddings in %s: embedding with the default offline provider", full.data_dir)
@@ -58,17 +63,17 @@ def run_compare(full: RunConfig, baselines: list[RunConfig], seeds: list[int], o
     ablated = [c for c in (_without(full, m) for m in ablations or ABLATIONS) if c is not None] if ablation_seeds else []
     results: dict[str, dict] = {}
     plan = [(config, seeds) for config in [full, *baselines]] + [(config, ablation_seeds) for config in ablated]
-    for config, config_seeds in plan:
-        for seed in config_seeds:
-            run = dataclasses.replace(config, name=f"{_slug(config.name)}-seed{seed}", runs_dir=str(out / "runs"),
-                                      training=dataclasses.replace(config.training, seed=seed))
-            result = train(run, show_progress=show_progress)
-            test = evaluate_run(Path(run.runs_dir) / run.name)
-            entry = results.setdefault(config.name, {"role": _role(config, full, ablated), "seeds": {}})
-            entry["seeds"][seed] = {**{m: test[m] for m in METRIC_ORDER},
-                                    "buckets": {b: {m: test[f"{b}/{m}"] for m in ("ndcg@10", "recall@10")} | {"positions": test[f"{b}/positions"]}
-                                                for b in BUCKETS if f"{b}/positions" in test},
-                                    "train_seconds": result.get("train_seconds"), "run": str(Path(run.runs_dir) / run.name)}
+    runs = [(config, seed, dataclasses.replace(config, name=f"{_slug(config.name)}-seed{seed}", runs_dir=str(out / "runs"),
+                                               training=dataclasses.replace(config.training, seed=seed)))
+            for config, config_seeds in plan for seed in config_seeds]
+    trained = _train_all([run for _, _, run in runs], jobs, show_progress)
+    for (config, seed, run), result in zip(runs, trained):
+        test = evaluate_run(Path(run.runs_dir) / run.name)
+        entry = results.setdefault(config.name, {"role": _role(config, full, ablated), "seeds": {}})
+        entry["seeds"][seed] = {**{m: test[m] for m in METRIC_ORDER},
+                                "buckets": {b: {m: test[f"{b}/{m}"] for m in ("ndcg@10", "recall@10")} | {"positions": test[f"{b}/positions"]}
+                                            for b in BUCKETS if f"{b}/positions" in test},
+                                "train_seconds": result.get("train_seconds"), "run": str(Path(run.runs_dir) / run.name)}
     for entry in results.values():
         entry["mean"] = {m: statistics.fmean(s[m] for s in entry["seeds"].values()) for m in METRIC_ORDER}
         entry["std"] = {m: statistics.pstdev([s[m] for s in entry["seeds"].values()]) for m in METRIC_ORDER}
@@ -86,6 +91,19 @@ def run_compare(full: RunConfig, baselines: list[RunConfig], seeds: list[int], o
     write_text_atomic(out / "compare.md", _markdown(report))
     _plots(report, out)
     return report
+
+
+def _train_all(runs: list[RunConfig], jobs: int, show_progress: bool) -> list[dict]:
+    """Train the runs in order, `jobs` at a time: the small models compared here leave a GPU, or
+    all but one core, idle. Spawned processes, since CUDA cannot be forked once initialised."""
+    if jobs == 1:
+        return [train(run, show_progress=show_progress) for run in runs]
+    with ProcessPoolExecutor(min(jobs, len(runs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_train_quietly, runs))
+
+
+def _train_quietly(run: RunConfig) -> dict:
+    return train(run, show_progress=False)
 
 
 def _slug(name: str) -> str:

@@ -29,7 +29,7 @@ from cmdrec.io import write_json_atomic
 from cmdrec.models.build import build_baseline, build_model, data_columns, is_neural
 from cmdrec.schema import FIRST_VALUE_ID
 from cmdrec.text.pipeline import TEXT_EMBEDDINGS
-from cmdrec.training.adapters import export_merged, load_decoder, trainable_state
+from cmdrec.training.adapters import check_training_machine, export_merged, load_decoder, trainable_state
 from cmdrec.training.checkpoint import (
     EMA_WEIGHTS, METRICS, WEIGHTS, list_checkpoints, load_checkpoint, prune_checkpoints, read_model_config, save_checkpoint,
 )
@@ -117,6 +117,7 @@ def _train(config: RunConfig, run: RunDir, resume_from, on_step, show_progress) 
         torch.set_num_threads(training.num_threads)
     device = resolve_device(training.device)
     amp_dtype = autocast_dtype(training.mixed_precision, device)
+    check_training_machine(model_config, device)
     schema = load_schema(config.data_dir)
     item = schema.item_id.name
     columns = data_columns(model_config, schema)

@@ -1,6 +1,8 @@
 """Pretrained Llama backbones with LoRA and 4-bit QLoRA, on a tiny random Llama saved to a temp
 directory (no network). GPU-only modes are refused on CPU, and tested on the GPU machine."""
 
+import importlib.util
+
 import pytest
 import torch
 
@@ -86,3 +88,34 @@ def test_qlora_bf16_compute_and_sdpa_on_gpu(tiny_data, tmp_path, tiny_llama):
     config = tiny_run(tiny_data, tmp_path, "gpu-qlora", model={"backbone": "pretrained", "pretrained": tiny_llama, "bit": 4,
                                                                 "adapter": {"method": "lora", "r": 4}}, training={"epochs": 1, "device": "cuda"})
     assert 0 < train(config, show_progress=False)["test"]["ndcg@10"] <= 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the GPU machine)")
+def test_lora_on_a_bf16_base_on_gpu_exports_a_model_that_evaluates_alike_on_cpu(tiny_data, tmp_path, tiny_llama):
+    config = tiny_run(tiny_data, tmp_path, "gpu-lora-bf16", model={"backbone": "pretrained", "pretrained": tiny_llama, "bit": 16,
+                                                                    "adapter": {"method": "lora", "r": 4}}, training={"epochs": 1, "device": "cuda"})
+    result = train(config, show_progress=False)
+    assert 0 < result["test"]["ndcg@10"] <= 1
+    export_dir = export_run(tmp_path / "gpu-lora-bf16", tmp_path / "gpu-export")
+    assert evaluate_run(export_dir)["ndcg@10"] == pytest.approx(result["test"]["ndcg@10"], abs=0.05)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the GPU machine)")
+@pytest.mark.skipif(importlib.util.find_spec("flash_attn") is not None, reason="checks the refusal without flash-attn")
+def test_flash_attention_without_its_package_is_refused_at_start_on_gpu(tiny_data, tmp_path, tiny_llama):
+    config = tiny_run(tiny_data, tmp_path, "gpu-flash", model={"backbone": "pretrained", "pretrained": tiny_llama, "bit": 16,
+                                                                "attn_implementation": "flash_attention_2", "adapter": {"method": "lora"}},
+                      training={"device": "cuda"})
+    with pytest.raises(InputError, match="needs the flash-attn package"):
+        train(config, show_progress=False)
+
+
+def test_a_16_bit_base_loads_on_cpu_widened_to_float32(tiny_llama):
+    """A run trained on a GPU with bit 16 still evaluates, serves and exports on a CPU."""
+    from cmdrec.config import ModelConfig, from_dict
+    from cmdrec.training.adapters import load_base
+
+    config = from_dict(ModelConfig, {"backbone": "pretrained", "pretrained": tiny_llama, "bit": 16})
+    assert next(load_base(config, torch.device("cpu")).parameters()).dtype == torch.float32

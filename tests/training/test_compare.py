@@ -52,3 +52,13 @@ def test_compare_runs_the_named_ablations_only_and_refuses_unknown_ones(tiny_dat
     assert {name: entry["role"] for name, entry in report["models"].items()} == {"full": "full", "full - history copy": "ablation"}
     with pytest.raises(InputError, match="unknown module.*'copy'"):
         run_compare(full, [], seeds=[1], out_dir=tmp_path / "report", ablations=["copy"])
+
+
+def test_compare_with_parallel_jobs_reports_what_one_job_does(tiny_data, tmp_path):
+    full = tiny_run(tiny_data, tmp_path, "full", model={"input_features": ("category",), "fusion": "attention"}, training={"epochs": 1})
+    baselines = [tiny_run(tiny_data, tmp_path, "gpt2", training={"epochs": 1}), tiny_run(tiny_data, tmp_path, "markov", model={"backbone": "markov"})]
+    one = run_compare(full, baselines, seeds=[1, 2], out_dir=tmp_path / "one", ablation_seeds=[])
+    parallel = run_compare(full, baselines, seeds=[1, 2], out_dir=tmp_path / "parallel", ablation_seeds=[], jobs=3)
+    assert {n: e["mean"] for n, e in parallel["models"].items()} == {n: e["mean"] for n, e in one["models"].items()}
+    with pytest.raises(InputError, match="jobs: 0 must be at least 1"):
+        run_compare(full, baselines, seeds=[1], out_dir=tmp_path / "none", jobs=0)

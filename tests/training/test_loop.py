@@ -132,6 +132,24 @@ def test_gpu_only_precision_fails_at_start_on_cpu(tiny_data, tmp_path):
         train(tiny_run(tiny_data, tmp_path, "bf16", training={"mixed_precision": "bf16"}), show_progress=False)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the GPU machine)")
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_full_model_trains_in_mixed_precision_on_gpu_and_its_checkpoint_evaluates_alike_on_cpu(tiny_data, tmp_path, precision):
+    from cmdrec.config import LossConfig
+    from cmdrec.training.loop import evaluate_run
+
+    config = tiny_run(tiny_data, tmp_path, f"gpu-{precision}", model={
+        "backbone": "mixtral", "input_features": ("category", "log_time_delta", "position", "hour"), "fusion": "attention",
+        "aux_tasks": ("category",), "n_experts": 4, "experts_per_token": 2, "history_copy": True},
+        training={"device": "cuda", "mixed_precision": precision})
+    config = dataclasses.replace(config, loss=LossConfig(name="focal", focal_gamma=2.0, aux_weight=0.5, moe_balance=0.01))
+    result = train(config, show_progress=False)
+    assert 0.05 < result["test"]["ndcg@10"] <= 1
+    on_cpu = evaluate_run(tmp_path / f"gpu-{precision}")  # the GPU-trained checkpoint, loaded on the CPU in float32
+    assert on_cpu["ndcg@10"] == pytest.approx(result["test"]["ndcg@10"], abs=0.03)
+
+
 def test_full_model_with_features_fusion_aux_task_focal_loss_and_experts(tiny_data, tmp_path):
     from cmdrec.config import LossConfig
 
