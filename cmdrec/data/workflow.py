@@ -173,6 +173,8 @@ class Workflow:
         metadata = self.catalogue.rename({COMMAND: "name"})
         table = table.join(metadata, on="name", how="left", maintain_order="left")
         for name in self.config.categorical_columns:
+            if name not in metadata.columns:
+                continue  # an attribute of the event (a log metadata column such as the user's team), not of the command
             fitted = self.categorify[name]
             table = table.with_columns(pl.col(name).alias(f"{name}_name"))
             table = table.join(fitted.mapping(), on=name, how="left", maintain_order="left").with_columns(

@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from cmdrec.config import FeatureConfig
-from cmdrec.data.readers import CATEGORY, COMMAND, DESCRIPTION, NO_CATEGORY
+from cmdrec.data.readers import CATEGORY, COMMAND, DESCRIPTION, NO_CATEGORY, USER
 from cmdrec.data.sessions import SESSION, split_sessions
 from cmdrec.data.workflow import Workflow
 from cmdrec.errors import InputError
@@ -137,3 +137,18 @@ def test_unknown_category_value_in_live_events_becomes_none_category():
     assert NO_CATEGORY not in workflow.categorify[CATEGORY].values
     assert sequences[CATEGORY][0][0] == OOV_ID
     assert sequences[SESSION].to_list() == [1]
+
+
+def test_an_event_attribute_is_a_categorical_feature_that_requests_must_carry():
+    """A log metadata column (here the user's team) is encoded per event like the category, stays out
+    of the per-command items table, and a request without it is refused by name."""
+    with_team = lambda frame: frame.with_columns(pl.col(USER).replace_strict({"u1": "core", "u2": "web"}, default="ops").alias("team"))  # noqa: E731
+    workflow = Workflow.fit(with_team(TRAIN), CATALOGUE, FeatureConfig(categorical_columns=(CATEGORY, "team")))
+    sequences, report = workflow.transform(with_team(sessions([("u1", 0, "A"), ("u1", 1, "B"), ("u9", 0, "C")])))
+    core = workflow.categorify["team"].values.index("core") + 2
+    assert sequences["team"].to_list() == [[core, core], [OOV_ID]]  # a team unseen in training: OOV, counted
+    assert report["oov_events"]["team"] == 1
+    assert workflow.output_schema()["team"].has(Tag.CATEGORICAL)
+    assert "team" not in workflow.items().columns and workflow.items()[COMMAND].to_list() == list(range(6))
+    with pytest.raises(InputError, match=r"events lack column\(s\) \['team'\]"):
+        workflow.transform(sessions([("u1", 0, "A")]))
