@@ -2,7 +2,7 @@
 benchmarks/baselines_vs.py), with the ablation and the frequency buckets. Writes
 benchmarks/results/full_vs.json and the report (compare.md, PNGs) in benchmarks/results/full_vs/.
 
-    python benchmarks/full_vs.py [--epochs 10] [--seeds 1 2 3] [--ablation-seeds 1] [--ablations "history copy"]
+    python benchmarks/full_vs.py [--data-overrides KEY=VALUE ...] [--epochs 10] [--seeds 1 2 3] [--ablation-seeds 1] [--ablations "history copy"]
                                  [--jobs N] [overrides applied to every run config]
 
 Finished runs under --out are re-read, so a second call with other --ablations adds those rows only.
@@ -31,6 +31,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared/data/vs-interactions"))
     parser.add_argument("--preprocessed", default=None, help="use this preprocessed dataset as it is (with its text embeddings, made if missing) instead of preparing the VS logs")
+    parser.add_argument("--data-overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="data config overrides for preparing the VS logs, e.g. the developer as an event attribute")
     parser.add_argument("--full", default=str(ROOT / "configs/full/mixtral_full.yaml"))
     parser.add_argument("--baselines", nargs="+", default=None, help="default: every config in configs/baselines")
     parser.add_argument("--epochs", type=int, default=10)
@@ -49,7 +51,7 @@ def main() -> int:
             return 1
         data_config = load_data_config(ROOT / "configs/data/vs.yaml", [
             f"source.path={args.data}/BlazeData_Dev_*.csv.gz", f"catalogue.path={args.data}/MessageList.csv",
-            "processed_dir=outputs/bench/vs/processed", "preprocessed_dir=outputs/bench/vs-session/preprocessed"])
+            "processed_dir=outputs/bench/vs/processed", "preprocessed_dir=outputs/bench/vs-session/preprocessed", *args.data_overrides])
         process_logs(data_config)
         preprocess(data_config)
         data_dir = data_config.preprocessed_dir

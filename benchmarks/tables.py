@@ -1,7 +1,7 @@
 """Print the README's Markdown tables for the baseline, full-model and Beauty benchmarks from their
 results files, so the figures quoted are the measured ones, never retyped.
 
-    python benchmarks/tables.py [baselines_vs] [full_vs] [full_vs_10ep] [full_vs_copy] [full_vs_gpu] [context_length_gpu] [beauty] [new_commands_sample] [new_commands_vs]
+    python benchmarks/tables.py [baselines_vs] [full_vs] [full_vs_10ep] [full_vs_copy] [full_vs_gpu] [full_vs_developer] [context_length_gpu] [beauty] [new_commands_sample] [new_commands_vs]
 """
 
 from __future__ import annotations
@@ -119,6 +119,7 @@ def context_length_gpu() -> str:
 
 TABLES = {"baselines_vs": baselines_vs, "full_vs": lambda: full_vs("full_vs"), "full_vs_10ep": lambda: full_vs("full_vs_10ep"),
           "full_vs_copy": lambda: full_vs("full_vs_copy"), "full_vs_gpu": lambda: full_vs("full_vs_gpu"),
+          "full_vs_developer": lambda: full_vs("full_vs_developer"),
           "context_length_gpu": context_length_gpu, "beauty": beauty,
           "new_commands_sample": lambda: new_commands("sample"), "new_commands_vs": lambda: new_commands("vs")}
 
