@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="ISO 8601 time of each history command (needed when the model uses time features)")
     recommend.add_argument("-k", type=int, default=10, help="how many suggestions")
     recommend.add_argument("--exclude-seen", action="store_true", help="never suggest a command already in the history")
+    recommend.add_argument("--attribute", action="append", default=[], metavar="NAME=VALUE",
+                           help="an event attribute the model uses, held for the whole history (e.g. developer_id=42); repeatable")
     recommend.add_argument("--device", default="cpu")
 
     runs = sub.add_parser("runs", help="list runs with their state, last step and best validation metric")
@@ -206,7 +208,11 @@ def run_recommend(args) -> int:
         timestamps = None if args.timestamps is None else [datetime.fromisoformat(t) for t in args.timestamps]
     except ValueError as error:
         raise InputError(f"--timestamps: {error}") from error
-    answer = Predictor(args.run, args.device).recommend(args.history, args.k, timestamps, args.exclude_seen)
+    malformed = [a for a in args.attribute if "=" not in a]
+    if malformed:
+        raise InputError(f"--attribute: expected NAME=VALUE, got {malformed[0]!r}")
+    attributes = dict(a.split("=", 1) for a in args.attribute)
+    answer = Predictor(args.run, args.device).recommend(args.history, args.k, timestamps, args.exclude_seen, attributes)
     if answer.unknown_commands:
         print(f"not in the vocabulary, read as out-of-vocabulary: {', '.join(answer.unknown_commands)}", file=sys.stderr)
     for rank, (command, score) in enumerate(zip(answer.commands, answer.scores), 1):

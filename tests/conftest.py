@@ -38,6 +38,28 @@ def tiny_data(tmp_path_factory):
     return root / "out" / "preprocessed"
 
 
+@pytest.fixture(scope="session")
+def tiny_data_with_developer(tmp_path_factory):
+    """The tiny sample with its user also kept as an event attribute, prepared as the
+    configs/full/*_vs_developer.yaml comments say to prepare the VS logs."""
+    import dataclasses
+
+    import polars as pl
+
+    from cmdrec.data.pipeline import preprocess, process_logs
+    from cmdrec.data.synthetic import sample_config, write_sample
+
+    root = tmp_path_factory.mktemp("developer")
+    events, _ = write_sample(root / "raw", users=12, sessions_per_user=6, seed=3)
+    pl.read_csv(events).with_columns(pl.col("user_id").alias("developer_id")).write_csv(events)
+    config = sample_config(str(root / "raw"), str(root / "out"))
+    config = dataclasses.replace(config, source=dataclasses.replace(config.source, metadata_columns=("developer_id",)),
+                                 features=dataclasses.replace(config.features, categorical_columns=("category", "developer_id")))
+    process_logs(config)
+    preprocess(config)
+    return root / "out" / "preprocessed"
+
+
 def tiny_run(data_dir, runs_dir, name="run", **sections):
     """A RunConfig for a tiny, fast model; `sections` override model/training/eval fields."""
     from cmdrec.config import RunConfig, from_dict

@@ -1,9 +1,7 @@
 """Every shipped run config loads and builds its model."""
 
-import dataclasses
 from pathlib import Path
 
-import polars as pl
 import pytest
 import torch
 
@@ -31,24 +29,6 @@ def tiny_llama(tmp_path_factory):
     LlamaModel(LlamaConfig(vocab_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                            num_key_value_heads=1, max_position_embeddings=64)).save_pretrained(path)
     return str(path)
-
-
-@pytest.fixture(scope="module")
-def tiny_data_with_developer(tmp_path_factory):
-    """The tiny sample with its user also kept as an event attribute, prepared as the
-    configs/full/*_vs_developer.yaml comments say to prepare the VS logs."""
-    from cmdrec.data.pipeline import preprocess, process_logs
-    from cmdrec.data.synthetic import sample_config, write_sample
-
-    root = tmp_path_factory.mktemp("developer")
-    events, _ = write_sample(root / "raw", users=12, sessions_per_user=6, seed=3)
-    pl.read_csv(events).with_columns(pl.col("user_id").alias("developer_id")).write_csv(events)
-    config = sample_config(str(root / "raw"), str(root / "out"))
-    config = dataclasses.replace(config, source=dataclasses.replace(config.source, metadata_columns=("developer_id",)),
-                                 features=dataclasses.replace(config.features, categorical_columns=("category", "developer_id")))
-    process_logs(config)
-    preprocess(config)
-    return root / "out" / "preprocessed"
 
 
 @pytest.mark.parametrize("path", RUN_CONFIGS, ids=[p.stem for p in RUN_CONFIGS])

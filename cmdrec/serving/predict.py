@@ -2,7 +2,8 @@
 
 A `Predictor` loads a finished run (or a merged export), the feature workflow saved by
 preprocessing, and the run's data schema. A history of raw command names (with timestamps when the
-model uses time features) goes through the same workflow as the training data, keeps the most
+model uses time features, and the values of the event attributes it uses, such as the developer)
+goes through the same workflow as the training data, keeps the most
 recent events the model was trained on, and is scored with `next_event` masking, so a suggestion
 equals what evaluation would compute for that history.
 
@@ -13,7 +14,7 @@ the answer, never dropped silently.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -54,18 +55,25 @@ class Predictor:
         self.mask_ids = mask_ids(self.schema, self.columns)
         self.names = ["<pad>", "<oov>", *self.workflow.categorify[COMMAND].values]  # by command id
         self.needs_time = [c for c in self.columns if c in TIME_FEATURES]
+        # categorical columns that describe the event, not the command: the caller sends their values
+        catalogue = set() if self.workflow.catalogue is None else set(self.workflow.catalogue.columns)
+        self.attributes = [c for c in self.workflow.config.categorical_columns if c not in catalogue]
+        self.needs_attributes = [c for c in self.attributes if c in self.columns]
 
     def recommend(self, history: Sequence[str], k: int = 10, timestamps: Sequence[datetime] | None = None,
-                  exclude_seen: bool = False) -> Recommendation:
-        return self.recommend_many([history], k, None if timestamps is None else [timestamps], exclude_seen)[0]
+                  exclude_seen: bool = False, attributes: Mapping[str, str] | None = None) -> Recommendation:
+        return self.recommend_many([history], k, None if timestamps is None else [timestamps], exclude_seen,
+                                   None if attributes is None else [attributes])[0]
 
     @torch.no_grad()
     def recommend_many(self, histories: Sequence[Sequence[str]], k: int = 10,
-                       timestamps: Sequence[Sequence[datetime]] | None = None, exclude_seen: bool = False) -> list[Recommendation]:
-        """The top `k` next commands of each history, in one batch."""
+                       timestamps: Sequence[Sequence[datetime]] | None = None, exclude_seen: bool = False,
+                       attributes: Sequence[Mapping[str, str]] | None = None) -> list[Recommendation]:
+        """The top `k` next commands of each history, in one batch. `attributes`: per history, the
+        value of each event attribute the model uses (`needs_attributes`), held for the whole history."""
         if not histories:
             return []
-        events = self._events(histories, timestamps)
+        events = self._events(histories, timestamps, attributes)
         sequences, _ = self.workflow.transform(events)
         # the model's inputs were at most max_length - 1 events (one position is the target)
         data = SequenceData.from_frame(sequences, self.schema, self.columns, self.config.model.max_length - 1, "eval",
@@ -83,9 +91,16 @@ class Predictor:
             answers.append(Recommendation([self.names[i] for i, _ in ranked], [v for _, v in ranked], [c for c in history if c not in known]))
         return answers
 
-    def _events(self, histories: Sequence[Sequence[str]], timestamps: Sequence[Sequence[datetime]] | None) -> pl.DataFrame:
+    def _events(self, histories: Sequence[Sequence[str]], timestamps: Sequence[Sequence[datetime]] | None,
+                attributes: Sequence[Mapping[str, str]] | None) -> pl.DataFrame:
         if timestamps is None and self.needs_time:
             raise InputError(f"the model uses the time feature(s) {self.needs_time}: pass the timestamp of every history event")
+        if attributes is not None and len(attributes) != len(histories):
+            raise InputError(f"{len(histories)} histories but {len(attributes)} sets of attributes")
+        missing = [c for c in self.needs_attributes if attributes is None or any(c not in given for given in attributes)]
+        if missing:
+            raise InputError(f"the model uses the event attribute(s) {missing}: pass each history's value "
+                             f"(attributes={{{missing[0]!r}: ...}}; cmdrec recommend --attribute {missing[0]}=VALUE)")
         for index, history in enumerate(histories):
             if isinstance(history, str) or len(history) == 0:
                 raise InputError(f"history {index}: expected a non-empty list of command names, got {history!r}")
@@ -97,4 +112,6 @@ class Predictor:
             SESSION: session,
             COMMAND: [str(command) for history in histories for command in history],
             TIME: None if timestamps is None else [t for times in timestamps for t in times],
-        }, schema_overrides={TIME: pl.Datetime("us"), SESSION: pl.Int64})
+            # an attribute the model does not use may be left out: it is read as out-of-vocabulary
+            **{c: [None if attributes is None or c not in attributes[i] else str(attributes[i][c]) for i in session] for c in self.attributes},
+        }, schema_overrides={TIME: pl.Datetime("us"), SESSION: pl.Int64, **{c: pl.Utf8 for c in self.attributes}})
