@@ -96,7 +96,7 @@ def run_compare(full: RunConfig, baselines: list[RunConfig], seeds: list[int], o
 def _train_all(runs: list[RunConfig], jobs: int, show_progress: bool) -> list[dict]:
     """Train the runs in order, `jobs` at a time: the small models compared here leave a GPU, or
     all but one core, idle. Spawned processes, since CUDA cannot be forked once initialised."""
-    if jobs == 1:
+    if jobs == 1 or len(runs) <= 1:
         return [train(run, show_progress=show_progress) for run in runs]
     with ProcessPoolExecutor(min(jobs, len(runs)), mp_context=multiprocessing.get_context("spawn")) as pool:
         return list(pool.map(_train_quietly, runs))
