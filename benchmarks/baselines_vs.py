@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -42,7 +43,7 @@ def main() -> int:
     # results of other splits, measured by earlier invocations, are kept: each split records its own command
     out_json = Path(f"{args.out}.json")
     results = json.loads(out_json.read_text())["splits"] if out_json.is_file() else {}
-    command = ("python benchmarks/baselines_vs.py " + " ".join(sys.argv[1:])).strip()
+    command = shlex.join(["python", "benchmarks/baselines_vs.py", *sys.argv[1:]])
     for split in args.splits:
         preprocessed = f"outputs/bench/vs-{split}/preprocessed"
         data_config = load_data_config(ROOT / "configs/data/vs.yaml", [

@@ -12,6 +12,7 @@ variant its own `name=` override to measure it.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -49,7 +50,7 @@ def main() -> int:
     result = train(config)
     test = result["test"]
     write_json_atomic(args.out, {
-        "command": ("python benchmarks/beauty.py " + " ".join(sys.argv[1:])).strip(),
+        "command": shlex.join(["python", "benchmarks/beauty.py", *sys.argv[1:]]),
         "protocol": "leave-one-out, full ranking over all items, seen items filtered",
         "split": {"method": "leave_one_out", "users": split["test"]["users"]},
         "seed": config.training.seed,

@@ -14,6 +14,7 @@ the seeds, and the tail bucket gains more than the head. Whatever the outcome, i
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -65,7 +66,7 @@ def main() -> int:
                      "buckets_mean": entry["buckets_mean"]} for name, entry in report["models"].items()}
     summary = report["summary"]
     write_json_atomic(f"{args.out}.json", {
-        "command": ("python benchmarks/full_vs.py " + " ".join(sys.argv[1:])).strip(),
+        "command": shlex.join(["python", "benchmarks/full_vs.py", *sys.argv[1:]]),
         "data_dir": str(data_dir), "epochs": args.epochs, "seeds": args.seeds,
         "ablation_seeds": report["ablation_seeds"], "summary": summary,
         "meets_target": bool(summary.get("relative_ndcg@10_gain", -1) >= 0.05

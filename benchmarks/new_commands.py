@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shutil
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -78,7 +79,7 @@ def main() -> int:
               f"Recall@10 {results[name]['unseen']['recall@10']:.4f} over {results[name]['unseen_positions']} positions", flush=True)
     path = ROOT / f"benchmarks/results/new_commands_{args.dataset}.json"
     write_json_atomic(path, {
-        "command": ("python benchmarks/new_commands.py " + " ".join(sys.argv[1:])).strip(),
+        "command": shlex.join(["python", "benchmarks/new_commands.py", *sys.argv[1:]]),
         "dataset": args.dataset, "held_out_commands": list(held_out), "held_out_ranks": args.ranks,
         "holdout_events_removed_from_train": split["holdout_events_removed_from_train"], "epochs": args.epochs,
         "base_config": "configs/baselines/gpt2.yaml", "models": results, "machine": machine(),

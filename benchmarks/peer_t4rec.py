@@ -16,6 +16,7 @@ import argparse
 import json
 import shutil
 import subprocess
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -90,7 +91,7 @@ def main() -> int:
                       "epochs": args.epochs, "tied_output": tie, "wall_seconds": round(time.perf_counter() - started, 1)}
     cmdrec = rows["cmdrec"]
     write_json_atomic(args.out, {
-        "command": ("python benchmarks/peer_t4rec.py " + " ".join(sys.argv[1:])).strip(),
+        "command": shlex.join(["python", "benchmarks/peer_t4rec.py", *sys.argv[1:]]),
         "data": "VS logs, noise preset, random session split (80% train, 5% valid, 15% test, seed 42)",
         "model": "GPT-2, d_model 64, 2 layers, 2 heads, max length 20, dropout 0.3 (T4Rec default), batch 128, lr 1e-3, clm; T4Rec with its tied output layer",
         "train_windows": len(train_windows), "test_sessions": len(test_windows), "vocabulary": n_items,

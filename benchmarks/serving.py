@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -97,7 +98,7 @@ def main() -> int:
     offline = evaluate_run(run_dir)
     quantiles = statistics.quantiles(latencies, n=100)
     result = {
-        "command": ("python benchmarks/serving.py " + " ".join(sys.argv[1:])).strip(),
+        "command": shlex.join(["python", "benchmarks/serving.py", *sys.argv[1:]]),
         "run": str(run_dir), "events": str(events_path), "backbone": predictor.config.model.backbone,
         "input_features": list(predictor.config.model.input_features), "max_length": predictor.config.model.max_length,
         "threads": args.threads, "load_seconds": round(load_seconds, 3),
