@@ -97,6 +97,9 @@ class Predictor:
             raise InputError(f"the model uses the time feature(s) {self.needs_time}: pass the timestamp of every history event")
         if attributes is not None and len(attributes) != len(histories):
             raise InputError(f"{len(histories)} histories but {len(attributes)} sets of attributes")
+        unknown = sorted({name for given in attributes or [] for name in given} - set(self.attributes))
+        if unknown:
+            raise InputError(f"unknown event attribute(s) {unknown}: this model's data has {self.attributes or 'none'}")
         missing = [c for c in self.needs_attributes if attributes is None or any(c not in given for given in attributes)]
         if missing:
             raise InputError(f"the model uses the event attribute(s) {missing}: pass each history's value "

@@ -38,6 +38,8 @@ def test_an_event_attribute_reaches_the_model_and_a_history_without_it_is_refuse
     assert predictor.needs_attributes == ["developer_id"]
     with pytest.raises(InputError, match=r"event attribute\(s\) \['developer_id'\].*--attribute developer_id=VALUE"):
         predictor.recommend(["Wall", "Door"])
+    with pytest.raises(InputError, match=r"unknown event attribute\(s\) \['developer'\]: this model's data has \['developer_id'\]"):
+        predictor.recommend(["Wall", "Door"], attributes={"developer_id": "1", "developer": "1"})  # a typo is refused, not dropped
     developers = pl.read_parquet(tiny_data_with_developer / "test.parquet")["user_id"].to_list()  # the sample's developer is its user
     assert_suggestions_equal_evaluation(predictor, tiny_data_with_developer, [{"developer_id": d} for d in developers])
     one, other = (predictor.recommend(["Wall", "Door"], attributes={"developer_id": d}).scores for d in sorted(set(developers))[:2])
