@@ -1,7 +1,7 @@
 """Print the README's Markdown tables for the baseline, full-model and Beauty benchmarks from their
 results files, so the figures quoted are the measured ones, never retyped.
 
-    python benchmarks/tables.py [baselines_vs] [full_vs] [full_vs_10ep] [full_vs_copy] [full_vs_gpu] [full_vs_developer] [context_length_gpu] [beauty] [new_commands_sample] [new_commands_vs]
+    python benchmarks/tables.py [baselines_vs] [full_vs] [full_vs_10ep] [full_vs_copy] [full_vs_gpu] [full_vs_developer] [ablation_developer] [context_length_gpu] [beauty] [new_commands_sample] [new_commands_vs]
 """
 
 from __future__ import annotations
@@ -117,9 +117,41 @@ def context_length_gpu() -> str:
     return "\n".join(lines)
 
 
+def ablation_by_seed(stem: str) -> str:
+    """Each ablation row minus the full model of the same seed and invocation, over `stem.json` and any
+    `stem_seed<N>.json` (invocations that add ablation seeds)."""
+    paths = [RESULTS / f"{stem}.json", *sorted(RESULTS.glob(f"{stem}_seed*.json"))]
+    deltas: dict[str, dict[int, tuple[float, float]]] = {}  # module -> seed -> (NDCG@10, tail NDCG@10) difference
+    full_by_seed: dict[int, list[float]] = {}
+    for path in paths:
+        models = json.loads(path.read_text())["models"]
+        full_name, full = next((name, m) for name, m in models.items() if m["role"] == "full")
+        for seed, run in full["seeds"].items():
+            full_by_seed.setdefault(int(seed), []).append(run["ndcg@10"])
+        for name, entry in models.items():
+            if entry["role"] != "ablation":
+                continue
+            for seed, run in entry["seeds"].items():
+                base = full["seeds"][seed]
+                deltas.setdefault(name.removeprefix(f"{full_name} - "), {})[int(seed)] = (
+                    run["ndcg@10"] - base["ndcg@10"], run["buckets"]["tail"]["ndcg@10"] - base["buckets"]["tail"]["ndcg@10"])
+    seeds = sorted({seed for by_seed in deltas.values() for seed in by_seed})
+    full_runs = "; ".join(f"seed {seed}: {', '.join(f'{v:.4f}' for v in values)}" for seed, values in sorted(full_by_seed.items()))
+    lines = [f"NDCG@10 of the full model minus each module, less that of the full model on the same seed "
+             f"(from {', '.join(p.name for p in paths)}; full model test NDCG@10 by seed and invocation: {full_runs}):", "",
+             "| module removed | " + " | ".join(f"seed {seed}" for seed in seeds) + " | mean | tail, mean |",
+             "| --- | " + " | ".join("---:" for _ in seeds) + " | ---: | ---: |"]
+    for module, by_seed in deltas.items():
+        cells = [f"{by_seed[seed][0]:+.4f}" if seed in by_seed else "" for seed in seeds]
+        lines.append(f"| {module} | {' | '.join(cells)} | {statistics.fmean(d for d, _ in by_seed.values()):+.4f} | "
+                     f"{statistics.fmean(t for _, t in by_seed.values()):+.4f} |")
+    return "\n".join(lines)
+
+
 TABLES = {"baselines_vs": baselines_vs, "full_vs": lambda: full_vs("full_vs"), "full_vs_10ep": lambda: full_vs("full_vs_10ep"),
           "full_vs_copy": lambda: full_vs("full_vs_copy"), "full_vs_gpu": lambda: full_vs("full_vs_gpu"),
           "full_vs_developer": lambda: full_vs("full_vs_developer"),
+          "ablation_developer": lambda: ablation_by_seed("full_vs_developer"),
           "context_length_gpu": context_length_gpu, "beauty": beauty,
           "new_commands_sample": lambda: new_commands("sample"), "new_commands_vs": lambda: new_commands("vs")}
 
