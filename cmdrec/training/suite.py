@@ -48,11 +48,20 @@ def run_suite(configs: list[RunConfig], out_dir: str | Path, title: str, show_pr
 
 def machine() -> dict:
     import os
+    from importlib.metadata import PackageNotFoundError, version
 
     import torch
 
+    def installed(package: str) -> str | None:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return None
+
+    # the libraries whose numerics a trained figure depends on, since the same seed on another release may differ in the last digits
     return {"cpus": os.cpu_count(), "processor": platform.machine(), "python": platform.python_version(),
-            "torch": torch.__version__, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+            "torch": torch.__version__, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            **{package: installed(package) for package in ("transformers", "numpy", "polars", "sentence-transformers")}}
 
 
 def markdown_table(rows: list[dict], title: str) -> str:

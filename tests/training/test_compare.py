@@ -2,6 +2,7 @@ import json
 import shutil
 
 import pytest
+import transformers
 
 from cmdrec.config import TextConfig
 from cmdrec.errors import InputError
@@ -43,6 +44,7 @@ def test_compare_without_ablation_seeds_has_no_ablation_rows(tiny_data, tmp_path
                          out_dir=tmp_path / "report", ablation_seeds=[])
     assert {name: entry["role"] for name, entry in report["models"].items()} == {"full": "full", "markov": "baseline"}
     assert report["ablation_seeds"] == [] and report["summary"]["best_baseline"] == "markov"
+    assert report["machine"]["transformers"] == transformers.__version__  # a figure names the library releases it came from
 
 
 def test_compare_runs_the_named_ablations_only_and_refuses_unknown_ones(tiny_data, tmp_path):
