@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shutil
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path

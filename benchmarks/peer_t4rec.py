@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import subprocess
-import shlex
 import sys
 import time
 from pathlib import Path

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import shlex
+import statistics
 import sys
 import time
 from pathlib import Path
