@@ -46,32 +46,70 @@ def main() -> int:
     command = shlex.join(["python", "benchmarks/baselines_vs.py", *sys.argv[1:]])
     for split in args.splits:
         preprocessed = f"outputs/bench/vs-{split}/preprocessed"
-        data_config = load_data_config(ROOT / "configs/data/vs.yaml", [
-            f"source.path={data}/BlazeData_Dev_*.csv.gz", f"catalogue.path={data}/MessageList.csv",
-            f"split.method={SPLITS[split]}", "processed_dir=outputs/bench/vs/processed", f"preprocessed_dir={preprocessed}",
-        ])
+        data_config = load_data_config(
+            ROOT / "configs/data/vs.yaml",
+            [
+                f"source.path={data}/BlazeData_Dev_*.csv.gz",
+                f"catalogue.path={data}/MessageList.csv",
+                f"split.method={SPLITS[split]}",
+                "processed_dir=outputs/bench/vs/processed",
+                f"preprocessed_dir={preprocessed}",
+            ],
+        )
         if split == args.splits[0]:
             process_logs(data_config)
         split_report = preprocess(data_config)["split"]
-        configs = [load_run_config(p, [f"data_dir={preprocessed}", f"runs_dir=runs/bench/vs-{split}", f"training.epochs={args.epochs}"]) for p in paths]
+        configs = [
+            load_run_config(
+                p, [f"data_dir={preprocessed}", f"runs_dir=runs/bench/vs-{split}", f"training.epochs={args.epochs}"]
+            )
+            for p in paths
+        ]
         started = time.perf_counter()
         rows = run_suite(configs, f"runs/bench/vs-{split}/suite", f"VS logs, split by {split}", show_progress=False)
         results[split] = {
             "command": command,
             "epochs": args.epochs,
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "split": {"method": SPLITS[split], "seed": data_config.split.seed, "valid_fraction": data_config.split.valid_fraction,
-                      "test_fraction": data_config.split.test_fraction, **{k: split_report[k] for k in ("train", "valid", "test")}},
+            "split": {
+                "method": SPLITS[split],
+                "seed": data_config.split.seed,
+                "valid_fraction": data_config.split.valid_fraction,
+                "test_fraction": data_config.split.test_fraction,
+                **{k: split_report[k] for k in ("train", "valid", "test")},
+            },
             "wall_seconds": round(time.perf_counter() - started, 1),
-            "models": {row["model"]: {**row["test_last"], "all_positions": row["test_all_positions"], "valid": row["valid_last"],
-                                      **{k: row[k] for k in ("backbone", "masking", "epochs_run", "train_seconds", "seconds_per_epoch",
-                                                             "sequences_per_second", "parameters", "positions")}}
-                       for row in rows},
+            "models": {
+                row["model"]: {
+                    **row["test_last"],
+                    "all_positions": row["test_all_positions"],
+                    "valid": row["valid_last"],
+                    **{
+                        k: row[k]
+                        for k in (
+                            "backbone",
+                            "masking",
+                            "epochs_run",
+                            "train_seconds",
+                            "seconds_per_epoch",
+                            "sequences_per_second",
+                            "parameters",
+                            "positions",
+                        )
+                    },
+                }
+                for row in rows
+            },
         }
-        results[split]["table"] = markdown_table(rows, f"VS logs, split by {split} ({SPLITS[split]}, seed {data_config.split.seed}, {args.epochs} epochs at most)")
+        results[split]["table"] = markdown_table(
+            rows,
+            f"VS logs, split by {split} ({SPLITS[split]}, seed {data_config.split.seed}, {args.epochs} epochs at most)",
+        )
         # written after every split, so a long benchmark cut short still leaves what it measured
         write_json_atomic(out_json, {"machine": machine(), "splits": results})
-        write_text_atomic(f"{args.out}.md", "\n".join(f"Produced by `{r['command']}`.\n\n{r['table']}" for r in results.values()))
+        write_text_atomic(
+            f"{args.out}.md", "\n".join(f"Produced by `{r['command']}`.\n\n{r['table']}" for r in results.values())
+        )
         print(f"split {split}: wrote {out_json} and {args.out}.md", flush=True)
     return 0
 

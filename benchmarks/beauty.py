@@ -30,7 +30,9 @@ PUBLISHED = {"ndcg@10": 0.0327, "recall@10": 0.0533}
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared/data/amazon-beauty/beauty.txt.gz"))
-    parser.add_argument("--config", default=str(ROOT / "configs/beauty/sasrec.yaml"), help="run config (default: the GPT-2 SASRec)")
+    parser.add_argument(
+        "--config", default=str(ROOT / "configs/beauty/sasrec.yaml"), help="run config (default: the GPT-2 SASRec)"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="default: the config's")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/beauty.json"))
     parser.add_argument("overrides", nargs="*")
@@ -38,8 +40,14 @@ def main() -> int:
     if not Path(args.data).is_file():
         print(f"Beauty data not found at {args.data}; nothing measured", file=sys.stderr)
         return 1
-    data_config = load_data_config(ROOT / "configs/data/beauty.yaml", [f"source.path={args.data}",
-                                   "processed_dir=outputs/bench/beauty/processed", "preprocessed_dir=outputs/bench/beauty/preprocessed"])
+    data_config = load_data_config(
+        ROOT / "configs/data/beauty.yaml",
+        [
+            f"source.path={args.data}",
+            "processed_dir=outputs/bench/beauty/processed",
+            "preprocessed_dir=outputs/bench/beauty/preprocessed",
+        ],
+    )
     process_logs(data_config)
     split = preprocess(data_config)["split"]
     overrides = ["data_dir=outputs/bench/beauty/preprocessed", "runs_dir=runs/bench", *args.overrides]
@@ -49,21 +57,42 @@ def main() -> int:
     started = time.perf_counter()
     result = train(config)
     test = result["test"]
-    write_json_atomic(args.out, {
-        "command": shlex.join(["python", "benchmarks/beauty.py", *sys.argv[1:]]),
-        "protocol": "leave-one-out, full ranking over all items, seen items filtered",
-        "split": {"method": "leave_one_out", "users": split["test"]["users"]},
-        "seed": config.training.seed,
-        "published_sasrec_full_ce": PUBLISHED,
-        "reaches_published": all(test[k] >= v for k, v in PUBLISHED.items()),
-        "models": {config.name: {**{m: test[m] for m in METRIC_ORDER}, "valid": {m: result["valid"][m] for m in METRIC_ORDER},
-                                 **{k: result[k] for k in ("epochs_run", "train_seconds", "seconds_per_epoch", "sequences_per_second", "parameters", "device")},
-                                 "positions_evaluated": test["positions_evaluated"], "wall_seconds": round(time.perf_counter() - started, 1)}},
-        "machine": machine(),
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    })
-    print(f"NDCG@10 {test['ndcg@10']:.4f} (published {PUBLISHED['ndcg@10']}), Recall@10 {test['recall@10']:.4f} "
-          f"(published {PUBLISHED['recall@10']}); wrote {args.out}")
+    write_json_atomic(
+        args.out,
+        {
+            "command": shlex.join(["python", "benchmarks/beauty.py", *sys.argv[1:]]),
+            "protocol": "leave-one-out, full ranking over all items, seen items filtered",
+            "split": {"method": "leave_one_out", "users": split["test"]["users"]},
+            "seed": config.training.seed,
+            "published_sasrec_full_ce": PUBLISHED,
+            "reaches_published": all(test[k] >= v for k, v in PUBLISHED.items()),
+            "models": {
+                config.name: {
+                    **{m: test[m] for m in METRIC_ORDER},
+                    "valid": {m: result["valid"][m] for m in METRIC_ORDER},
+                    **{
+                        k: result[k]
+                        for k in (
+                            "epochs_run",
+                            "train_seconds",
+                            "seconds_per_epoch",
+                            "sequences_per_second",
+                            "parameters",
+                            "device",
+                        )
+                    },
+                    "positions_evaluated": test["positions_evaluated"],
+                    "wall_seconds": round(time.perf_counter() - started, 1),
+                }
+            },
+            "machine": machine(),
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    )
+    print(
+        f"NDCG@10 {test['ndcg@10']:.4f} (published {PUBLISHED['ndcg@10']}), Recall@10 {test['recall@10']:.4f} "
+        f"(published {PUBLISHED['recall@10']}); wrote {args.out}"
+    )
     return 0
 
 

@@ -29,9 +29,14 @@ def main() -> int:
     sessions = pl.read_parquet(DATA / "test.parquet", columns=["command"])["command"].to_list()
     share = lambda position: sum(s[position] not in trained for s in sessions) / len(sessions)  # noqa: E731
     window = load_run_config(ROOT / "configs/beauty/sasrec.yaml").model.max_length
-    result = {"command": "python benchmarks/beauty_coverage.py", "users": len(sessions),
-              "test_target_not_in_train": share(-1), "last_input_not_in_train": share(-2),
-              "model_window": window, "users_with_more_inputs_than_window": sum(len(s) - 1 > window for s in sessions)}
+    result = {
+        "command": "python benchmarks/beauty_coverage.py",
+        "users": len(sessions),
+        "test_target_not_in_train": share(-1),
+        "last_input_not_in_train": share(-2),
+        "model_window": window,
+        "users_with_more_inputs_than_window": sum(len(s) - 1 > window for s in sessions),
+    }
     write_json_atomic(ROOT / "benchmarks/results/beauty_coverage.json", result)
     print(result)
     return 0

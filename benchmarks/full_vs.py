@@ -2,7 +2,8 @@
 benchmarks/baselines_vs.py), with the ablation and the frequency buckets. Writes
 benchmarks/results/full_vs.json and the report (compare.md, PNGs) in benchmarks/results/full_vs/.
 
-    python benchmarks/full_vs.py [--data-overrides KEY=VALUE ...] [--epochs 10] [--seeds 1 2 3] [--ablation-seeds 1] [--ablations "history copy"]
+    python benchmarks/full_vs.py [--data-overrides KEY=VALUE ...] [--epochs 10] [--seeds 1 2 3] [--ablation-seeds 1]
+                                 [--ablations "history copy"]
                                  [--jobs N] [overrides applied to every run config]
 
 Finished runs under --out are re-read, so a second call with other --ablations adds those rows only.
@@ -31,15 +32,30 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared/data/vs-interactions"))
-    parser.add_argument("--preprocessed", default=None, help="use this preprocessed dataset as it is (with its text embeddings, made if missing) instead of preparing the VS logs")
-    parser.add_argument("--data-overrides", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="data config overrides for preparing the VS logs, e.g. the developer as an event attribute")
+    parser.add_argument(
+        "--preprocessed",
+        default=None,
+        help="use this preprocessed dataset as it is (with its text embeddings, made if missing) instead of "
+        "preparing the VS logs",
+    )
+    parser.add_argument(
+        "--data-overrides",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="data config overrides for preparing the VS logs, e.g. the developer as an event attribute",
+    )
     parser.add_argument("--full", default=str(ROOT / "configs/full/mixtral_full.yaml"))
     parser.add_argument("--baselines", nargs="+", default=None, help="default: every config in configs/baselines")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    parser.add_argument("--ablation-seeds", nargs="*", type=int, default=None,
-                        help="default: --seeds; given with no seeds: no ablation rows")
+    parser.add_argument(
+        "--ablation-seeds",
+        nargs="*",
+        type=int,
+        default=None,
+        help="default: --seeds; given with no seeds: no ablation rows",
+    )
     parser.add_argument("--ablations", nargs="+", default=None, help="modules removed in turn (default: all)")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at a time, each in its own process")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/full_vs"))
@@ -50,9 +66,16 @@ def main() -> int:
         if not (Path(args.data) / "MessageList.csv").is_file():
             print(f"VS logs not found at {args.data}; nothing measured", file=sys.stderr)
             return 1
-        data_config = load_data_config(ROOT / "configs/data/vs.yaml", [
-            f"source.path={args.data}/BlazeData_Dev_*.csv.gz", f"catalogue.path={args.data}/MessageList.csv",
-            "processed_dir=outputs/bench/vs/processed", "preprocessed_dir=outputs/bench/vs-session/preprocessed", *args.data_overrides])
+        data_config = load_data_config(
+            ROOT / "configs/data/vs.yaml",
+            [
+                f"source.path={args.data}/BlazeData_Dev_*.csv.gz",
+                f"catalogue.path={args.data}/MessageList.csv",
+                "processed_dir=outputs/bench/vs/processed",
+                "preprocessed_dir=outputs/bench/vs-session/preprocessed",
+                *args.data_overrides,
+            ],
+        )
         process_logs(data_config)
         preprocess(data_config)
         data_dir = data_config.preprocessed_dir
@@ -60,20 +83,45 @@ def main() -> int:
     overrides = [f"data_dir={data_dir}", f"training.epochs={args.epochs}", *args.overrides]
     baselines = args.baselines or sorted(str(p) for p in (ROOT / "configs/baselines").glob("*.yaml"))
     started = time.perf_counter()
-    report = run_compare(load_run_config(args.full, overrides), [load_run_config(p, overrides) for p in baselines], args.seeds, args.out,
-                         ablation_seeds=args.ablation_seeds, ablations=args.ablations, jobs=args.jobs)
-    models = {name: {"role": entry["role"], "seeds": entry["seeds"], "mean": entry["mean"], "std": entry["std"],
-                     "buckets_mean": entry["buckets_mean"]} for name, entry in report["models"].items()}
+    report = run_compare(
+        load_run_config(args.full, overrides),
+        [load_run_config(p, overrides) for p in baselines],
+        args.seeds,
+        args.out,
+        ablation_seeds=args.ablation_seeds,
+        ablations=args.ablations,
+        jobs=args.jobs,
+    )
+    models = {
+        name: {
+            "role": entry["role"],
+            "seeds": entry["seeds"],
+            "mean": entry["mean"],
+            "std": entry["std"],
+            "buckets_mean": entry["buckets_mean"],
+        }
+        for name, entry in report["models"].items()
+    }
     summary = report["summary"]
-    write_json_atomic(f"{args.out}.json", {
-        "command": shlex.join(["python", "benchmarks/full_vs.py", *sys.argv[1:]]),
-        "data_dir": str(data_dir), "epochs": args.epochs, "seeds": args.seeds,
-        "ablation_seeds": report["ablation_seeds"], "summary": summary,
-        "meets_target": bool(summary.get("relative_ndcg@10_gain", -1) >= 0.05
-                             and summary.get("bucket_gain", {}).get("tail", 0) > summary.get("bucket_gain", {}).get("head", 0)),
-        "models": models, "wall_seconds": round(time.perf_counter() - started, 1), "machine": report["machine"],
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    })
+    write_json_atomic(
+        f"{args.out}.json",
+        {
+            "command": shlex.join(["python", "benchmarks/full_vs.py", *sys.argv[1:]]),
+            "data_dir": str(data_dir),
+            "epochs": args.epochs,
+            "seeds": args.seeds,
+            "ablation_seeds": report["ablation_seeds"],
+            "summary": summary,
+            "meets_target": bool(
+                summary.get("relative_ndcg@10_gain", -1) >= 0.05
+                and summary.get("bucket_gain", {}).get("tail", 0) > summary.get("bucket_gain", {}).get("head", 0)
+            ),
+            "models": models,
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            "machine": report["machine"],
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    )
     print(f"wrote {args.out}.json and {args.out}/compare.md")
     return 0
 

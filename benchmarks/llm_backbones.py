@@ -22,9 +22,24 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {
-    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=32),
-    "llama3.2-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
-                        vocab_size=128256, rope_theta=500000.0, tie_word_embeddings=True),
+    "tiny": dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=32,
+    ),
+    "llama3.2-1b": dict(
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        rope_theta=500000.0,
+        tie_word_embeddings=True,
+    ),
 }
 CONFIGS = {  # name -> (bit on cpu, bit on cuda, adapter)
     "qlora-4bit": (4, 4, "lora"),
@@ -41,12 +56,26 @@ def one(args) -> dict:
     bit_cpu, bit_gpu, adapter = CONFIGS[args.config]
     bit = bit_gpu if args.device == "cuda" else bit_cpu
     overrides = [
-        f"data_dir={args.data}", f"runs_dir={args.runs}", f"name={args.shape}-{args.config}-{args.device}",
-        "model.backbone=pretrained", f"model.pretrained={args.model}", f"model.bit={bit}", f"model.adapter.method={adapter}",
-        "model.adapter.r=16", "model.adapter.alpha=32", "model.d_model=64", "model.n_heads=2", "model.max_length=50",
-        "model.attn_implementation=sdpa", f"model.gradient_checkpointing={'true' if args.device == 'cuda' else 'false'}",
-        "training.epochs=1", f"training.batch_size={args.batch_size}", "training.learning_rate=0.0005", "training.warmup_steps=10",
-        f"training.device={args.device}", "training.early_stopping_patience=null",
+        f"data_dir={args.data}",
+        f"runs_dir={args.runs}",
+        f"name={args.shape}-{args.config}-{args.device}",
+        "model.backbone=pretrained",
+        f"model.pretrained={args.model}",
+        f"model.bit={bit}",
+        f"model.adapter.method={adapter}",
+        "model.adapter.r=16",
+        "model.adapter.alpha=32",
+        "model.d_model=64",
+        "model.n_heads=2",
+        "model.max_length=50",
+        "model.attn_implementation=sdpa",
+        f"model.gradient_checkpointing={'true' if args.device == 'cuda' else 'false'}",
+        "training.epochs=1",
+        f"training.batch_size={args.batch_size}",
+        "training.learning_rate=0.0005",
+        "training.warmup_steps=10",
+        f"training.device={args.device}",
+        "training.early_stopping_patience=null",
     ]
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -55,13 +84,24 @@ def one(args) -> dict:
     if args.device == "cuda":
         peak = torch.cuda.max_memory_allocated() / 2**30
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB: the process's peak resident memory
-    return {"device": args.device, "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None, "shape": args.shape,
-            "configuration": args.config, "bit": bit, "adapter": adapter, "peak_memory_gb": round(peak, 3),
-            "peak_memory_kind": "torch.cuda.max_memory_allocated" if args.device == "cuda" else "process peak RSS",
-            "sequences_per_second": result["sequences_per_second"], "train_seconds": result["train_seconds"],
-            "parameters": result["parameters"], "wall_seconds": round(time.perf_counter() - started, 1),
-            **{k: result["test"][k] for k in ("ndcg@10", "recall@10", "mrr@10")}}
+        peak = (
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        )  # KiB -> GiB: the process's peak resident memory
+    return {
+        "device": args.device,
+        "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
+        "shape": args.shape,
+        "configuration": args.config,
+        "bit": bit,
+        "adapter": adapter,
+        "peak_memory_gb": round(peak, 3),
+        "peak_memory_kind": "torch.cuda.max_memory_allocated" if args.device == "cuda" else "process peak RSS",
+        "sequences_per_second": result["sequences_per_second"],
+        "train_seconds": result["train_seconds"],
+        "parameters": result["parameters"],
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        **{k: result["test"][k] for k in ("ndcg@10", "recall@10", "mrr@10")},
+    }
 
 
 def main() -> int:
@@ -101,15 +141,48 @@ def main() -> int:
         del decoder
         for name in args.configs:
             result_file = scratch / f"{name}.json"
-            subprocess.run([sys.executable, __file__, "--device", args.device, "--shape", args.shape, "--config", name,
-                            "--batch-size", str(args.batch_size), "--data", data_config.preprocessed_dir, "--runs", str(scratch / "runs"),
-                            "--model", str(model_dir), "--result", str(result_file)], check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--device",
+                    args.device,
+                    "--shape",
+                    args.shape,
+                    "--config",
+                    name,
+                    "--batch-size",
+                    str(args.batch_size),
+                    "--data",
+                    data_config.preprocessed_dir,
+                    "--runs",
+                    str(scratch / "runs"),
+                    "--model",
+                    str(model_dir),
+                    "--result",
+                    str(result_file),
+                ],
+                check=True,
+            )
             row = json.loads(result_file.read_text())
             results[f"{args.device}/{args.shape}/{name}"] = row
-            print(f"{args.device} {args.shape} {name}: peak {row['peak_memory_gb']} GB, {row['sequences_per_second']} seq/s, NDCG@10 {row['ndcg@10']:.4f}", flush=True)
-    out.write_text(json.dumps({"command": "python benchmarks/llm_backbones.py [--device cuda --shape llama3.2-1b]",
-                               "data": "bundled sample (simulated BIM/CAD log), one epoch", "runs": results,
-                               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2) + "\n")
+            print(
+                f"{args.device} {args.shape} {name}: peak {row['peak_memory_gb']} GB, "
+                f"{row['sequences_per_second']} seq/s, NDCG@10 {row['ndcg@10']:.4f}",
+                flush=True,
+            )
+    out.write_text(
+        json.dumps(
+            {
+                "command": "python benchmarks/llm_backbones.py [--device cuda --shape llama3.2-1b]",
+                "data": "bundled sample (simulated BIM/CAD log), one epoch",
+                "runs": results,
+                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return 0
 
 

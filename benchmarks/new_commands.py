@@ -41,16 +41,28 @@ def data_config(dataset: str, vs_dir: Path, out: str):
         return sample_config(f"{out}/raw", out)
     if not (vs_dir / "MessageList.csv").is_file():
         raise SystemExit(f"VS logs not found at {vs_dir}; nothing measured")
-    return load_data_config(ROOT / "configs/data/vs.yaml", [
-        f"source.path={vs_dir}/BlazeData_Dev_*.csv.gz", f"catalogue.path={vs_dir}/MessageList.csv",
-        f"processed_dir={out}/processed", f"preprocessed_dir={out}/preprocessed"])
+    return load_data_config(
+        ROOT / "configs/data/vs.yaml",
+        [
+            f"source.path={vs_dir}/BlazeData_Dev_*.csv.gz",
+            f"catalogue.path={vs_dir}/MessageList.csv",
+            f"processed_dir={out}/processed",
+            f"preprocessed_dir={out}/preprocessed",
+        ],
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=["sample", "vs"], default="sample")
     parser.add_argument("--vs-data", default=str(ROOT.parent / "shared/data/vs-interactions"))
-    parser.add_argument("--ranks", nargs="+", type=int, default=[10, 15, 20, 25, 30], help="frequency ranks (1 = most frequent) held out")
+    parser.add_argument(
+        "--ranks",
+        nargs="+",
+        type=int,
+        default=[10, 15, 20, 25, 30],
+        help="frequency ranks (1 = most frequent) held out",
+    )
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("overrides", nargs="*", help="run config overrides for both heads, e.g. training.num_threads=1")
     args = parser.parse_args()
@@ -59,32 +71,55 @@ def main() -> int:
     process_logs(config)
     frequency = pl.read_parquet(Path(config.processed_dir) / "events.parquet")["command"].value_counts(sort=True)
     held_out = tuple(frequency["command"][rank - 1] for rank in args.ranks)
-    config = dataclasses.replace(config, features=dataclasses.replace(config.features, vocabulary="catalogue", holdout_commands=held_out))
+    config = dataclasses.replace(
+        config, features=dataclasses.replace(config.features, vocabulary="catalogue", holdout_commands=held_out)
+    )
     split = preprocess(config)["split"]
     embed_commands(config.preprocessed_dir, TextConfig(cache_dir="outputs/cache/text"))
     results = {}
     for name, model in HEADS.items():
-        overrides = [f"data_dir={config.preprocessed_dir}", f"runs_dir={out}/runs", f"name={name}", f"training.epochs={args.epochs}",
-                     "eval.positions=all",  # every test position whose target is held out, not only session ends
-                     *(f"model.{key}={str(value).lower()}" for key, value in model.items()), *args.overrides]
+        overrides = [
+            f"data_dir={config.preprocessed_dir}",
+            f"runs_dir={out}/runs",
+            f"name={name}",
+            f"training.epochs={args.epochs}",
+            "eval.positions=all",  # every test position whose target is held out, not only session ends
+            *(f"model.{key}={str(value).lower()}" for key, value in model.items()),
+            *args.overrides,
+        ]
         run = load_run_config(ROOT / "configs/baselines/gpt2.yaml", overrides)
         # a run left by an earlier invocation may have held out other commands: always train afresh
         shutil.rmtree(Path(run.runs_dir) / run.name, ignore_errors=True)
         trained = train(run, show_progress=False)
         test = evaluate_run(Path(run.runs_dir) / run.name)
-        results[name] = {**{m: test[m] for m in METRIC_ORDER},
-                         "unseen": {m: test.get(f"unseen/{m}", 0.0) for m in ("ndcg@10", "recall@10", "mrr@10")},
-                         "unseen_positions": test.get("unseen/positions", 0), "train_seconds": trained["train_seconds"]}
-        print(f"{name}: NDCG@10 {test['ndcg@10']:.4f}, held-out commands NDCG@10 {results[name]['unseen']['ndcg@10']:.4f} "
-              f"Recall@10 {results[name]['unseen']['recall@10']:.4f} over {results[name]['unseen_positions']} positions", flush=True)
+        results[name] = {
+            **{m: test[m] for m in METRIC_ORDER},
+            "unseen": {m: test.get(f"unseen/{m}", 0.0) for m in ("ndcg@10", "recall@10", "mrr@10")},
+            "unseen_positions": test.get("unseen/positions", 0),
+            "train_seconds": trained["train_seconds"],
+        }
+        print(
+            f"{name}: NDCG@10 {test['ndcg@10']:.4f}, held-out commands NDCG@10 "
+            f"{results[name]['unseen']['ndcg@10']:.4f} "
+            f"Recall@10 {results[name]['unseen']['recall@10']:.4f} over {results[name]['unseen_positions']} positions",
+            flush=True,
+        )
     path = ROOT / f"benchmarks/results/new_commands_{args.dataset}.json"
-    write_json_atomic(path, {
-        "command": shlex.join(["python", "benchmarks/new_commands.py", *sys.argv[1:]]),
-        "dataset": args.dataset, "held_out_commands": list(held_out), "held_out_ranks": args.ranks,
-        "holdout_events_removed_from_train": split["holdout_events_removed_from_train"], "epochs": args.epochs,
-        "base_config": "configs/baselines/gpt2.yaml", "models": results, "machine": machine(),
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    })
+    write_json_atomic(
+        path,
+        {
+            "command": shlex.join(["python", "benchmarks/new_commands.py", *sys.argv[1:]]),
+            "dataset": args.dataset,
+            "held_out_commands": list(held_out),
+            "held_out_ranks": args.ranks,
+            "holdout_events_removed_from_train": split["holdout_events_removed_from_train"],
+            "epochs": args.epochs,
+            "base_config": "configs/baselines/gpt2.yaml",
+            "models": results,
+            "machine": machine(),
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    )
     print(f"wrote {path}")
     return 0
 

@@ -52,12 +52,21 @@ def main() -> int:
         print(f"VS logs not found at {data}; nothing measured", file=sys.stderr)
         return 1
     if not T4REC_PYTHON.is_file():
-        print(f"no Transformers4Rec environment at {T4REC_PYTHON}; create it as this script's docstring says", file=sys.stderr)
+        print(
+            f"no Transformers4Rec environment at {T4REC_PYTHON}; create it as this script's docstring says",
+            file=sys.stderr,
+        )
         return 1
     work = ROOT / "outputs/bench/peer"
-    data_config = load_data_config(ROOT / "configs/data/vs.yaml", [
-        f"source.path={data}/BlazeData_Dev_*.csv.gz", f"catalogue.path={data}/MessageList.csv",
-        f"processed_dir={work}/processed", f"preprocessed_dir={work}/preprocessed"])
+    data_config = load_data_config(
+        ROOT / "configs/data/vs.yaml",
+        [
+            f"source.path={data}/BlazeData_Dev_*.csv.gz",
+            f"catalogue.path={data}/MessageList.csv",
+            f"processed_dir={work}/processed",
+            f"preprocessed_dir={work}/preprocessed",
+        ],
+    )
     process_logs(data_config)
     preprocess(data_config)
     preprocessed = work / "preprocessed"
@@ -69,38 +78,79 @@ def main() -> int:
 
     t4rec_out = work / "t4rec_result.json"
     started = time.perf_counter()
-    subprocess.run([str(T4REC_PYTHON), str(ROOT / "benchmarks/peers/t4rec_gpt2.py"), "--train", str(work / "t4rec_train.parquet"),
-                    "--test", str(work / "t4rec_test.parquet"), "--items", str(n_items), "--epochs", str(args.epochs),
-                    "--out", str(t4rec_out), "--workdir", str(work / "t4rec_run")], check=True)
+    subprocess.run(
+        [
+            str(T4REC_PYTHON),
+            str(ROOT / "benchmarks/peers/t4rec_gpt2.py"),
+            "--train",
+            str(work / "t4rec_train.parquet"),
+            "--test",
+            str(work / "t4rec_test.parquet"),
+            "--items",
+            str(n_items),
+            "--epochs",
+            str(args.epochs),
+            "--out",
+            str(t4rec_out),
+            "--workdir",
+            str(work / "t4rec_run"),
+        ],
+        check=True,
+    )
     t4rec = json.loads(t4rec_out.read_text()) | {"wall_seconds": round(time.perf_counter() - started, 1)}
 
     # same epochs as T4Rec, no early stopping; the 5% validation split (which T4Rec does not use) picks the epoch.
     # cmdrec's default output layer is untied; the tied variant, as T4Rec's, is measured too.
     rows = {}
     for name, tie in (("cmdrec", False), ("cmdrec-tied-output", True)):
-        config = load_run_config(ROOT / "configs/baselines/gpt2.yaml", [
-            f"data_dir={preprocessed}", f"runs_dir={work}/runs", f"name={name}", f"training.epochs={args.epochs}",
-            "training.early_stopping_patience=null", "model.dropout=0.3", f"model.tie_weights={str(tie).lower()}",
-            *[f"model.{k}={v}" for k, v in SIZE.items()]])
+        config = load_run_config(
+            ROOT / "configs/baselines/gpt2.yaml",
+            [
+                f"data_dir={preprocessed}",
+                f"runs_dir={work}/runs",
+                f"name={name}",
+                f"training.epochs={args.epochs}",
+                "training.early_stopping_patience=null",
+                "model.dropout=0.3",
+                f"model.tie_weights={str(tie).lower()}",
+                *[f"model.{k}={v}" for k, v in SIZE.items()],
+            ],
+        )
         # a finished run would only be re-read: both sides must be measured in this invocation
         shutil.rmtree(Path(config.runs_dir) / config.name, ignore_errors=True)
         started = time.perf_counter()
         result = train(config, show_progress=False)
-        rows[name] = {"ndcg@10": result["test"]["ndcg@10"], "recall@10": result["test"]["recall@10"], "train_seconds": result["train_seconds"],
-                      "sequences_per_second": result["sequences_per_second"], "eval_seconds": result["test"]["eval_seconds"],
-                      "epochs": args.epochs, "tied_output": tie, "wall_seconds": round(time.perf_counter() - started, 1)}
+        rows[name] = {
+            "ndcg@10": result["test"]["ndcg@10"],
+            "recall@10": result["test"]["recall@10"],
+            "train_seconds": result["train_seconds"],
+            "sequences_per_second": result["sequences_per_second"],
+            "eval_seconds": result["test"]["eval_seconds"],
+            "epochs": args.epochs,
+            "tied_output": tie,
+            "wall_seconds": round(time.perf_counter() - started, 1),
+        }
     cmdrec = rows["cmdrec"]
-    write_json_atomic(args.out, {
-        "command": shlex.join(["python", "benchmarks/peer_t4rec.py", *sys.argv[1:]]),
-        "data": "VS logs, noise preset, random session split (80% train, 5% valid, 15% test, seed 42)",
-        "model": "GPT-2, d_model 64, 2 layers, 2 heads, max length 20, dropout 0.3 (T4Rec default), batch 128, lr 1e-3, clm; T4Rec with its tied output layer",
-        "train_windows": len(train_windows), "test_sessions": len(test_windows), "vocabulary": n_items,
-        "models": {**rows, "transformers4rec-23.12": t4rec},
-        "throughput_ratio": round(cmdrec["sequences_per_second"] / t4rec["sequences_per_second"], 2),
-        "machine": machine(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    })
-    print(f"cmdrec: NDCG@10 {cmdrec['ndcg@10']:.4f}, {cmdrec['sequences_per_second']} seq/s; "
-          f"T4Rec: NDCG@10 {t4rec['ndcg@10']:.4f}, {t4rec['sequences_per_second']} seq/s; wrote {args.out}")
+    write_json_atomic(
+        args.out,
+        {
+            "command": shlex.join(["python", "benchmarks/peer_t4rec.py", *sys.argv[1:]]),
+            "data": "VS logs, noise preset, random session split (80% train, 5% valid, 15% test, seed 42)",
+            "model": "GPT-2, d_model 64, 2 layers, 2 heads, max length 20, dropout 0.3 (T4Rec default), batch "
+            "128, lr 1e-3, clm; T4Rec with its tied output layer",
+            "train_windows": len(train_windows),
+            "test_sessions": len(test_windows),
+            "vocabulary": n_items,
+            "models": {**rows, "transformers4rec-23.12": t4rec},
+            "throughput_ratio": round(cmdrec["sequences_per_second"] / t4rec["sequences_per_second"], 2),
+            "machine": machine(),
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    )
+    print(
+        f"cmdrec: NDCG@10 {cmdrec['ndcg@10']:.4f}, {cmdrec['sequences_per_second']} seq/s; "
+        f"T4Rec: NDCG@10 {t4rec['ndcg@10']:.4f}, {t4rec['sequences_per_second']} seq/s; wrote {args.out}"
+    )
     return 0
 
 

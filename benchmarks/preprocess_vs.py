@@ -1,6 +1,6 @@
 """Wall time of processing + preprocessing the Visual Studio logs; writes benchmarks/results/preprocess.json.
 
-    python benchmarks/preprocess_vs.py [--data ../shared/data/vs-interactions] [--repeats 3]
+python benchmarks/preprocess_vs.py [--data ../shared/data/vs-interactions] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -69,7 +69,10 @@ def main() -> int:
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     write_json_atomic(args.out, result)
-    print(f"{result['events']:,} events -> {result['sessions']:,} sessions in {result['seconds']:.2f} s (best of {args.repeats}); wrote {args.out}")
+    print(
+        f"{result['events']:,} events -> {result['sessions']:,} sessions in {result['seconds']:.2f} s (best of "
+        f"{args.repeats}); wrote {args.out}"
+    )
     return 0
 
 

@@ -45,28 +45,43 @@ def sample_run() -> tuple[Path, Path]:
     config = sample_config(f"{SAMPLE_OUT}/raw", SAMPLE_OUT)
     process_logs(config)
     preprocess(config)
-    run = RunConfig(name="serving-sample-gpt2", data_dir=config.preprocessed_dir, runs_dir="runs/bench",
-                    model=ModelConfig(input_features=("category", "log_time_delta", "hour")),
-                    training=TrainingConfig(epochs=8, warmup_steps=10, early_stopping_patience=None))
+    run = RunConfig(
+        name="serving-sample-gpt2",
+        data_dir=config.preprocessed_dir,
+        runs_dir="runs/bench",
+        model=ModelConfig(input_features=("category", "log_time_delta", "hour")),
+        training=TrainingConfig(epochs=8, warmup_steps=10, early_stopping_patience=None),
+    )
     train(run, show_progress=False)
     return Path(run.runs_dir) / run.name, Path(config.processed_dir) / "events.parquet"
 
 
 def test_histories(predictor: Predictor, events_path: Path) -> tuple[list[list[str]], list[list], list[str]]:
     sessions = pl.read_parquet(Path(predictor.config.data_dir) / "test.parquet", columns=["session_id"])
-    events = (pl.read_parquet(events_path, columns=["session_id", "event_index", "command", "timestamp"])
-              .join(sessions, on="session_id").sort("session_id", "event_index")
-              .group_by("session_id", maintain_order=True).agg("command", "timestamp"))
+    events = (
+        pl.read_parquet(events_path, columns=["session_id", "event_index", "command", "timestamp"])
+        .join(sessions, on="session_id")
+        .sort("session_id", "event_index")
+        .group_by("session_id", maintain_order=True)
+        .agg("command", "timestamp")
+    )
     if events.height != sessions.height:
-        raise SystemExit(f"{events_path} has {events.height} of the run's {sessions.height} test sessions: not the log it was preprocessed from")
+        raise SystemExit(
+            f"{events_path} has {events.height} of the run's {sessions.height} test sessions: not the log it "
+            f"was preprocessed from"
+        )
     commands, times = events["command"].to_list(), events["timestamp"].to_list()
     return [c[:-1] for c in commands], [t[:-1] for t in times], [c[-1] for c in commands]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default=None, help="a finished run (default: train a small GPT-2 on the bundled sample)")
-    parser.add_argument("--events", default=None, help="the processed events.parquet the run's data was preprocessed from")
+    parser.add_argument(
+        "--run", default=None, help="a finished run (default: train a small GPT-2 on the bundled sample)"
+    )
+    parser.add_argument(
+        "--events", default=None, help="the processed events.parquet the run's data was preprocessed from"
+    )
     parser.add_argument("--single-requests", type=int, default=200, help="one-history requests timed for the latency")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
@@ -83,42 +98,59 @@ def main() -> int:
     predictor.recommend(histories[0], 10, timestamps[0])  # warm-up
 
     latencies = []
-    for history, times in list(zip(histories, timestamps))[: args.single_requests]:
+    for history, times in list(zip(histories, timestamps, strict=False))[: args.single_requests]:
         begin = time.perf_counter()
         predictor.recommend(history, 10, times)
         latencies.append((time.perf_counter() - begin) * 1000)
     begin = time.perf_counter()
     answers = []
     for start in range(0, len(histories), args.batch_size):
-        answers += predictor.recommend_many(histories[start:start + args.batch_size], 10, timestamps[start:start + args.batch_size])
+        answers += predictor.recommend_many(
+            histories[start : start + args.batch_size], 10, timestamps[start : start + args.batch_size]
+        )
     batched_seconds = time.perf_counter() - begin
 
     known = set(predictor.names[2:])
-    scored = [(answer, target) for answer, target in zip(answers, targets) if target in known]
+    scored = [(answer, target) for answer, target in zip(answers, targets, strict=False) if target in known]
     offline = evaluate_run(run_dir)
     quantiles = statistics.quantiles(latencies, n=100)
     result = {
         "command": shlex.join(["python", "benchmarks/serving.py", *sys.argv[1:]]),
-        "run": str(run_dir), "events": str(events_path), "backbone": predictor.config.model.backbone,
-        "input_features": list(predictor.config.model.input_features), "max_length": predictor.config.model.max_length,
-        "threads": args.threads, "load_seconds": round(load_seconds, 3),
-        "test_sessions": len(histories), "mean_history_events": round(statistics.fmean(len(h) for h in histories), 1),
-        "single_request_ms": {"requests": len(latencies), "p50": round(quantiles[49], 2), "p95": round(quantiles[94], 2),
-                              "mean": round(statistics.fmean(latencies), 2)},
+        "run": str(run_dir),
+        "events": str(events_path),
+        "backbone": predictor.config.model.backbone,
+        "input_features": list(predictor.config.model.input_features),
+        "max_length": predictor.config.model.max_length,
+        "threads": args.threads,
+        "load_seconds": round(load_seconds, 3),
+        "test_sessions": len(histories),
+        "mean_history_events": round(statistics.fmean(len(h) for h in histories), 1),
+        "single_request_ms": {
+            "requests": len(latencies),
+            "p50": round(quantiles[49], 2),
+            "p95": round(quantiles[94], 2),
+            "mean": round(statistics.fmean(latencies), 2),
+        },
         "batched": {"batch_size": args.batch_size, "histories_per_second": round(len(histories) / batched_seconds, 1)},
         "served_recall@10": sum(target in answer.commands for answer, target in scored) / len(scored),
         "offline_recall@10": offline["recall@10"],
-        "served_ndcg@10": sum(1 / math.log2(answer.commands.index(target) + 2) for answer, target in scored if target in answer.commands) / len(scored),
+        "served_ndcg@10": sum(
+            1 / math.log2(answer.commands.index(target) + 2) for answer, target in scored if target in answer.commands
+        )
+        / len(scored),
         "offline_ndcg@10": offline["ndcg@10"],
         "targets_out_of_vocabulary": len(targets) - len(scored),
         "offline_positions_skipped_oov_target": offline["positions_skipped_oov_target"],
-        "machine": machine(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine(),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     write_json_atomic(args.out, result)
-    print(f"served Recall@10 {result['served_recall@10']:.4f} (offline {result['offline_recall@10']:.4f}), "
-          f"NDCG@10 {result['served_ndcg@10']:.4f} (offline {result['offline_ndcg@10']:.4f}); "
-          f"one request p50 {result['single_request_ms']['p50']} ms, p95 {result['single_request_ms']['p95']} ms; "
-          f"batched {result['batched']['histories_per_second']} histories/s; wrote {args.out}")
+    print(
+        f"served Recall@10 {result['served_recall@10']:.4f} (offline {result['offline_recall@10']:.4f}), "
+        f"NDCG@10 {result['served_ndcg@10']:.4f} (offline {result['offline_ndcg@10']:.4f}); "
+        f"one request p50 {result['single_request_ms']['p50']} ms, p95 {result['single_request_ms']['p95']} ms; "
+        f"batched {result['batched']['histories_per_second']} histories/s; wrote {args.out}"
+    )
     return 0
 
 

@@ -1,7 +1,8 @@
 """Print the README's Markdown tables for the baseline, full-model and Beauty benchmarks from their
 results files, so the figures quoted are the measured ones, never retyped.
 
-    python benchmarks/tables.py [baselines_vs] [full_vs] [full_vs_10ep] [full_vs_copy] [full_vs_gpu] [full_vs_developer] [ablation_developer] [context_length_gpu] [beauty] [new_commands_sample] [new_commands_vs]
+    python benchmarks/tables.py [baselines_vs] [full_vs] [full_vs_10ep] [full_vs_copy] [full_vs_gpu]
+        [full_vs_developer] [ablation_developer] [context_length_gpu] [beauty] [new_commands_sample] [new_commands_vs]
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Beauty runs that repeat another's config with only the seed (and thread count, patience) changed
-BEAUTY_SEED_REPEATS = [("beauty_e20", "beauty_e20_seed1", "beauty_e20_seed2"),
-                       ("beauty_sasrec_reference", "beauty_sasrec_reference_seed1", "beauty_sasrec_reference_seed2"),
-                       ("beauty_gpt2_reference", "beauty_gpt2_reference_seed1", "beauty_gpt2_reference_seed2"),
-                       ("beauty_d128", "beauty_d128_seed1", "beauty_d128_seed2")]
+BEAUTY_SEED_REPEATS = [
+    ("beauty_e20", "beauty_e20_seed1", "beauty_e20_seed2"),
+    ("beauty_sasrec_reference", "beauty_sasrec_reference_seed1", "beauty_sasrec_reference_seed2"),
+    ("beauty_gpt2_reference", "beauty_gpt2_reference_seed1", "beauty_gpt2_reference_seed2"),
+    ("beauty_d128", "beauty_d128_seed1", "beauty_d128_seed2"),
+]
 
 
 def baselines_vs() -> str:
@@ -25,16 +28,27 @@ def baselines_vs() -> str:
     tables = []
     for split_name, split in report["splits"].items():
         counts = " / ".join(f"{split['split'][part]['sessions']:,}" for part in ("train", "valid", "test"))
-        lines = [f"Split `{split_name}` ({split['split']['method']}, seed {split['split']['seed']}): {counts} train / valid / test "
-                 f"sessions; `{split['command']}`, measured {split['measured_at'][:10]}:", "",
-                 "| model | NDCG@10 last | Recall@10 last | MRR@10 last | NDCG@10 all positions | s/epoch | seq/s |",
-                 "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines = [
+            f"Split `{split_name}` ({split['split']['method']}, seed {split['split']['seed']}): {counts} train "
+            f"/ valid / test "
+            f"sessions; `{split['command']}`, measured {split['measured_at'][:10]}:",
+            "",
+            "| model | NDCG@10 last | Recall@10 last | MRR@10 last | NDCG@10 all positions | s/epoch | seq/s |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
         for name, entry in sorted(split["models"].items(), key=lambda item: -item[1]["ndcg@10"]):
-            all_positions = "(last only)" if entry.get("masking") == "mlm" else f"{entry['all_positions']['ndcg@10']:.4f}"
-            speed = (f"{entry['seconds_per_epoch']:.0f} | {entry['sequences_per_second']:.0f}" if entry.get("sequences_per_second")
-                     else "- | -")
-            lines.append(f"| {name} | {entry['ndcg@10']:.4f} | {entry['recall@10']:.4f} | {entry['mrr@10']:.4f} | "
-                         f"{all_positions} | {speed} |")
+            all_positions = (
+                "(last only)" if entry.get("masking") == "mlm" else f"{entry['all_positions']['ndcg@10']:.4f}"
+            )
+            speed = (
+                f"{entry['seconds_per_epoch']:.0f} | {entry['sequences_per_second']:.0f}"
+                if entry.get("sequences_per_second")
+                else "- | -"
+            )
+            lines.append(
+                f"| {name} | {entry['ndcg@10']:.4f} | {entry['recall@10']:.4f} | {entry['mrr@10']:.4f} | "
+                f"{all_positions} | {speed} |"
+            )
         tables.append("\n".join(lines))
     return "\n\n".join(tables)
 
@@ -43,21 +57,36 @@ def full_vs(results: str) -> str:
     report = json.loads((RESULTS / f"{results}.json").read_text())
     ablations = f"ablations seeds {report['ablation_seeds']}" if report["ablation_seeds"] else "no ablation rows"
     machine = report["machine"]["gpu"] or f"{report['machine']['cpus']} CPU cores"
-    lines = [f"`{report['command']}` on {machine} ({report['epochs']} epochs, seeds {report['seeds']}, {ablations}; "
-             "mean ± std over seeds, test, last item of each session):", "",
-             "| model | role | seeds | NDCG@10 | Recall@10 | MRR@10 | NDCG@3 | head NDCG@10 | torso NDCG@10 | tail NDCG@10 |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        f"`{report['command']}` on {machine} ({report['epochs']} epochs, seeds {report['seeds']}, {ablations}; "
+        "mean ± std over seeds, test, last item of each session):",
+        "",
+        "| model | role | seeds | NDCG@10 | Recall@10 | MRR@10 | NDCG@3 | head NDCG@10 | torso NDCG@10 | tail "
+        "NDCG@10 |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for name, entry in report["models"].items():
-        cells = [f"{entry['mean'][m]:.4f} ± {entry['std'][m]:.4f}" for m in ("ndcg@10", "recall@10", "mrr@10", "ndcg@3")]
-        cells += [f"{entry['buckets_mean'][b]:.4f}" if b in entry["buckets_mean"] else "-" for b in ("head", "torso", "tail")]
+        cells = [
+            f"{entry['mean'][m]:.4f} ± {entry['std'][m]:.4f}" for m in ("ndcg@10", "recall@10", "mrr@10", "ndcg@3")
+        ]
+        cells += [
+            f"{entry['buckets_mean'][b]:.4f}" if b in entry["buckets_mean"] else "-" for b in ("head", "torso", "tail")
+        ]
         lines.append(f"| {name} | {entry['role']} | {len(entry['seeds'])} | " + " | ".join(cells) + " |")
     summary = report["summary"]
-    train_seconds = sum(run.get("train_seconds", 0) for entry in report["models"].values() for run in entry["seeds"].values())
+    train_seconds = sum(
+        run.get("train_seconds", 0) for entry in report["models"].values() for run in entry["seeds"].values()
+    )
     gains = ", ".join(f"{b} {g:+.4f}" for b, g in summary.get("bucket_gain", {}).items())
-    lines += ["", f"Full model vs best baseline ({summary.get('best_baseline')}): NDCG@10 {summary.get('relative_ndcg@10_gain', float('nan')):+.1%} "
-              f"relative (target +5%); absolute NDCG@10 difference by bucket: {gains}. Target met: {report['meets_target']}. "
-              f"Training time summed over runs {train_seconds / 60:.0f} min; this invocation's wall time {report['wall_seconds'] / 60:.0f} min "
-              "(runs already finished are reloaded and evaluated, not retrained)."]
+    lines += [
+        "",
+        f"Full model vs best baseline ({summary.get('best_baseline')}): NDCG@10 "
+        f"{summary.get('relative_ndcg@10_gain', float('nan')):+.1%} "
+        f"relative (target +5%); absolute NDCG@10 difference by bucket: {gains}. Target met: {report['meets_target']}. "
+        f"Training time summed over runs {train_seconds / 60:.0f} min; this invocation's wall time "
+        f"{report['wall_seconds'] / 60:.0f} min "
+        "(runs already finished are reloaded and evaluated, not retrained).",
+    ]
     return "\n".join(lines)
 
 
@@ -68,52 +97,79 @@ def beauty() -> str:
     if not reports:
         raise FileNotFoundError(2, "no Beauty results", str(RESULTS / "beauty.json"))
     published = reports[0]["published_sasrec_full_ce"]
-    lines = [f"{reports[0]['protocol']}; {reports[0]['split']['users']} users:", "",
-             "| command | NDCG@10 | Recall@10 | MRR@10 | valid NDCG@10 | epochs | s/epoch | train s | device |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines = [
+        f"{reports[0]['protocol']}; {reports[0]['split']['users']} users:",
+        "",
+        "| command | NDCG@10 | Recall@10 | MRR@10 | valid NDCG@10 | epochs | s/epoch | train s | device |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
     for report in reports:
         for entry in report["models"].values():
-            lines.append(f"| `{report['command']}` | {entry['ndcg@10']:.4f} | {entry['recall@10']:.4f} | {entry['mrr@10']:.4f} | "
-                         f"{entry['valid']['ndcg@10']:.4f} | {entry['epochs_run']} | {entry['seconds_per_epoch']:.0f} | "
-                         f"{entry['train_seconds']:.0f} | {entry['device']} |")
-    lines.append(f"| published SASRec, full cross-entropy | {published['ndcg@10']} | {published['recall@10']} | | | | | | |")
+            lines.append(
+                f"| `{report['command']}` | {entry['ndcg@10']:.4f} | {entry['recall@10']:.4f} | "
+                f"{entry['mrr@10']:.4f} | "
+                f"{entry['valid']['ndcg@10']:.4f} | {entry['epochs_run']} | {entry['seconds_per_epoch']:.0f} | "
+                f"{entry['train_seconds']:.0f} | {entry['device']} |"
+            )
+    lines.append(
+        f"| published SASRec, full cross-entropy | {published['ndcg@10']} | {published['recall@10']} | | | | | | |"
+    )
     for first, *repeats in BEAUTY_SEED_REPEATS:
         paths = [RESULTS / f"{name}.json" for name in (first, *repeats)]
         if all(path.is_file() for path in paths):
             runs = [json.loads(path.read_text()) for path in paths]
             entries = [next(iter(run["models"].values())) for run in runs]
-            spread = {m: (statistics.mean(e[m] for e in entries), statistics.stdev(e[m] for e in entries)) for m in ("ndcg@10", "recall@10")}
-            lines += ["", f"`{first}` repeated with other seeds ({', '.join(repeats)}): seeds {[run['seed'] for run in runs]}, "
-                      f"test NDCG@10 {spread['ndcg@10'][0]:.4f} ± {spread['ndcg@10'][1]:.4f}, "
-                      f"Recall@10 {spread['recall@10'][0]:.4f} ± {spread['recall@10'][1]:.4f} (mean ± std)."]
+            spread = {
+                m: (statistics.mean(e[m] for e in entries), statistics.stdev(e[m] for e in entries))
+                for m in ("ndcg@10", "recall@10")
+            }
+            lines += [
+                "",
+                f"`{first}` repeated with other seeds ({', '.join(repeats)}): seeds {[run['seed'] for run in runs]}, "
+                f"test NDCG@10 {spread['ndcg@10'][0]:.4f} ± {spread['ndcg@10'][1]:.4f}, "
+                f"Recall@10 {spread['recall@10'][0]:.4f} ± {spread['recall@10'][1]:.4f} (mean ± std).",
+            ]
     return "\n".join(lines)
 
 
 def new_commands(dataset: str) -> str:
     report = json.loads((RESULTS / f"new_commands_{dataset}.json").read_text())
-    lines = [f"`{report['command']}`: held out of training (frequency ranks {report['held_out_ranks']}): "
-             f"{', '.join(report['held_out_commands'])}; {report['holdout_events_removed_from_train']} training events removed; "
-             f"every position of the test sessions:", "",
-             "| output head | NDCG@10 all targets | Recall@10 all targets | NDCG@10 held-out targets | Recall@10 held-out targets | held-out positions |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        f"`{report['command']}`: held out of training (frequency ranks {report['held_out_ranks']}): "
+        f"{', '.join(report['held_out_commands'])}; {report['holdout_events_removed_from_train']} training "
+        f"events removed; "
+        f"every position of the test sessions:",
+        "",
+        "| output head | NDCG@10 all targets | Recall@10 all targets | NDCG@10 held-out targets | Recall@10 "
+        "held-out targets | held-out positions |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for name, entry in report["models"].items():
-        lines.append(f"| {name} | {entry['ndcg@10']:.4f} | {entry['recall@10']:.4f} | {entry['unseen']['ndcg@10']:.4f} | "
-                     f"{entry['unseen']['recall@10']:.4f} | {entry['unseen_positions']} |")
+        lines.append(
+            f"| {name} | {entry['ndcg@10']:.4f} | {entry['recall@10']:.4f} | {entry['unseen']['ndcg@10']:.4f} | "
+            f"{entry['unseen']['recall@10']:.4f} | {entry['unseen_positions']} |"
+        )
     return "\n".join(lines)
 
 
 def context_length_gpu() -> str:
     report = json.loads((RESULTS / "context_length_gpu.json").read_text())
-    lines = [f"{report['what']} Measured {report['measured_at']} on {report['machine']['gpu']}:", "",
-             "| max_length / batch | full NDCG@10 | Llama NDCG@10 | relative gain | full s/run | Llama s/run |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        f"{report['what']} Measured {report['measured_at']} on {report['machine']['gpu']}:",
+        "",
+        "| max_length / batch | full NDCG@10 | Llama NDCG@10 | relative gain | full s/run | Llama s/run |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for variant in report["variants"].values():
         full, llama = variant["models"]["mixtral-full"], variant["models"]["llama"]
         shape = " ".join(variant["overrides"]) or "50 / 128 (config default)"
         seconds = [statistics.fmean(s["train_seconds"] for s in m["seeds"].values()) for m in (full, llama)]
-        lines.append(f"| {shape} | {full['mean_test_ndcg@10']:.4f} ± {full['std_test_ndcg@10']:.4f} | "
-                     f"{llama['mean_test_ndcg@10']:.4f} ± {llama['std_test_ndcg@10']:.4f} | {variant['relative_ndcg@10_gain']:+.1%} | "
-                     f"{seconds[0]:.0f} | {seconds[1]:.0f} |")
+        lines.append(
+            f"| {shape} | {full['mean_test_ndcg@10']:.4f} ± {full['std_test_ndcg@10']:.4f} | "
+            f"{llama['mean_test_ndcg@10']:.4f} ± {llama['std_test_ndcg@10']:.4f} | "
+            f"{variant['relative_ndcg@10_gain']:+.1%} | "
+            f"{seconds[0]:.0f} | {seconds[1]:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -134,26 +190,42 @@ def ablation_by_seed(stem: str) -> str:
             for seed, run in entry["seeds"].items():
                 base = full["seeds"][seed]
                 deltas.setdefault(name.removeprefix(f"{full_name} - "), {})[int(seed)] = (
-                    run["ndcg@10"] - base["ndcg@10"], run["buckets"]["tail"]["ndcg@10"] - base["buckets"]["tail"]["ndcg@10"])
+                    run["ndcg@10"] - base["ndcg@10"],
+                    run["buckets"]["tail"]["ndcg@10"] - base["buckets"]["tail"]["ndcg@10"],
+                )
     seeds = sorted({seed for by_seed in deltas.values() for seed in by_seed})
-    full_runs = "; ".join(f"seed {seed}: {', '.join(f'{v:.4f}' for v in values)}" for seed, values in sorted(full_by_seed.items()))
-    lines = [f"NDCG@10 of the full model minus each module, less that of the full model on the same seed "
-             f"(from {', '.join(p.name for p in paths)}; full model test NDCG@10 by seed and invocation: {full_runs}):", "",
-             "| module removed | " + " | ".join(f"seed {seed}" for seed in seeds) + " | mean | tail, mean |",
-             "| --- | " + " | ".join("---:" for _ in seeds) + " | ---: | ---: |"]
+    full_runs = "; ".join(
+        f"seed {seed}: {', '.join(f'{v:.4f}' for v in values)}" for seed, values in sorted(full_by_seed.items())
+    )
+    lines = [
+        f"NDCG@10 of the full model minus each module, less that of the full model on the same seed "
+        f"(from {', '.join(p.name for p in paths)}; full model test NDCG@10 by seed and invocation: {full_runs}):",
+        "",
+        "| module removed | " + " | ".join(f"seed {seed}" for seed in seeds) + " | mean | tail, mean |",
+        "| --- | " + " | ".join("---:" for _ in seeds) + " | ---: | ---: |",
+    ]
     for module, by_seed in deltas.items():
         cells = [f"{by_seed[seed][0]:+.4f}" if seed in by_seed else "" for seed in seeds]
-        lines.append(f"| {module} | {' | '.join(cells)} | {statistics.fmean(d for d, _ in by_seed.values()):+.4f} | "
-                     f"{statistics.fmean(t for _, t in by_seed.values()):+.4f} |")
+        lines.append(
+            f"| {module} | {' | '.join(cells)} | {statistics.fmean(d for d, _ in by_seed.values()):+.4f} | "
+            f"{statistics.fmean(t for _, t in by_seed.values()):+.4f} |"
+        )
     return "\n".join(lines)
 
 
-TABLES = {"baselines_vs": baselines_vs, "full_vs": lambda: full_vs("full_vs"), "full_vs_10ep": lambda: full_vs("full_vs_10ep"),
-          "full_vs_copy": lambda: full_vs("full_vs_copy"), "full_vs_gpu": lambda: full_vs("full_vs_gpu"),
-          "full_vs_developer": lambda: full_vs("full_vs_developer"),
-          "ablation_developer": lambda: ablation_by_seed("full_vs_developer"),
-          "context_length_gpu": context_length_gpu, "beauty": beauty,
-          "new_commands_sample": lambda: new_commands("sample"), "new_commands_vs": lambda: new_commands("vs")}
+TABLES = {
+    "baselines_vs": baselines_vs,
+    "full_vs": lambda: full_vs("full_vs"),
+    "full_vs_10ep": lambda: full_vs("full_vs_10ep"),
+    "full_vs_copy": lambda: full_vs("full_vs_copy"),
+    "full_vs_gpu": lambda: full_vs("full_vs_gpu"),
+    "full_vs_developer": lambda: full_vs("full_vs_developer"),
+    "ablation_developer": lambda: ablation_by_seed("full_vs_developer"),
+    "context_length_gpu": context_length_gpu,
+    "beauty": beauty,
+    "new_commands_sample": lambda: new_commands("sample"),
+    "new_commands_vs": lambda: new_commands("vs"),
+}
 
 if __name__ == "__main__":
     unknown = [name for name in sys.argv[1:] if name not in TABLES]

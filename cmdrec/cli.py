@@ -16,13 +16,17 @@ BASELINE_CONFIGS = "configs/baselines"
 
 def _data_parser(command: str, help_text: str, subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(command, help=help_text, description=help_text)
-    parser.add_argument("--config", default=None, help="data config YAML (default: the bundled sample, as configs/data/sample.yaml)")
+    parser.add_argument(
+        "--config", default=None, help="data config YAML (default: the bundled sample, as configs/data/sample.yaml)"
+    )
     parser.add_argument("overrides", nargs="*", help="config overrides such as processing.session_gap_minutes=10")
     return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cmdrec", description="Next-command recommendation from application usage logs.")
+    parser = argparse.ArgumentParser(
+        prog="cmdrec", description="Next-command recommendation from application usage logs."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     sub = parser.add_subparsers(dest="command", required=True)
     sample = sub.add_parser("sample", help="write the bundled simulated BIM/CAD log (events.csv, catalogue.csv)")
@@ -31,13 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=7)
     _data_parser("process", "raw command log -> cleaned sessions, with a report of every filter", sub)
     _data_parser("preprocess", "sessions -> split -> fitted feature workflow -> sequences + schema.json", sub)
-    _data_parser("quickstart", "generate the sample log (if missing), process and preprocess it, train and evaluate two models", sub)
+    _data_parser(
+        "quickstart",
+        "generate the sample log (if missing), process and preprocess it, train and evaluate two models",
+        sub,
+    )
 
     _data_parser("embed", "embed every command's text (optionally LLM-augmented) -> text_embeddings.safetensors", sub)
 
     train = sub.add_parser("train", help="train and evaluate one model (resumes the run if it has checkpoints)")
     train.add_argument("--config", required=True, help="run config YAML, e.g. configs/baselines/gpt2.yaml")
-    train.add_argument("overrides", nargs="*", help="overrides such as data_dir=outputs/vs/preprocessed training.epochs=30")
+    train.add_argument(
+        "overrides", nargs="*", help="overrides such as data_dir=outputs/vs/preprocessed training.epochs=30"
+    )
 
     evaluate = sub.add_parser("evaluate", help="evaluate a trained run's best model")
     evaluate.add_argument("run", help="run directory (e.g. runs/gpt2) or a directory written by `cmdrec export`")
@@ -51,41 +61,72 @@ def build_parser() -> argparse.ArgumentParser:
     recommend = sub.add_parser("recommend", help="the next commands a trained run suggests after a history of commands")
     recommend.add_argument("run", help="run directory (e.g. runs/gpt2) or a directory written by `cmdrec export`")
     recommend.add_argument("--history", nargs="+", required=True, help="command names, oldest first")
-    recommend.add_argument("--timestamps", nargs="+", default=None,
-                           help="ISO 8601 time of each history command (needed when the model uses time features)")
+    recommend.add_argument(
+        "--timestamps",
+        nargs="+",
+        default=None,
+        help="ISO 8601 time of each history command (needed when the model uses time features)",
+    )
     recommend.add_argument("-k", type=int, default=10, help="how many suggestions")
     recommend.add_argument("--exclude-seen", action="store_true", help="never suggest a command already in the history")
-    recommend.add_argument("--attribute", action="append", default=[], metavar="NAME=VALUE",
-                           help="an event attribute the model uses, held for the whole history (e.g. developer_id=42); repeatable")
+    recommend.add_argument(
+        "--attribute",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an event attribute the model uses, held for the whole history (e.g. developer_id=42); repeatable",
+    )
     recommend.add_argument("--device", default="cpu")
 
     runs = sub.add_parser("runs", help="list runs with their state, last step and best validation metric")
     runs.add_argument("--runs-dir", default="runs")
 
     suite = sub.add_parser("baselines", help="train and evaluate the baseline suite; write a results table")
-    suite.add_argument("--configs", nargs="+", default=None, help=f"run configs (default: every YAML in {BASELINE_CONFIGS})")
+    suite.add_argument(
+        "--configs", nargs="+", default=None, help=f"run configs (default: every YAML in {BASELINE_CONFIGS})"
+    )
     suite.add_argument("--out", default=None, help="where results.md/json go (default: <runs_dir>/<suite>)")
     suite.add_argument("--title", default="Baselines")
-    suite.add_argument("overrides", nargs="*", help="overrides applied to every config, e.g. data_dir=outputs/vs/preprocessed")
+    suite.add_argument(
+        "overrides", nargs="*", help="overrides applied to every config, e.g. data_dir=outputs/vs/preprocessed"
+    )
 
-    compare = sub.add_parser("compare", help="full model vs baselines over seeds, with ablation, frequency buckets and plots")
+    compare = sub.add_parser(
+        "compare", help="full model vs baselines over seeds, with ablation, frequency buckets and plots"
+    )
     compare.add_argument("--full", default="configs/full/mixtral_full.yaml")
-    compare.add_argument("--baselines", nargs="*", default=None, help=f"run configs (default: every YAML in {BASELINE_CONFIGS})")
+    compare.add_argument(
+        "--baselines", nargs="*", default=None, help=f"run configs (default: every YAML in {BASELINE_CONFIGS})"
+    )
     compare.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    compare.add_argument("--ablation-seeds", nargs="*", type=int, default=None,
-                         help="seeds for the ablation rows (default: --seeds; given with no seeds: no ablation rows)")
-    compare.add_argument("--ablations", nargs="+", default=None, metavar="MODULE",
-                         help="modules removed in turn (default: all of fusion, multi-task, 'focal loss', 'mixture of experts', "
-                              "'text embeddings', 'history copy')")
+    compare.add_argument(
+        "--ablation-seeds",
+        nargs="*",
+        type=int,
+        default=None,
+        help="seeds for the ablation rows (default: --seeds; given with no seeds: no ablation rows)",
+    )
+    compare.add_argument(
+        "--ablations",
+        nargs="+",
+        default=None,
+        metavar="MODULE",
+        help="modules removed in turn (default: all of fusion, multi-task, 'focal loss', 'mixture of experts', "
+        "'text embeddings', 'history copy')",
+    )
     compare.add_argument("--jobs", type=int, default=1, help="runs trained at a time, each in its own process")
     compare.add_argument("--out", default="reports/compare")
-    compare.add_argument("overrides", nargs="*", help="overrides applied to every config, e.g. data_dir=outputs/vs/preprocessed")
+    compare.add_argument(
+        "overrides", nargs="*", help="overrides applied to every config, e.g. data_dir=outputs/vs/preprocessed"
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return COMMANDS[args.command](args)
     except InputError as error:
@@ -139,7 +180,11 @@ def run_quickstart(args) -> int:
     data_dir = _config(args).preprocessed_dir
     runs = [
         RunConfig(name="quickstart-markov", data_dir=data_dir, model=ModelConfig(backbone="markov")),
-        RunConfig(name="quickstart-gpt2", data_dir=data_dir, training=TrainingConfig(epochs=8, warmup_steps=10, early_stopping_patience=None)),
+        RunConfig(
+            name="quickstart-gpt2",
+            data_dir=data_dir,
+            training=TrainingConfig(epochs=8, warmup_steps=10, early_stopping_patience=None),
+        ),
     ]
     print("== train and evaluate: first-order Markov chain, GPT-2 (d 64, 2 layers, 8 epochs)")
     for row in run_suite(runs, "runs/quickstart", "Quickstart on the bundled sample", show_progress=False):
@@ -160,10 +205,16 @@ def run_embed(args) -> int:
 
     config = _config(args)
     report = embed_commands(config.preprocessed_dir, config.text)
-    print(f"embedded {report['commands']} commands with {report['provider']} {report['model']} ({report['dimension']} dimensions): "
-          f"{report['embedded_now']} new, {report['from_cache']} from cache; wrote {report['path']}")
+    print(
+        f"embedded {report['commands']} commands with {report['provider']} {report['model']} "
+        f"({report['dimension']} dimensions): "
+        f"{report['embedded_now']} new, {report['from_cache']} from cache; wrote {report['path']}"
+    )
     if report["label_columns"]:
-        print("LLM label columns (usable in model.aux_tasks): " + ", ".join(f"{name} ({n} values)" for name, n in report["label_columns"].items()))
+        print(
+            "LLM label columns (usable in model.aux_tasks): "
+            + ", ".join(f"{name} ({n} values)" for name, n in report["label_columns"].items())
+        )
     return 0
 
 
@@ -214,8 +265,10 @@ def run_recommend(args) -> int:
     attributes = dict(a.split("=", 1) for a in args.attribute)
     answer = Predictor(args.run, args.device).recommend(args.history, args.k, timestamps, args.exclude_seen, attributes)
     if answer.unknown_commands:
-        print(f"not in the vocabulary, read as out-of-vocabulary: {', '.join(answer.unknown_commands)}", file=sys.stderr)
-    for rank, (command, score) in enumerate(zip(answer.commands, answer.scores), 1):
+        print(
+            f"not in the vocabulary, read as out-of-vocabulary: {', '.join(answer.unknown_commands)}", file=sys.stderr
+        )
+    for rank, (command, score) in enumerate(zip(answer.commands, answer.scores, strict=False), 1):
         print(f"{rank:>3}  {command}  {score:.4f}")
     return 0
 
@@ -231,7 +284,10 @@ def run_runs(args) -> int:
     print(f"{'run':<{width}}{'state':<12}{'step':>8}  {'best':>10}  updated")
     for row in rows:
         best = "-" if row["best"] is None else f"{row['best']:.4f}"
-        print(f"{row['name']:<{width}}{row['state']:<12}{row['step']:>8}  {best:>10}  {row['updated'] or '-'}  {row['monitor'] or ''}")
+        print(
+            f"{row['name']:<{width}}{row['state']:<12}{row['step']:>8}  {best:>10}  {row['updated'] or '-'}  "
+            f"{row['monitor'] or ''}"
+        )
     return 0
 
 
@@ -255,12 +311,24 @@ def run_compare_command(args) -> int:
     from cmdrec.config import load_run_config
     from cmdrec.training.compare import run_compare
 
-    paths = args.baselines if args.baselines is not None else sorted(str(p) for p in Path(BASELINE_CONFIGS).glob("*.yaml"))
-    report = run_compare(load_run_config(args.full, args.overrides), [load_run_config(p, args.overrides) for p in paths], args.seeds, args.out,
-                         ablation_seeds=args.ablation_seeds, ablations=args.ablations, jobs=args.jobs)
+    paths = (
+        args.baselines if args.baselines is not None else sorted(str(p) for p in Path(BASELINE_CONFIGS).glob("*.yaml"))
+    )
+    report = run_compare(
+        load_run_config(args.full, args.overrides),
+        [load_run_config(p, args.overrides) for p in paths],
+        args.seeds,
+        args.out,
+        ablation_seeds=args.ablation_seeds,
+        ablations=args.ablations,
+        jobs=args.jobs,
+    )
     summary = report["summary"]
     if summary.get("best_baseline"):
-        print(f"{summary['full']} vs best baseline {summary['best_baseline']}: NDCG@10 {summary['relative_ndcg@10_gain']:+.1%}")
+        print(
+            f"{summary['full']} vs best baseline {summary['best_baseline']}: NDCG@10 "
+            f"{summary['relative_ndcg@10_gain']:+.1%}"
+        )
     print(f"wrote {args.out}/compare.md, compare.json, ndcg10.png, buckets.png, learning_curves.png")
     return 0
 
@@ -271,8 +339,18 @@ def _metrics_line(label: str, metrics: dict) -> str:
 
 
 COMMANDS = {
-    "sample": run_sample, "process": run_process, "preprocess": run_preprocess, "quickstart": run_quickstart, "embed": run_embed,
-    "train": run_train, "evaluate": run_evaluate, "runs": run_runs, "export": run_export, "recommend": run_recommend, "baselines": run_baselines, "compare": run_compare_command,
+    "sample": run_sample,
+    "process": run_process,
+    "preprocess": run_preprocess,
+    "quickstart": run_quickstart,
+    "embed": run_embed,
+    "train": run_train,
+    "evaluate": run_evaluate,
+    "runs": run_runs,
+    "export": run_export,
+    "recommend": run_recommend,
+    "baselines": run_baselines,
+    "compare": run_compare_command,
 }
 
 if __name__ == "__main__":

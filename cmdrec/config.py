@@ -17,7 +17,6 @@ import yaml
 
 from cmdrec.errors import InputError
 
-
 # ---------------------------------------------------------------- data side
 
 
@@ -76,9 +75,12 @@ class FeatureConfig:
     vocabulary: Literal["train", "catalogue"] = "train"
     min_category_count: int = 1
     categorical_columns: tuple[str, ...] = ("category",)
-    continuous_columns: tuple[
-        Literal["log_time_delta", "position", "hour", "weekday"], ...
-    ] = ("log_time_delta", "position", "hour", "weekday")
+    continuous_columns: tuple[Literal["log_time_delta", "position", "hour", "weekday"], ...] = (
+        "log_time_delta",
+        "position",
+        "hour",
+        "weekday",
+    )
     label_columns: tuple[str, ...] = ("category",)
     # commands whose events are removed from the training split (counted in the report): with
     # vocabulary "catalogue" they keep ids, which measures how well brand-new commands are ranked
@@ -122,9 +124,7 @@ class DataConfig:
             raise InputError("processing.min_session_length must be at least 1")
         for name in self.features.label_columns:
             if name not in self.features.categorical_columns:
-                raise InputError(
-                    f"features.label_columns: '{name}' must also be in features.categorical_columns"
-                )
+                raise InputError(f"features.label_columns: '{name}' must also be in features.categorical_columns")
 
 
 # ---------------------------------------------------------------- loading
@@ -253,7 +253,18 @@ class AdapterConfig:
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
-BITS = {4: "4bit", 8: "8bit", 16: "bf16", 32: "fp32", "bf16": "bf16", "fp16": "fp16", "fp32": "fp32", "float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+BITS = {
+    4: "4bit",
+    8: "8bit",
+    16: "bf16",
+    32: "fp32",
+    "bf16": "bf16",
+    "fp16": "fp16",
+    "fp32": "fp32",
+    "float32": "fp32",
+    "bfloat16": "bf16",
+    "float16": "fp16",
+}
 
 
 @dataclass(frozen=True)
@@ -268,8 +279,12 @@ class ModelConfig:
     dropout: float = 0.1
     max_length: int = 50
     mlm_probability: float = 0.2
-    ffn_dim: int | None = None  # each layer's feed-forward width; None = the backbone's own (4 x d_model; 2 x per Mixtral expert)
-    ffn_activation: Literal["gelu", "relu", "silu"] | None = None  # None = the backbone's own (GELU; SiLU gates in Llama/Mixtral)
+    ffn_dim: int | None = (
+        None  # each layer's feed-forward width; None = the backbone's own (4 x d_model; 2 x per Mixtral expert)
+    )
+    ffn_activation: Literal["gelu", "relu", "silu"] | None = (
+        None  # None = the backbone's own (GELU; SiLU gates in Llama/Mixtral)
+    )
     input_scaling: Literal["layernorm", "sqrt_d"] = "layernorm"  # fused inputs: LayerNorm, or SASRec's x sqrt(d_model)
     tie_weights: bool = False  # True shares the item embedding with the output layer (SASRec)
     output_bias: bool = True  # a learned per-command bias in the next-command output layer (SASRec has none)
@@ -300,7 +315,9 @@ class ModelConfig:
         if self.backbone == "pretrained" and not self.pretrained:
             raise InputError("model.backbone 'pretrained' needs model.pretrained (a local directory or hub id)")
         if BITS[self.bit] in ("4bit", "8bit") and self.adapter.method == "none":
-            raise InputError("a quantised base (model.bit 4 or 8) cannot be trained fully; set model.adapter.method: lora")
+            raise InputError(
+                "a quantised base (model.bit 4 or 8) cannot be trained fully; set model.adapter.method: lora"
+            )
 
 
 @dataclass(frozen=True)

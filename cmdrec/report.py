@@ -6,7 +6,10 @@ from __future__ import annotations
 def format_processing(report: dict, out_dir: str) -> str:
     lines = [f"== process: {report['dataset']} ({report['seconds']:.2f} s)"]
     read = report["read"]
-    lines.append(f"read {read['rows_read']:,} rows from {read['files']} file(s); bad rows skipped: {read['bad_rows_skipped'] or 'none'}")
+    lines.append(
+        f"read {read['rows_read']:,} rows from {read['files']} file(s); bad rows skipped: "
+        f"{read['bad_rows_skipped'] or 'none'}"
+    )
     catalogue = report["catalogue"]
     if "commands_in_log_not_in_catalogue" in catalogue:
         lines.append(
@@ -45,10 +48,17 @@ def format_preprocess(report: dict, out_dir: str) -> str:
         part = split[name]
         oov = report["transform"][name]["oov_events"]
         oov_text = ", ".join(f"{column} {count:,}" for column, count in oov.items())
-        lines.append(f"{name:>6}: {part['sessions']:,} sessions, {part['events']:,} events, {part['users']} users; OOV events: {oov_text}")
+        lines.append(
+            f"{name:>6}: {part['sessions']:,} sessions, {part['events']:,} events, {part['users']} users; OOV "
+            f"events: {oov_text}"
+        )
     if "users_too_short_for_valid_and_test" in split:
         lines.append(f"users with fewer than 3 events (train only): {split['users_too_short_for_valid_and_test']:,}")
     vocab = ", ".join(f"{name} {size}" for name, size in report["vocabulary"].items())
-    lines.append(f"vocabulary sizes (with pad and OOV ids): {vocab}; continuous: {', '.join(report['continuous']) or 'none'}")
-    lines.append(f"wrote {out_dir}/{{train,valid,test}}.parquet, schema.json, items.parquet, workflow/, preprocess_report.json")
+    lines.append(
+        f"vocabulary sizes (with pad and OOV ids): {vocab}; continuous: {', '.join(report['continuous']) or 'none'}"
+    )
+    lines.append(
+        f"wrote {out_dir}/{{train,valid,test}}.parquet, schema.json, items.parquet, workflow/, preprocess_report.json"
+    )
     return "\n".join(lines)

@@ -1,6 +1,6 @@
 """Raw command log -> cleaned sessions. Same as `cmdrec process`; run from the repository root:
 
-    python data_processing/process_logs.py --config configs/data/vs.yaml [key.sub=value ...]
+python data_processing/process_logs.py --config configs/data/vs.yaml [key.sub=value ...]
 """
 
 import sys

@@ -53,8 +53,11 @@ def tiny_data_with_developer(tmp_path_factory):
     events, _ = write_sample(root / "raw", users=12, sessions_per_user=6, seed=3)
     pl.read_csv(events).with_columns(pl.col("user_id").alias("developer_id")).write_csv(events)
     config = sample_config(str(root / "raw"), str(root / "out"))
-    config = dataclasses.replace(config, source=dataclasses.replace(config.source, metadata_columns=("developer_id",)),
-                                 features=dataclasses.replace(config.features, categorical_columns=("category", "developer_id")))
+    config = dataclasses.replace(
+        config,
+        source=dataclasses.replace(config.source, metadata_columns=("developer_id",)),
+        features=dataclasses.replace(config.features, categorical_columns=("category", "developer_id")),
+    )
     process_logs(config)
     preprocess(config)
     return root / "out" / "preprocessed"
@@ -64,8 +67,19 @@ def tiny_run(data_dir, runs_dir, name="run", **sections):
     """A RunConfig for a tiny, fast model; `sections` override model/training/eval fields."""
     from cmdrec.config import RunConfig, from_dict
 
-    model = dict(backbone="gpt2", d_model=16, n_layers=1, n_heads=2, max_length=12, dropout=0.1) | sections.get("model", {})
+    model = dict(backbone="gpt2", d_model=16, n_layers=1, n_heads=2, max_length=12, dropout=0.1) | sections.get(
+        "model", {}
+    )
     training = dict(epochs=2, batch_size=16, warmup_steps=2, device="cpu", num_threads=1) | sections.get("training", {})
     plain = lambda section: {k: list(v) if isinstance(v, tuple) else v for k, v in section.items()}  # noqa: E731
-    return from_dict(RunConfig, {"name": name, "data_dir": str(data_dir), "runs_dir": str(runs_dir), "model": plain(model),
-                                 "training": plain(training), "eval": plain(sections.get("eval", {}))})
+    return from_dict(
+        RunConfig,
+        {
+            "name": name,
+            "data_dir": str(data_dir),
+            "runs_dir": str(runs_dir),
+            "model": plain(model),
+            "training": plain(training),
+            "eval": plain(sections.get("eval", {})),
+        },
+    )

@@ -23,7 +23,9 @@ def test_quickstart_generates_processes_and_preprocesses(in_tmp, capsys):
     assert "drop noise commands" in printed and "vocabulary sizes" in printed
     assert "quickstart-markov test (last item): ndcg@10" in printed and "quickstart-gpt2 test (last item)" in printed
     assert (in_tmp / "runs/quickstart/results.md").is_file()
-    suggestions = printed.split("--history Open ZoomExtents Wall Wall Door -k 3\n")[1].splitlines()[0].strip().split(", ")
+    suggestions = (
+        printed.split("--history Open ZoomExtents Wall Wall Door -k 3\n")[1].splitlines()[0].strip().split(", ")
+    )
     assert len(suggestions) == 3 and "<oov>" not in suggestions
     out = in_tmp / "outputs" / "sample" / "preprocessed"
     schema = Schema.from_json(out / "schema.json")
@@ -80,7 +82,13 @@ def test_vs_logs_end_to_end(vs_dir, in_tmp, request):
 
 def test_train_evaluate_runs_and_baselines_commands(tiny_data, in_tmp, capsys, request):
     root = request.config.rootpath
-    tiny = ["model.d_model=16", "model.n_layers=1", "training.epochs=1", "training.batch_size=16", "model.max_length=12"]
+    tiny = [
+        "model.d_model=16",
+        "model.n_layers=1",
+        "training.epochs=1",
+        "training.batch_size=16",
+        "model.max_length=12",
+    ]
     assert main(["train", "--config", str(root / "configs/baselines/gpt2.yaml"), f"data_dir={tiny_data}", *tiny]) == 0
     assert "gpt2 test: ndcg@10" in capsys.readouterr().out
     assert main(["evaluate", "runs/gpt2", "positions=all"]) == 0

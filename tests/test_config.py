@@ -24,7 +24,9 @@ def test_literal_choices_are_checked():
 def test_overrides_parse_yaml_values(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("name: x\nprocessing:\n  session_gap_minutes: 30\n")
-    config = load_data_config(path, ["processing.session_gap_minutes=10", "processing.noise_commands=[A, B]", "split.seed=3"])
+    config = load_data_config(
+        path, ["processing.session_gap_minutes=10", "processing.noise_commands=[A, B]", "split.seed=3"]
+    )
     assert config.processing.session_gap_minutes == 10.0
     assert config.processing.noise_commands == ("A", "B")
     assert config.split.seed == 3

@@ -26,8 +26,17 @@ def tiny_llama(tmp_path_factory):
     from transformers import LlamaConfig, LlamaModel
 
     path = tmp_path_factory.mktemp("llama") / "tiny"
-    LlamaModel(LlamaConfig(vocab_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           num_key_value_heads=1, max_position_embeddings=64)).save_pretrained(path)
+    LlamaModel(
+        LlamaConfig(
+            vocab_size=8,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=64,
+        )
+    ).save_pretrained(path)
     return str(path)
 
 
@@ -41,7 +50,11 @@ def test_shipped_config_builds(path, tiny_data, tiny_data_with_developer, tiny_l
     schema = load_schema(config.data_dir)
     text_table = torch.randn(schema.item_id.cardinality, 8) if config.model.text_embeddings else None
     decoder = load_pretrained(config.model, torch.device("cpu"))
-    model = build_model(config.model, schema, text_table, decoder) if is_neural(config.model) else build_baseline(config.model, schema)
+    model = (
+        build_model(config.model, schema, text_table, decoder)
+        if is_neural(config.model)
+        else build_baseline(config.model, schema)
+    )
     assert model is not None
 
 

@@ -4,10 +4,12 @@ from cmdrec.schema import ColumnSpec, Schema, Tag
 
 
 def test_json_round_trip(tmp_path):
-    schema = Schema((
-        ColumnSpec("command", (Tag.ITEM_ID, Tag.CATEGORICAL, Tag.LIST), "int64", 10, {"pad_id": 0}),
-        ColumnSpec("hour", (Tag.CONTINUOUS, Tag.LIST), "float32"),
-    ))
+    schema = Schema(
+        (
+            ColumnSpec("command", (Tag.ITEM_ID, Tag.CATEGORICAL, Tag.LIST), "int64", 10, {"pad_id": 0}),
+            ColumnSpec("hour", (Tag.CONTINUOUS, Tag.LIST), "float32"),
+        )
+    )
     schema.to_json(tmp_path / "schema.json")
     loaded = Schema.from_json(tmp_path / "schema.json")
     assert loaded == schema

@@ -21,7 +21,18 @@ import polars as pl
 from cmdrec.errors import InputError, located
 
 ROW = "_row"
-SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz", ".parquet", ".jsonl", ".jsonl.gz", ".ndjson")
+SUPPORTED_SUFFIXES = (
+    ".csv",
+    ".csv.gz",
+    ".tsv",
+    ".tsv.gz",
+    ".txt",
+    ".txt.gz",
+    ".parquet",
+    ".jsonl",
+    ".jsonl.gz",
+    ".ndjson",
+)
 
 
 @dataclass
@@ -37,7 +48,12 @@ class LoadReport:
             self.examples.append(where)
 
     def to_dict(self) -> dict:
-        return {"files": self.files, "rows_read": self.rows_read, "bad_rows_skipped": self.bad_rows, "examples": self.examples}
+        return {
+            "files": self.files,
+            "rows_read": self.rows_read,
+            "bad_rows_skipped": self.bad_rows,
+            "examples": self.examples,
+        }
 
 
 def resolve_paths(pattern: str) -> list[Path]:
@@ -54,7 +70,14 @@ def resolve_paths(pattern: str) -> list[Path]:
     return found
 
 
-def read_table(path: Path, report: LoadReport, skip_bad_rows: bool, separator: str = ",", header: bool = True, column_names: list[str] | None = None) -> pl.DataFrame:
+def read_table(
+    path: Path,
+    report: LoadReport,
+    skip_bad_rows: bool,
+    separator: str = ",",
+    header: bool = True,
+    column_names: list[str] | None = None,
+) -> pl.DataFrame:
     name = path.name
     if name.endswith(".parquet"):
         frame = _read_parquet(path)
@@ -113,8 +136,12 @@ def _read_csv(path, raw, report, skip_bad_rows, separator, header, column_names)
     if b"\x00SKIPPED\x00" not in raw:
         try:
             frame = pl.read_csv(
-                io.BytesIO(raw), separator=separator, has_header=header, new_columns=column_names,
-                infer_schema=False, quote_char='"',
+                io.BytesIO(raw),
+                separator=separator,
+                has_header=header,
+                new_columns=column_names,
+                infer_schema=False,
+                quote_char='"',
             )
             return frame.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64))
         except (pl.exceptions.ComputeError, pl.exceptions.NoDataError):
@@ -140,7 +167,8 @@ def _read_csv_row_by_row(path, raw, report, skip_bad_rows, separator, header, co
             report.skip("blank line", located(path, "blank line", row=number))
             continue
         if len(fields) != len(names):
-            message = f"expected {len(names)} fields ({', '.join(names)}), found {len(fields)}: {separator.join(fields)[:120]!r}"
+            message = f"expected {len(names)} fields ({', '.join(names)}), found {len(fields)}: "
+            f"{separator.join(fields)[:120]!r}"
             if not skip_bad_rows:
                 raise InputError(located(path, message, row=number))
             report.skip("wrong number of fields", located(path, message, row=number))

@@ -42,8 +42,14 @@ def clm(batch: Batch, target_columns: list[str], positions: str = "all") -> Batc
     return replace(batch, features=features, padding_mask=inputs_mask, targets=targets, loss_mask=loss_mask)
 
 
-def mlm(batch: Batch, target_columns: list[str], mask_ids: dict[str, int], probability: float = 0.2,
-        generator: torch.Generator | None = None, training: bool = True) -> Batch:
+def mlm(
+    batch: Batch,
+    target_columns: list[str],
+    mask_ids: dict[str, int],
+    probability: float = 0.2,
+    generator: torch.Generator | None = None,
+    training: bool = True,
+) -> Batch:
     """Mask events; `mask_ids` gives each categorical column its mask id (continuous columns get 0)."""
     padding = batch.padding_mask
     lengths = padding.sum(1)
@@ -95,8 +101,17 @@ def _predictable(items: torch.Tensor) -> torch.Tensor:
     return (items != PAD_ID) & (items != OOV_ID)
 
 
-def mask_batch(batch: Batch, masking: str, target_columns: list[str], *, training: bool, positions: str = "last",
-               mask_ids: dict[str, int] | None = None, probability: float = 0.2, generator: torch.Generator | None = None) -> Batch:
+def mask_batch(
+    batch: Batch,
+    masking: str,
+    target_columns: list[str],
+    *,
+    training: bool,
+    positions: str = "last",
+    mask_ids: dict[str, int] | None = None,
+    probability: float = 0.2,
+    generator: torch.Generator | None = None,
+) -> Batch:
     """Dispatch by masking name. Evaluation predicts `positions` ("last" or "all"; mlm predicts the last)."""
     if masking == "clm":
         return clm(batch, target_columns, positions="all" if training else positions)

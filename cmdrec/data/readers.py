@@ -28,12 +28,21 @@ NO_CATEGORY = "<none>"
 
 # The Visual Studio interaction logs (ABB Developer Interaction Logs, Damevski et al., TSE 2016).
 VS_SOURCE = SourceConfig(
-    format="events", path="BlazeData_Dev_*.csv.gz", user_column="developer_id", command_column="message",
-    timestamp_column="timestamp", timestamp_format="%Y-%m-%d %H:%M:%S",
+    format="events",
+    path="BlazeData_Dev_*.csv.gz",
+    user_column="developer_id",
+    command_column="message",
+    timestamp_column="timestamp",
+    timestamp_format="%Y-%m-%d %H:%M:%S",
 )
 VS_CATALOGUE = CatalogueConfig(
-    path="MessageList.csv", command_column="message", category_column="category",
-    description_column=None, metadata_columns=(), null_values=("", "NULL", "NA"), describe_from_name=True,
+    path="MessageList.csv",
+    command_column="message",
+    category_column="category",
+    description_column=None,
+    metadata_columns=(),
+    null_values=("", "NULL", "NA"),
+    describe_from_name=True,
 )
 
 
@@ -64,10 +73,17 @@ def _read_one(path: Path, config: SourceConfig, report: LoadReport) -> pl.DataFr
         return _drop_or_fail_nulls(frame, path, {USER: USER, COMMAND: COMMAND}, skip, report)
 
     raw = read_table(path, report, skip)
-    wanted = _required_columns(raw, path, {
-        USER: config.user_column, COMMAND: config.command_column, TIME: config.timestamp_column,
-        SESSION_KEY: config.session_column, **{name: name for name in config.metadata_columns},
-    })
+    wanted = _required_columns(
+        raw,
+        path,
+        {
+            USER: config.user_column,
+            COMMAND: config.command_column,
+            TIME: config.timestamp_column,
+            SESSION_KEY: config.session_column,
+            **{name: name for name in config.metadata_columns},
+        },
+    )
 
     frame = raw.select(
         ROW,
@@ -87,7 +103,9 @@ def _required_columns(raw: pl.DataFrame, path: Path, mapping: dict[str, str | No
     wanted = {name: source for name, source in mapping.items() if source}
     missing = [source for source in wanted.values() if source not in raw.columns]
     if missing:
-        raise InputError(located(path, f"missing column(s) {missing}; the file has {[c for c in raw.columns if c != ROW]}"))
+        raise InputError(
+            located(path, f"missing column(s) {missing}; the file has {[c for c in raw.columns if c != ROW]}")
+        )
     return wanted
 
 
@@ -122,10 +140,19 @@ def _parse_timestamps(frame, path, config: SourceConfig, skip: bool, report: Loa
     if bad.height:
         expected = f" (expected format {config.timestamp_format!r})" if config.timestamp_format else ""
         if not skip:
-            raise InputError(located(path, f"cannot parse timestamp {bad[TIME][0]!r}{expected}",
-                                     row=int(bad[ROW][0]), field=config.timestamp_column))
-        for row, value in zip(bad[ROW].to_list(), bad[TIME].to_list()):
-            report.skip("unparsable timestamp", located(path, f"cannot parse timestamp {value!r}", row=row, field=config.timestamp_column))
+            raise InputError(
+                located(
+                    path,
+                    f"cannot parse timestamp {bad[TIME][0]!r}{expected}",
+                    row=int(bad[ROW][0]),
+                    field=config.timestamp_column,
+                )
+            )
+        for row, value in zip(bad[ROW].to_list(), bad[TIME].to_list(), strict=False):
+            report.skip(
+                "unparsable timestamp",
+                located(path, f"cannot parse timestamp {value!r}", row=row, field=config.timestamp_column),
+            )
     return frame.with_columns(parsed.alias(TIME)).filter(pl.col(TIME).is_not_null())
 
 
@@ -138,15 +165,24 @@ def read_catalogue(config: CatalogueConfig) -> pl.DataFrame:
         raise InputError("catalogue.path is not set")
     path = resolve_paths(config.path)[0]
     raw = read_table(path, LoadReport(), skip_bad_rows=False)
-    wanted = _required_columns(raw, path, {
-        COMMAND: config.command_column, CATEGORY: config.category_column, DESCRIPTION: config.description_column,
-        **{name: name for name in config.metadata_columns},
-    })
+    wanted = _required_columns(
+        raw,
+        path,
+        {
+            COMMAND: config.command_column,
+            CATEGORY: config.category_column,
+            DESCRIPTION: config.description_column,
+            **{name: name for name in config.metadata_columns},
+        },
+    )
     nulls = list(config.null_values)
     frame = raw.select(
         ROW,
         *[
-            pl.when(pl.col(source).cast(pl.Utf8).is_in(nulls)).then(None).otherwise(pl.col(source).cast(pl.Utf8)).alias(name)
+            pl.when(pl.col(source).cast(pl.Utf8).is_in(nulls))
+            .then(None)
+            .otherwise(pl.col(source).cast(pl.Utf8))
+            .alias(name)
             for name, source in wanted.items()
         ],
     )
@@ -157,13 +193,20 @@ def read_catalogue(config: CatalogueConfig) -> pl.DataFrame:
     if repeated.height:
         first = repeated.row(0, named=True)
         rows = repeated.filter(pl.col(COMMAND) == first[COMMAND])[ROW].to_list()
-        raise InputError(located(path, f"command {first[COMMAND]!r} is listed more than once (rows {rows})", field=config.command_column))
+        raise InputError(
+            located(
+                path, f"command {first[COMMAND]!r} is listed more than once (rows {rows})", field=config.command_column
+            )
+        )
     if CATEGORY not in frame.columns:
         frame = frame.with_columns(pl.lit(None, dtype=pl.Utf8).alias(CATEGORY))
     frame = frame.with_columns(pl.col(CATEGORY).fill_null(NO_CATEGORY))
     if DESCRIPTION not in frame.columns:
         if config.describe_from_name:
-            descriptions = [describe_command(c, k) for c, k in zip(frame[COMMAND].to_list(), frame[CATEGORY].to_list())]
+            descriptions = [
+                describe_command(c, k)
+                for c, k in zip(frame[COMMAND].to_list(), frame[CATEGORY].to_list(), strict=False)
+            ]
             frame = frame.with_columns(pl.Series(DESCRIPTION, descriptions, dtype=pl.Utf8))
         else:
             frame = frame.with_columns(pl.lit(None, dtype=pl.Utf8).alias(DESCRIPTION))
@@ -171,7 +214,8 @@ def read_catalogue(config: CatalogueConfig) -> pl.DataFrame:
 
 
 def describe_command(command: str, category: str | None) -> str:
-    """A plain-words description from a dotted, camel-cased command name: 'Edit.GoToDefinition' -> 'edit: go to definition'."""
+    """A plain-words description from a dotted, camel-cased command name:
+    'Edit.GoToDefinition' -> 'edit: go to definition'."""
     parts = [re.sub(r"(?<=[a-z0-9])(?=[A-Z])|_", " ", part).strip().lower() for part in command.split(".")]
     text = parts[0] + (": " + " ".join(parts[1:]) if len(parts) > 1 else "")
     if category and category != NO_CATEGORY:
@@ -188,10 +232,16 @@ def join_catalogue(events: pl.DataFrame, catalogue: pl.DataFrame, config: Catalo
     events_not_listed = int(events.filter(pl.col(COMMAND).is_in(not_listed)).height) if not_listed else 0
     if not_listed and config.on_unknown_commands == "error":
         raise InputError(
-            located(config.path, f"{len(not_listed)} command(s) in the log are not in the catalogue, e.g. {not_listed[:5]}", field=config.command_column)
+            located(
+                config.path,
+                f"{len(not_listed)} command(s) in the log are not in the catalogue, e.g. {not_listed[:5]}",
+                field=config.command_column,
+            )
         )
     columns = [c for c in catalogue.columns if c != DESCRIPTION]
-    joined = events.join(catalogue.select(columns), on=COMMAND, how="left").with_columns(pl.col(CATEGORY).fill_null(NO_CATEGORY))
+    joined = events.join(catalogue.select(columns), on=COMMAND, how="left").with_columns(
+        pl.col(CATEGORY).fill_null(NO_CATEGORY)
+    )
     report = {
         "commands_in_log_not_in_catalogue": len(not_listed),
         "events_with_commands_not_in_catalogue": events_not_listed,
@@ -205,5 +255,7 @@ def join_catalogue(events: pl.DataFrame, catalogue: pl.DataFrame, config: Catalo
 def bare_catalogue(events: pl.DataFrame) -> pl.DataFrame:
     """A catalogue with no metadata, for logs that come without one."""
     commands = events[COMMAND].unique().sort()
-    return pl.DataFrame({COMMAND: commands, CATEGORY: [NO_CATEGORY] * len(commands), DESCRIPTION: [None] * len(commands)},
-                        schema={COMMAND: pl.Utf8, CATEGORY: pl.Utf8, DESCRIPTION: pl.Utf8})
+    return pl.DataFrame(
+        {COMMAND: commands, CATEGORY: [NO_CATEGORY] * len(commands), DESCRIPTION: [None] * len(commands)},
+        schema={COMMAND: pl.Utf8, CATEGORY: pl.Utf8, DESCRIPTION: pl.Utf8},
+    )

@@ -60,8 +60,15 @@ class SequenceData:
         return len(self.lengths)
 
     @classmethod
-    def load(cls, data_dir: str | Path, split: str, columns: list[str], max_length: int, mode: str,
-             earlier_items: bool = False) -> SequenceData:
+    def load(
+        cls,
+        data_dir: str | Path,
+        split: str,
+        columns: list[str],
+        max_length: int,
+        mode: str,
+        earlier_items: bool = False,
+    ) -> SequenceData:
         """`earlier_items`: batches also carry the items before each window (`Batch.earlier_items`),
         so evaluation can exclude everything a user has seen, however long the session."""
         data_dir = Path(data_dir)
@@ -69,13 +76,23 @@ class SequenceData:
         path = data_dir / f"{split}.parquet"
         if not path.is_file():
             raise InputError(f"no {split} split at {path}; run preprocessing first")
-        stored = [name for name in _wanted(schema, columns) if schema[name].properties.get("key") != schema.item_id.name]
+        stored = [
+            name for name in _wanted(schema, columns) if schema[name].properties.get("key") != schema.item_id.name
+        ]
         frame = pl.read_parquet(path, columns=["length", *stored])
         return cls.from_frame(frame, schema, columns, max_length, mode, earlier_items, data_dir)
 
     @classmethod
-    def from_frame(cls, frame: pl.DataFrame, schema: Schema, columns: list[str], max_length: int, mode: str,
-                   earlier_items: bool = False, data_dir: str | Path | None = None) -> SequenceData:
+    def from_frame(
+        cls,
+        frame: pl.DataFrame,
+        schema: Schema,
+        columns: list[str],
+        max_length: int,
+        mode: str,
+        earlier_items: bool = False,
+        data_dir: str | Path | None = None,
+    ) -> SequenceData:
         """Windows of sequences already in memory (one row per session with list columns, as the
         workflow writes them); `data_dir` is needed only for columns looked up per command."""
         item = schema.item_id.name
@@ -96,7 +113,11 @@ class SequenceData:
             values = frame[name].explode().to_numpy()
             if name == item:
                 item_values = values
-            pad = np.zeros(1, dtype=values.dtype) if schema[name].has(Tag.CONTINUOUS) else np.full(1, PAD_ID, dtype=values.dtype)
+            pad = (
+                np.zeros(1, dtype=values.dtype)
+                if schema[name].has(Tag.CONTINUOUS)
+                else np.full(1, PAD_ID, dtype=values.dtype)
+            )
             padded = np.concatenate([values, pad])
             arrays[name] = padded[np.where(valid, flat_index, len(values))]
         for name in per_command:  # attributes of the command (e.g. LLM labels): looked up, not stored per event
@@ -114,8 +135,12 @@ class SequenceData:
             tensor = torch.from_numpy(np.ascontiguousarray(array[indices, :width]))
             features[name] = tensor.float() if tensor.is_floating_point() else tensor.long()
         padding_mask = torch.arange(width)[None, :] < torch.from_numpy(lengths)[:, None]
-        return Batch(features=features, padding_mask=padding_mask, item_column=self.item_column,
-                     earlier_items=self._earlier_items(indices))
+        return Batch(
+            features=features,
+            padding_mask=padding_mask,
+            item_column=self.item_column,
+            earlier_items=self._earlier_items(indices),
+        )
 
     def _earlier_items(self, indices: np.ndarray) -> torch.Tensor | None:
         if self.flat_items is None:

@@ -109,7 +109,12 @@ def session_statistics(events: pl.DataFrame, top: int = 10) -> dict:
     repeat = (pl.col(COMMAND) == pl.col(COMMAND).shift(1)) & (pl.col(SESSION) == pl.col(SESSION).shift(1))
     repeats = events.select(repeat.fill_null(False).sum()).item()
     counts = events[COMMAND].value_counts().sort(["count", COMMAND], descending=[True, False])
-    last = events.group_by(SESSION).agg(pl.col(COMMAND).last())[COMMAND].value_counts().sort(["count", COMMAND], descending=[True, False])
+    last = (
+        events.group_by(SESSION)
+        .agg(pl.col(COMMAND).last())[COMMAND]
+        .value_counts()
+        .sort(["count", COMMAND], descending=[True, False])
+    )
     n_sessions = lengths.len()
     return {
         "events": events.height,

@@ -133,7 +133,9 @@ TASK_LENGTH = {"walls": 14, "openings": 10, "structure": 12, "annotate": 10, "na
 NOISE_COMMAND = "Window.Focus"
 
 
-def generate_sample_log(users: int = 60, sessions_per_user: int = 14, seed: int = 7) -> tuple[pl.DataFrame, pl.DataFrame]:
+def generate_sample_log(
+    users: int = 60, sessions_per_user: int = 14, seed: int = 7
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Return (events with user_id, timestamp, command; catalogue with command, category, description)."""
     rng = np.random.default_rng(seed)
     task_names = list(TASKS)
@@ -175,7 +177,9 @@ def generate_sample_log(users: int = 60, sessions_per_user: int = 14, seed: int 
     return events, catalogue
 
 
-def _walk(chain: dict[str, dict[str, float]], habit: dict[str, float], length: int, rng: np.random.Generator) -> list[str]:
+def _walk(
+    chain: dict[str, dict[str, float]], habit: dict[str, float], length: int, rng: np.random.Generator
+) -> list[str]:
     command = next(iter(chain))
     walk = [command]
     for _ in range(length - 1):

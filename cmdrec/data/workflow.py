@@ -45,7 +45,11 @@ class Categorify:
     @classmethod
     def fit(cls, column: pl.Series, min_count: int, universe: pl.Series | None = None) -> Categorify:
         """Ids by train frequency; `universe` values never seen in train follow with count 0."""
-        counts = column.value_counts().filter(pl.col("count") >= min_count).sort(["count", column.name], descending=[True, False])
+        counts = (
+            column.value_counts()
+            .filter(pl.col("count") >= min_count)
+            .sort(["count", column.name], descending=[True, False])
+        )
         values, frequencies = counts[column.name].to_list(), counts["count"].to_list()
         if universe is not None:
             unseen = sorted(set(universe.to_list()) - set(column.unique().to_list()))
@@ -131,9 +135,9 @@ class Workflow:
             return events
         if self.catalogue is None or any(c not in self.catalogue.columns for c in missing):
             raise InputError(f"events lack column(s) {missing} and the catalogue does not provide them")
-        return events.join(self.catalogue.select(COMMAND, *missing), on=COMMAND, how="left", maintain_order="left").with_columns(
-            pl.col(c).fill_null(NO_CATEGORY) for c in missing
-        )
+        return events.join(
+            self.catalogue.select(COMMAND, *missing), on=COMMAND, how="left", maintain_order="left"
+        ).with_columns(pl.col(c).fill_null(NO_CATEGORY) for c in missing)
 
     # ------------------------------------------------------------ schema and items
 
@@ -149,12 +153,23 @@ class Workflow:
                 tags.insert(0, Tag.ITEM_ID)
             if name in self.config.label_columns:
                 tags.append(Tag.LABEL)
-            columns.append(ColumnSpec(name, tuple(tags), "int64", fitted.cardinality,
-                                      {"pad_id": PAD_ID, "oov_id": OOV_ID, "min_count": fitted.min_count}))
+            columns.append(
+                ColumnSpec(
+                    name,
+                    tuple(tags),
+                    "int64",
+                    fitted.cardinality,
+                    {"pad_id": PAD_ID, "oov_id": OOV_ID, "min_count": fitted.min_count},
+                )
+            )
         for name, fitted in self.normalize.items():
-            columns.append(ColumnSpec(name, (Tag.CONTINUOUS, Tag.LIST), "float32", None, {"mean": fitted.mean, "std": fitted.std}))
+            columns.append(
+                ColumnSpec(name, (Tag.CONTINUOUS, Tag.LIST), "float32", None, {"mean": fitted.mean, "std": fitted.std})
+            )
         if self.catalogue is not None and self.catalogue[DESCRIPTION].null_count() < self.catalogue.height:
-            columns.append(ColumnSpec(DESCRIPTION, (Tag.TEXT,), "str", None, {"table": "items.parquet", "key": COMMAND}))
+            columns.append(
+                ColumnSpec(DESCRIPTION, (Tag.TEXT,), "str", None, {"table": "items.parquet", "key": COMMAND})
+            )
         return Schema(tuple(columns))
 
     def items(self) -> pl.DataFrame:
@@ -174,12 +189,19 @@ class Workflow:
         table = table.join(metadata, on="name", how="left", maintain_order="left")
         for name in self.config.categorical_columns:
             if name not in metadata.columns:
-                continue  # an attribute of the event (a log metadata column such as the user's team), not of the command
+                continue  # an attribute of the event (a log metadata column such as a team), not of the command
             fitted = self.categorify[name]
             table = table.with_columns(pl.col(name).alias(f"{name}_name"))
-            table = table.join(fitted.mapping(), on=name, how="left", maintain_order="left").with_columns(
-                pl.when(pl.col(COMMAND) == PAD_ID).then(PAD_ID).otherwise(pl.col("_id").fill_null(OOV_ID)).alias(name)
-            ).drop("_id")
+            table = (
+                table.join(fitted.mapping(), on=name, how="left", maintain_order="left")
+                .with_columns(
+                    pl.when(pl.col(COMMAND) == PAD_ID)
+                    .then(PAD_ID)
+                    .otherwise(pl.col("_id").fill_null(OOV_ID))
+                    .alias(name)
+                )
+                .drop("_id")
+            )
         return table
 
     # ------------------------------------------------------------ persistence
@@ -189,12 +211,18 @@ class Workflow:
         directory.mkdir(parents=True, exist_ok=True)
         if self.catalogue is not None:
             write_parquet_atomic(self.catalogue, directory / CATALOGUE_FILE)
-        write_json_atomic(directory / WORKFLOW_FILE, {
-            "cmdrec_version": __version__,
-            "config": to_dict(self.config),
-            "categorify": {k: {"min_count": v.min_count, "values": list(v.values), "counts": list(v.counts)} for k, v in self.categorify.items()},
-            "normalize": {k: {"mean": v.mean, "std": v.std} for k, v in self.normalize.items()},
-        })
+        write_json_atomic(
+            directory / WORKFLOW_FILE,
+            {
+                "cmdrec_version": __version__,
+                "config": to_dict(self.config),
+                "categorify": {
+                    k: {"min_count": v.min_count, "values": list(v.values), "counts": list(v.counts)}
+                    for k, v in self.categorify.items()
+                },
+                "normalize": {k: {"mean": v.mean, "std": v.std} for k, v in self.normalize.items()},
+            },
+        )
 
     @classmethod
     def load(cls, directory: str | Path) -> Workflow:
@@ -206,7 +234,10 @@ class Workflow:
         catalogue_path = directory / CATALOGUE_FILE
         return cls(
             config=from_dict(FeatureConfig, state["config"]),
-            categorify={k: Categorify(k, v["min_count"], tuple(v["values"]), tuple(v["counts"])) for k, v in state["categorify"].items()},
+            categorify={
+                k: Categorify(k, v["min_count"], tuple(v["values"]), tuple(v["counts"]))
+                for k, v in state["categorify"].items()
+            },
             normalize={k: Normalize(k, v["mean"], v["std"]) for k, v in state["normalize"].items()},
             catalogue=pl.read_parquet(catalogue_path) if catalogue_path.is_file() else None,
         )
@@ -226,4 +257,3 @@ def derive_continuous(events: pl.DataFrame, names: tuple[str, ...]) -> pl.DataFr
     if unknown:
         raise InputError(f"unknown continuous feature(s) {unknown}; known: {sorted(expressions)}")
     return events.with_columns(expressions[n].alias(n) for n in names)
-

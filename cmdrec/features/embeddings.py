@@ -21,8 +21,16 @@ def mask_ids(schema: Schema, columns: list[str]) -> dict[str, int]:
 
 
 class InputBlock(nn.Module):
-    def __init__(self, schema: Schema, columns: list[str], d_model: int, fusion: str = "sum", n_heads: int = 1,
-                 text_table: torch.Tensor | None = None, scaling: str = "layernorm"):
+    def __init__(
+        self,
+        schema: Schema,
+        columns: list[str],
+        d_model: int,
+        fusion: str = "sum",
+        n_heads: int = 1,
+        text_table: torch.Tensor | None = None,
+        scaling: str = "layernorm",
+    ):
         super().__init__()
         if fusion not in FUSIONS:
             raise InputError(f"model.fusion: unknown {fusion!r}; known: {sorted(FUSIONS)}")

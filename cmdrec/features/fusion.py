@@ -27,7 +27,9 @@ class SumFusion(nn.Module):
 class ConcatFusion(nn.Module):
     def __init__(self, n_features: int, d_model: int, n_heads: int):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(n_features * d_model, 2 * d_model), nn.GELU(), nn.Linear(2 * d_model, d_model))
+        self.mlp = nn.Sequential(
+            nn.Linear(n_features * d_model, 2 * d_model), nn.GELU(), nn.Linear(2 * d_model, d_model)
+        )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.mlp(features.flatten(start_dim=2))

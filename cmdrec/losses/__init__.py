@@ -18,14 +18,18 @@ def focal(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0) -> to
     return -(weight * log_probs).mean()
 
 
-def load_balancing(router_logits: list[torch.Tensor], top_k: int, token_mask: torch.Tensor | None = None) -> torch.Tensor:
+def load_balancing(
+    router_logits: list[torch.Tensor], top_k: int, token_mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Switch/Mixtral auxiliary loss: n_experts * sum_i f_i * P_i over layers, where f_i is the share
     of routing slots that go to expert i and P_i its mean router probability, counted over real
     (unpadded) tokens only. Its minimum, 1 per layer, is perfectly balanced routing."""
     losses = []
     for logits in router_logits:  # (tokens, n_experts) per layer
         probabilities = torch.softmax(logits.float(), dim=-1)
-        chosen = F.one_hot(probabilities.topk(top_k, dim=-1).indices, logits.shape[-1]).sum(1).float()  # (tokens, n_experts)
+        chosen = (
+            F.one_hot(probabilities.topk(top_k, dim=-1).indices, logits.shape[-1]).sum(1).float()
+        )  # (tokens, n_experts)
         if token_mask is not None:
             keep = token_mask.reshape(-1)
             probabilities, chosen = probabilities[keep], chosen[keep]

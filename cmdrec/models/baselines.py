@@ -50,7 +50,9 @@ class RepeatLast(CountBaseline):
     def __call__(self, batch: Batch) -> ModelOutput:
         inputs, visible = batch.predicted_histories()
         recency = torch.where(visible, torch.arange(1, inputs.shape[1] + 1, dtype=torch.float64)[None, :], 0.0)
-        scores = torch.zeros(len(inputs), self.n_items, dtype=torch.float64).scatter_reduce(1, inputs, recency, reduce="amax")
+        scores = torch.zeros(len(inputs), self.n_items, dtype=torch.float64).scatter_reduce(
+            1, inputs, recency, reduce="amax"
+        )
         # popularity breaks ties among unseen items without ever outranking a seen one
         return self._finish(scores * (self.popularity.max() + 1) + self.popularity)
 

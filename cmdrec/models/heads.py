@@ -15,7 +15,9 @@ class ClassificationHead(nn.Module):
     With `tied_embedding`, the output weights are the input embedding's rows (SASRec). Without
     `learned_bias` the scores are plain dot products, as in SASRec; the bias is then a constant."""
 
-    def __init__(self, d_model: int, n_classes: int, tied_embedding: nn.Embedding | None = None, learned_bias: bool = True):
+    def __init__(
+        self, d_model: int, n_classes: int, tied_embedding: nn.Embedding | None = None, learned_bias: bool = True
+    ):
         super().__init__()
         self.n_classes = n_classes
         self.tied_embedding = tied_embedding
@@ -59,7 +61,9 @@ class HistoryCopy(nn.Module):
         self.query = nn.Linear(d_model, d_model)
         self.gate = nn.Linear(d_model, 1)
 
-    def forward(self, hidden: torch.Tensor, selected: torch.Tensor, item_logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    def forward(
+        self, hidden: torch.Tensor, selected: torch.Tensor, item_logits: torch.Tensor, batch: Batch
+    ) -> torch.Tensor:
         """`selected` is hidden[batch.loss_mask], the states the heads scored."""
         rows, cols = batch.loss_mask.nonzero(as_tuple=True)  # the order of `selected`
         # (B, T, T) scores, then one row per predicted position: cheaper than gathering (N, T, d) keys
@@ -68,8 +72,12 @@ class HistoryCopy(nn.Module):
         visible &= items >= FIRST_VALUE_ID  # never point at padding or out-of-vocabulary ids
         # a window with nothing to point at gets no copy mass; the loss renormalises what is left
         pointer = scores.masked_fill(~visible, float("-inf")).softmax(-1).nan_to_num(0.0)
-        copied = torch.zeros(item_logits.shape, dtype=torch.float32, device=hidden.device).scatter_add_(1, items, pointer)
+        copied = torch.zeros(item_logits.shape, dtype=torch.float32, device=hidden.device).scatter_add_(
+            1, items, pointer
+        )
         repeat = torch.sigmoid(self.gate(selected).float())
         probabilities = (1 - repeat) * item_logits.float().softmax(-1) + repeat * copied
         log_probabilities = probabilities.clamp_min(torch.finfo(torch.float32).tiny).log()
-        return log_probabilities.index_fill(-1, torch.arange(FIRST_VALUE_ID, device=hidden.device), torch.finfo(torch.float32).min)
+        return log_probabilities.index_fill(
+            -1, torch.arange(FIRST_VALUE_ID, device=hidden.device), torch.finfo(torch.float32).min
+        )

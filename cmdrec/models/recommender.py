@@ -17,7 +17,9 @@ class ModelOutput:
 
 
 class SequenceRecommender(nn.Module):
-    def __init__(self, inputs: nn.Module, backbone: nn.Module, heads: nn.ModuleDict, history_copy: nn.Module | None = None):
+    def __init__(
+        self, inputs: nn.Module, backbone: nn.Module, heads: nn.ModuleDict, history_copy: nn.Module | None = None
+    ):
         super().__init__()
         self.inputs = inputs
         self.backbone = backbone

@@ -60,15 +60,31 @@ class Predictor:
         self.attributes = [c for c in self.workflow.config.categorical_columns if c not in catalogue]
         self.needs_attributes = [c for c in self.attributes if c in self.columns]
 
-    def recommend(self, history: Sequence[str], k: int = 10, timestamps: Sequence[datetime] | None = None,
-                  exclude_seen: bool = False, attributes: Mapping[str, str] | None = None) -> Recommendation:
-        return self.recommend_many([history], k, None if timestamps is None else [timestamps], exclude_seen,
-                                   None if attributes is None else [attributes])[0]
+    def recommend(
+        self,
+        history: Sequence[str],
+        k: int = 10,
+        timestamps: Sequence[datetime] | None = None,
+        exclude_seen: bool = False,
+        attributes: Mapping[str, str] | None = None,
+    ) -> Recommendation:
+        return self.recommend_many(
+            [history],
+            k,
+            None if timestamps is None else [timestamps],
+            exclude_seen,
+            None if attributes is None else [attributes],
+        )[0]
 
     @torch.no_grad()
-    def recommend_many(self, histories: Sequence[Sequence[str]], k: int = 10,
-                       timestamps: Sequence[Sequence[datetime]] | None = None, exclude_seen: bool = False,
-                       attributes: Sequence[Mapping[str, str]] | None = None) -> list[Recommendation]:
+    def recommend_many(
+        self,
+        histories: Sequence[Sequence[str]],
+        k: int = 10,
+        timestamps: Sequence[Sequence[datetime]] | None = None,
+        exclude_seen: bool = False,
+        attributes: Sequence[Mapping[str, str]] | None = None,
+    ) -> list[Recommendation]:
         """The top `k` next commands of each history, in one batch. `attributes`: per history, the
         value of each event attribute the model uses (`needs_attributes`), held for the whole history."""
         if not histories:
@@ -76,8 +92,14 @@ class Predictor:
         events = self._events(histories, timestamps, attributes)
         sequences, _ = self.workflow.transform(events)
         # the model's inputs were at most max_length - 1 events (one position is the target)
-        data = SequenceData.from_frame(sequences, self.schema, self.columns, self.config.model.max_length - 1, "eval",
-                                       data_dir=self.config.data_dir)
+        data = SequenceData.from_frame(
+            sequences,
+            self.schema,
+            self.columns,
+            self.config.model.max_length - 1,
+            "eval",
+            data_dir=self.config.data_dir,
+        )
         batch = next_event(data.batch(np.arange(len(data))), self.config.model.masking, self.mask_ids).to(self.device)
         scores = self.model(batch).logits[self.schema.item_id.name].float()
         if exclude_seen:
@@ -85,36 +107,58 @@ class Predictor:
         top = scores.topk(min(k, scores.shape[1]), dim=1)
         known = set(self.workflow.categorify[COMMAND].values)
         answers = []
-        for ids, values, history in zip(top.indices.tolist(), top.values.tolist(), histories):
+        for ids, values, history in zip(top.indices.tolist(), top.values.tolist(), histories, strict=False):
             # reserved ids and excluded commands score lowest: they reach the top k only when too few others remain
-            ranked = [(i, v) for i, v in zip(ids, values) if i >= FIRST_VALUE_ID and v != float("-inf")]
-            answers.append(Recommendation([self.names[i] for i, _ in ranked], [v for _, v in ranked], [c for c in history if c not in known]))
+            ranked = [(i, v) for i, v in zip(ids, values, strict=False) if i >= FIRST_VALUE_ID and v != float("-inf")]
+            answers.append(
+                Recommendation(
+                    [self.names[i] for i, _ in ranked], [v for _, v in ranked], [c for c in history if c not in known]
+                )
+            )
         return answers
 
-    def _events(self, histories: Sequence[Sequence[str]], timestamps: Sequence[Sequence[datetime]] | None,
-                attributes: Sequence[Mapping[str, str]] | None) -> pl.DataFrame:
+    def _events(
+        self,
+        histories: Sequence[Sequence[str]],
+        timestamps: Sequence[Sequence[datetime]] | None,
+        attributes: Sequence[Mapping[str, str]] | None,
+    ) -> pl.DataFrame:
         if timestamps is None and self.needs_time:
-            raise InputError(f"the model uses the time feature(s) {self.needs_time}: pass the timestamp of every history event")
+            raise InputError(
+                f"the model uses the time feature(s) {self.needs_time}: pass the timestamp of every history event"
+            )
         if attributes is not None and len(attributes) != len(histories):
             raise InputError(f"{len(histories)} histories but {len(attributes)} sets of attributes")
         unknown = sorted({name for given in attributes or [] for name in given} - set(self.attributes))
         if unknown:
             raise InputError(f"unknown event attribute(s) {unknown}: this model's data has {self.attributes or 'none'}")
-        missing = [c for c in self.needs_attributes if attributes is None or any(c not in given for given in attributes)]
+        missing = [
+            c for c in self.needs_attributes if attributes is None or any(c not in given for given in attributes)
+        ]
         if missing:
-            raise InputError(f"the model uses the event attribute(s) {missing}: pass each history's value "
-                             f"(attributes={{{missing[0]!r}: ...}}; cmdrec recommend --attribute {missing[0]}=VALUE)")
+            raise InputError(
+                f"the model uses the event attribute(s) {missing}: pass each history's value "
+                f"(attributes={{{missing[0]!r}: ...}}; cmdrec recommend --attribute {missing[0]}=VALUE)"
+            )
         for index, history in enumerate(histories):
             if isinstance(history, str) or len(history) == 0:
                 raise InputError(f"history {index}: expected a non-empty list of command names, got {history!r}")
             if timestamps is not None and len(timestamps[index]) != len(history):
                 raise InputError(f"history {index}: {len(history)} commands but {len(timestamps[index])} timestamps")
         session = [index for index, history in enumerate(histories) for _ in history]
-        return pl.DataFrame({
-            USER: [str(index) for index in session],
-            SESSION: session,
-            COMMAND: [str(command) for history in histories for command in history],
-            TIME: None if timestamps is None else [t for times in timestamps for t in times],
-            # an attribute the model does not use may be left out: it is read as out-of-vocabulary
-            **{c: [None if attributes is None or c not in attributes[i] else str(attributes[i][c]) for i in session] for c in self.attributes},
-        }, schema_overrides={TIME: pl.Datetime("us"), SESSION: pl.Int64, **{c: pl.Utf8 for c in self.attributes}})
+        return pl.DataFrame(
+            {
+                USER: [str(index) for index in session],
+                SESSION: session,
+                COMMAND: [str(command) for history in histories for command in history],
+                TIME: None if timestamps is None else [t for times in timestamps for t in times],
+                # an attribute the model does not use may be left out: it is read as out-of-vocabulary
+                **{
+                    c: [
+                        None if attributes is None or c not in attributes[i] else str(attributes[i][c]) for i in session
+                    ]
+                    for c in self.attributes
+                },
+            },
+            schema_overrides={TIME: pl.Datetime("us"), SESSION: pl.Int64, **{c: pl.Utf8 for c in self.attributes}},
+        )

@@ -31,21 +31,34 @@ class DescriptionAugmenter:
         self.calls = 0
 
     def describe(self, command: str, category: str | None, description: str | None) -> dict[str, str]:
-        prompt = PROMPT.format(application=self.application, command=command, category=category or "unknown",
-                               description=description or "none")
+        prompt = PROMPT.format(
+            application=self.application,
+            command=command,
+            category=category or "unknown",
+            description=description or "none",
+        )
         digest = hashlib.sha256(f"{self.model}\n{prompt}".encode()).hexdigest()
         path = self.cache_dir / f"{digest}.json"
         if path.is_file():
             return json.loads(path.read_text())
-        response = with_retries(lambda: self.client.chat.completions.create(
-            model=self.model, messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
-            response_format={"type": "json_object"}, temperature=0), self.max_retries, "chat completion")
+        response = with_retries(
+            lambda: self.client.chat.completions.create(
+                model=self.model,
+                messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
+                response_format={"type": "json_object"},
+                temperature=0,
+            ),
+            self.max_retries,
+            "chat completion",
+        )
         self.calls += 1
         content = response.choices[0].message.content
         try:
             answer = json.loads(content)
             answer = {field: str(answer[field]).strip() for field in FIELDS}
         except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise InputError(f"LLM answer for command {command!r} is not JSON with keys {list(FIELDS)}: {content[:200]!r}") from error
+            raise InputError(
+                f"LLM answer for command {command!r} is not JSON with keys {list(FIELDS)}: {content[:200]!r}"
+            ) from error
         write_json_atomic(path, answer)
         return answer

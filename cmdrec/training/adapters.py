@@ -20,13 +20,19 @@ def check_training_machine(config: ModelConfig, device: torch.device) -> None:
     """Refuse, before training starts, a 16-bit base on a CPU: it would train, but slowly. A run
     trained on a GPU in 16 bits still loads on a CPU (`load_base` widens its weights to float32)."""
     if config.backbone == "pretrained" and BITS[config.bit] in ("bf16", "fp16") and device.type != "cuda":
-        raise InputError(f"model.bit={config.bit!r} (16-bit weights) is fast only on a GPU; on a CPU use bit: 32, or bit: 4 for QLoRA")
+        raise InputError(
+            f"model.bit={config.bit!r} (16-bit weights) is fast only on a GPU; on a CPU use bit: 32, or bit: 4 "
+            f"for QLoRA"
+        )
 
 
 def check_machine(config: ModelConfig, device: torch.device) -> None:
     """Refuse, before any loading, the modes this machine cannot run."""
     if config.attn_implementation == "flash_attention_2" and device.type != "cuda":
-        raise InputError("model.attn_implementation=flash_attention_2 needs a CUDA GPU (and the flash-attn package); use sdpa or eager here")
+        raise InputError(
+            "model.attn_implementation=flash_attention_2 needs a CUDA GPU (and the flash-attn package); use "
+            "sdpa or eager here"
+        )
     if config.attn_implementation == "flash_attention_2":
         try:
             import flash_attn  # noqa: F401
@@ -61,11 +67,19 @@ def load_base(config: ModelConfig, device: torch.device, bit: int | str | None =
             import bitsandbytes  # noqa: F401
             from transformers import BitsAndBytesConfig
         except ImportError as error:
-            raise InputError("quantised bases (model.bit 4 or 8) need bitsandbytes: pip install 'cmdrec[llm]'") from error
+            raise InputError(
+                "quantised bases (model.bit 4 or 8) need bitsandbytes: pip install 'cmdrec[llm]'"
+            ) from error
         compute = torch.bfloat16 if device.type == "cuda" else torch.float32
         kwargs["quantization_config"] = (
-            BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute)
-            if kind == "4bit" else BitsAndBytesConfig(load_in_8bit=True)
+            BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=compute,
+            )
+            if kind == "4bit"
+            else BitsAndBytesConfig(load_in_8bit=True)
         )
         kwargs["device_map"] = {"": str(device)}
     else:
@@ -75,7 +89,9 @@ def load_base(config: ModelConfig, device: torch.device, bit: int | str | None =
     except OSError as error:
         raise InputError(f"model.pretrained: cannot load {config.pretrained!r}: {error}") from error
     if kind in ("4bit", "8bit"):
-        decoder = _peft().prepare_model_for_kbit_training(decoder, use_gradient_checkpointing=config.gradient_checkpointing)
+        decoder = _peft().prepare_model_for_kbit_training(
+            decoder, use_gradient_checkpointing=config.gradient_checkpointing
+        )
     elif config.gradient_checkpointing:
         decoder.gradient_checkpointing_enable()
     return decoder
@@ -86,8 +102,13 @@ def wrap_adapter(decoder: nn.Module, config: ModelConfig) -> nn.Module:
         return decoder
     peft = _peft()
     adapter = config.adapter
-    lora = peft.LoraConfig(r=adapter.r, lora_alpha=adapter.alpha, lora_dropout=adapter.dropout,
-                           target_modules=list(adapter.target_modules), bias="none")
+    lora = peft.LoraConfig(
+        r=adapter.r,
+        lora_alpha=adapter.alpha,
+        lora_dropout=adapter.dropout,
+        target_modules=list(adapter.target_modules),
+        bias="none",
+    )
     return peft.get_peft_model(decoder, lora)
 
 
@@ -104,15 +125,25 @@ def export_merged(model: nn.Module, config: ModelConfig, directory: str | Path) 
     directory = Path(directory)
     kind = BITS[config.bit]
     if kind == "8bit":
-        raise InputError("merged export of 8-bit runs is not supported; export from a 4-bit (QLoRA) or full-precision LoRA run")
+        raise InputError(
+            "merged export of 8-bit runs is not supported; export from a 4-bit (QLoRA) or full-precision LoRA run"
+        )
     cpu = torch.device("cpu")
     base = load_base(config, cpu).dequantize().float() if kind == "4bit" else load_base(config, cpu, bit=32)
     merged = wrap_adapter(base, config)
-    adapter_state = {k.removeprefix("backbone.decoder."): v for k, v in trainable_state(model).items() if k.startswith("backbone.decoder.")}
+    adapter_state = {
+        k.removeprefix("backbone.decoder."): v
+        for k, v in trainable_state(model).items()
+        if k.startswith("backbone.decoder.")
+    }
     missing = set(adapter_state) - {name for name, _ in merged.named_parameters()}
     if missing:
         raise InputError(f"cannot export: adapter weights {sorted(missing)[:3]} have no place in the base")
     merged.load_state_dict(adapter_state, strict=False)
     merged.merge_and_unload().save_pretrained(directory / "decoder")
-    return dataclasses.replace(config, pretrained=str(directory / "decoder"), bit=32,
-                               adapter=dataclasses.replace(config.adapter, method="none"))
+    return dataclasses.replace(
+        config,
+        pretrained=str(directory / "decoder"),
+        bit=32,
+        adapter=dataclasses.replace(config.adapter, method="none"),
+    )

@@ -34,8 +34,16 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_checkpoint(directory: Path, step: int, model: torch.nn.Module, trainer_state: dict, model_config: dict,
-                    metrics: dict, ema_model: torch.nn.Module | None = None, weights: dict[str, torch.Tensor] | None = None) -> Path:
+def save_checkpoint(
+    directory: Path,
+    step: int,
+    model: torch.nn.Module,
+    trainer_state: dict,
+    model_config: dict,
+    metrics: dict,
+    ema_model: torch.nn.Module | None = None,
+    weights: dict[str, torch.Tensor] | None = None,
+) -> Path:
     """`weights`, when given, replaces the full state (adapter runs keep only their trainable part)."""
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{step:08d}"
@@ -74,7 +82,9 @@ def verify_checkpoint(path: Path) -> None:
             )
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, ema_model: torch.nn.Module | None = None, weights: str = WEIGHTS) -> dict:
+def load_checkpoint(
+    path: Path, model: torch.nn.Module, ema_model: torch.nn.Module | None = None, weights: str = WEIGHTS
+) -> dict:
     """Load weights into `model` (and the EMA copy) and return the trainer state (loaded with weights_only=True)."""
     verify_checkpoint(path)
     load_weights(model, path / weights)
@@ -95,7 +105,9 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     absent = trainable - set(weights)
     if result.unexpected_keys or absent:
-        raise InputError(f"{path} does not match this model: unexpected {result.unexpected_keys[:3]}, missing {sorted(absent)[:3]}")
+        raise InputError(
+            f"{path} does not match this model: unexpected {result.unexpected_keys[:3]}, missing {sorted(absent)[:3]}"
+        )
 
 
 def read_model_config(path: Path) -> dict:

@@ -32,7 +32,11 @@ def _without(config: RunConfig, module: str) -> RunConfig | None:
         "fusion": model.fusion != "sum" and {"model": dataclasses.replace(model, fusion="sum")},
         "multi-task": bool(model.aux_tasks) and {"model": dataclasses.replace(model, aux_tasks=())},
         "focal loss": loss.name == "focal" and {"loss": dataclasses.replace(loss, name="cross_entropy")},
-        "mixture of experts": model.backbone == "mixtral" and {"model": dataclasses.replace(model, backbone="llama"), "loss": LossConfig(**{**dataclasses.asdict(loss), "moe_balance": 0.0})},
+        "mixture of experts": model.backbone == "mixtral"
+        and {
+            "model": dataclasses.replace(model, backbone="llama"),
+            "loss": LossConfig(**{**dataclasses.asdict(loss), "moe_balance": 0.0}),
+        },
         "text embeddings": model.text_embeddings and {"model": dataclasses.replace(model, text_embeddings=False)},
         "history copy": model.history_copy and {"model": dataclasses.replace(model, history_copy=False)},
     }[module]
@@ -42,8 +46,16 @@ def _without(config: RunConfig, module: str) -> RunConfig | None:
 ABLATIONS = ("fusion", "multi-task", "focal loss", "mixture of experts", "text embeddings", "history copy")
 
 
-def run_compare(full: RunConfig, baselines: list[RunConfig], seeds: list[int], out_dir: str | Path, show_progress: bool = False,
-                ablation_seeds: list[int] | None = None, ablations: list[str] | None = None, jobs: int = 1) -> dict:
+def run_compare(
+    full: RunConfig,
+    baselines: list[RunConfig],
+    seeds: list[int],
+    out_dir: str | Path,
+    show_progress: bool = False,
+    ablation_seeds: list[int] | None = None,
+    ablations: list[str] | None = None,
+    jobs: int = 1,
+) -> dict:
     """`ablation_seeds` (default: `seeds`) lets the ablation rows run on fewer seeds when compute is
     short, or on none (`[]`: no ablation rows); each row says how many seeds it averages. `ablations`
     (default: every module in ABLATIONS) names the modules removed in turn. The full model and the
@@ -60,33 +72,68 @@ def run_compare(full: RunConfig, baselines: list[RunConfig], seeds: list[int], o
         log.info("no text embeddings in %s: embedding with the default offline provider", full.data_dir)
         embed_commands(full.data_dir, TextConfig(cache_dir=str(out / "text-cache")))
     ablation_seeds = seeds if ablation_seeds is None else ablation_seeds
-    ablated = [c for c in (_without(full, m) for m in ablations or ABLATIONS) if c is not None] if ablation_seeds else []
+    ablated = (
+        [c for c in (_without(full, m) for m in ablations or ABLATIONS) if c is not None] if ablation_seeds else []
+    )
     results: dict[str, dict] = {}
     plan = [(config, seeds) for config in [full, *baselines]] + [(config, ablation_seeds) for config in ablated]
-    runs = [(config, seed, dataclasses.replace(config, name=f"{_slug(config.name)}-seed{seed}", runs_dir=str(out / "runs"),
-                                               training=dataclasses.replace(config.training, seed=seed)))
-            for config, config_seeds in plan for seed in config_seeds]
+    runs = [
+        (
+            config,
+            seed,
+            dataclasses.replace(
+                config,
+                name=f"{_slug(config.name)}-seed{seed}",
+                runs_dir=str(out / "runs"),
+                training=dataclasses.replace(config.training, seed=seed),
+            ),
+        )
+        for config, config_seeds in plan
+        for seed in config_seeds
+    ]
     trained = _train_all([run for _, _, run in runs], jobs, show_progress)
-    for (config, seed, run), result in zip(runs, trained):
+    for (config, seed, run), result in zip(runs, trained, strict=False):
         test = evaluate_run(Path(run.runs_dir) / run.name)
         entry = results.setdefault(config.name, {"role": _role(config, full, ablated), "seeds": {}})
-        entry["seeds"][seed] = {**{m: test[m] for m in METRIC_ORDER},
-                                "buckets": {b: {m: test[f"{b}/{m}"] for m in ("ndcg@10", "recall@10")} | {"positions": test[f"{b}/positions"]}
-                                            for b in BUCKETS if f"{b}/positions" in test},
-                                "train_seconds": result.get("train_seconds"), "run": str(Path(run.runs_dir) / run.name)}
+        entry["seeds"][seed] = {
+            **{m: test[m] for m in METRIC_ORDER},
+            "buckets": {
+                b: {m: test[f"{b}/{m}"] for m in ("ndcg@10", "recall@10")} | {"positions": test[f"{b}/positions"]}
+                for b in BUCKETS
+                if f"{b}/positions" in test
+            },
+            "train_seconds": result.get("train_seconds"),
+            "run": str(Path(run.runs_dir) / run.name),
+        }
     for entry in results.values():
         entry["mean"] = {m: statistics.fmean(s[m] for s in entry["seeds"].values()) for m in METRIC_ORDER}
         entry["std"] = {m: statistics.pstdev([s[m] for s in entry["seeds"].values()]) for m in METRIC_ORDER}
-        entry["buckets_mean"] = {b: statistics.fmean(s["buckets"][b]["ndcg@10"] for s in entry["seeds"].values())
-                                 for b in BUCKETS if all(b in s["buckets"] for s in entry["seeds"].values())}
-    best_baseline = max((n for n, e in results.items() if e["role"] == "baseline"), key=lambda n: results[n]["mean"]["ndcg@10"], default=None)
+        entry["buckets_mean"] = {
+            b: statistics.fmean(s["buckets"][b]["ndcg@10"] for s in entry["seeds"].values())
+            for b in BUCKETS
+            if all(b in s["buckets"] for s in entry["seeds"].values())
+        }
+    best_baseline = max(
+        (n for n, e in results.items() if e["role"] == "baseline"),
+        key=lambda n: results[n]["mean"]["ndcg@10"],
+        default=None,
+    )
     summary = {"full": full.name, "best_baseline": best_baseline}
     if best_baseline:
         base, mine = results[best_baseline], results[full.name]
         summary["relative_ndcg@10_gain"] = mine["mean"]["ndcg@10"] / base["mean"]["ndcg@10"] - 1
-        summary["bucket_gain"] = {b: mine["buckets_mean"][b] - base["buckets_mean"].get(b, 0.0) for b in mine["buckets_mean"]}
+        summary["bucket_gain"] = {
+            b: mine["buckets_mean"][b] - base["buckets_mean"].get(b, 0.0) for b in mine["buckets_mean"]
+        }
     ordered = {c.name: results[c.name] for c in [full, *ablated, *baselines]}
-    report = {"summary": summary, "seeds": seeds, "ablation_seeds": ablation_seeds, "models": ordered, "full_config": to_dict(full), "machine": machine()}
+    report = {
+        "summary": summary,
+        "seeds": seeds,
+        "ablation_seeds": ablation_seeds,
+        "models": ordered,
+        "full_config": to_dict(full),
+        "machine": machine(),
+    }
     write_json_atomic(out / "compare.json", report)
     write_text_atomic(out / "compare.md", _markdown(report))
     _plots(report, out)
@@ -116,19 +163,37 @@ def _role(config: RunConfig, full: RunConfig, ablated: list[RunConfig]) -> str:
 
 def _markdown(report: dict) -> str:
     seeds = report["seeds"]
-    lines = [f"## Full model vs baselines (seeds {seeds}, ablations seeds {report['ablation_seeds']}); mean ± std over seeds, last item of each test session", "",
-             "| model | role | seeds | " + " | ".join(METRIC_ORDER) + " |", "|" + " --- |" * (len(METRIC_ORDER) + 3)]
+    lines = [
+        f"## Full model vs baselines (seeds {seeds}, ablations seeds {report['ablation_seeds']}); mean ± std "
+        f"over seeds, last item of each test session",
+        "",
+        "| model | role | seeds | " + " | ".join(METRIC_ORDER) + " |",
+        "|" + " --- |" * (len(METRIC_ORDER) + 3),
+    ]
     for name, entry in report["models"].items():
         cells = " | ".join(f"{entry['mean'][m]:.4f} ± {entry['std'][m]:.4f}" for m in METRIC_ORDER)
         lines.append(f"| {name} | {entry['role']} | {len(entry['seeds'])} | {cells} |")
-    lines += ["", "### NDCG@10 by command-frequency bucket (head: commands making the first 50% of training events, torso: next 30%, tail: the rest)",
-              "", "| model | " + " | ".join(buckets := _measured_buckets(report)) + " |", "|" + " --- |" * (len(buckets) + 1)]
+    lines += [
+        "",
+        "### NDCG@10 by command-frequency bucket (head: commands making the first 50% of training events, "
+        "torso: next 30%, tail: the rest)",
+        "",
+        "| model | " + " | ".join(buckets := _measured_buckets(report)) + " |",
+        "|" + " --- |" * (len(buckets) + 1),
+    ]
     for name, entry in report["models"].items():
-        lines.append(f"| {name} | " + " | ".join(f"{entry['buckets_mean'].get(b, float('nan')):.4f}" for b in buckets) + " |")
+        lines.append(
+            f"| {name} | " + " | ".join(f"{entry['buckets_mean'].get(b, float('nan')):.4f}" for b in buckets) + " |"
+        )
     summary = report["summary"]
     if summary.get("best_baseline"):
-        lines += ["", f"Full model vs best baseline ({summary['best_baseline']}): NDCG@10 {summary['relative_ndcg@10_gain']:+.1%} relative; "
-                  "by bucket (absolute NDCG@10 difference): " + ", ".join(f"{b} {g:+.4f}" for b, g in summary["bucket_gain"].items())]
+        lines += [
+            "",
+            f"Full model vs best baseline ({summary['best_baseline']}): NDCG@10 "
+            f"{summary['relative_ndcg@10_gain']:+.1%} relative; "
+            "by bucket (absolute NDCG@10 difference): "
+            + ", ".join(f"{b} {g:+.4f}" for b, g in summary["bucket_gain"].items()),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -146,7 +211,10 @@ def _plots(report: dict, out: Path) -> None:
     names = list(report["models"])
     means = [report["models"][n]["mean"]["ndcg@10"] for n in names]
     stds = [report["models"][n]["std"]["ndcg@10"] for n in names]
-    colours = [{"full": "tab:red", "ablation": "tab:orange", "baseline": "tab:blue"}[report["models"][n]["role"]] for n in names]
+    colours = [
+        {"full": "tab:red", "ablation": "tab:orange", "baseline": "tab:blue"}[report["models"][n]["role"]]
+        for n in names
+    ]
     figure, axis = plt.subplots(figsize=(8, 0.4 * len(names) + 1.5))
     axis.barh(names, means, xerr=stds, color=colours)
     axis.invert_yaxis()
@@ -176,7 +244,9 @@ def _plots(report: dict, out: Path) -> None:
             with path.open() as handle:
                 rows = list(csv.DictReader(handle))
             if rows:
-                axis.plot([int(r["epoch"]) + 1 for r in rows], [float(r["ndcg@10"]) for r in rows], marker="o", label=name)
+                axis.plot(
+                    [int(r["epoch"]) + 1 for r in rows], [float(r["ndcg@10"]) for r in rows], marker="o", label=name
+                )
     axis.set_xlabel("epoch")
     axis.set_ylabel("valid NDCG@10")
     axis.legend(fontsize=6)

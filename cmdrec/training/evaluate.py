@@ -13,10 +13,19 @@ from cmdrec.losses import cross_entropy
 from cmdrec.schema import FIRST_VALUE_ID
 from cmdrec.training.metrics import BUCKETS, RankingMetrics, seen_items, target_ranks
 
+CPU = torch.device("cpu")
+
 
 @torch.no_grad()
-def evaluate(model, data: SequenceData, model_config: ModelConfig, eval_config: EvalConfig,
-             mask_ids: dict[str, int], device: torch.device = torch.device("cpu"), buckets: torch.Tensor | None = None) -> dict:
+def evaluate(
+    model,
+    data: SequenceData,
+    model_config: ModelConfig,
+    eval_config: EvalConfig,
+    mask_ids: dict[str, int],
+    device: torch.device = CPU,
+    buckets: torch.Tensor | None = None,
+) -> dict:
     """NDCG / Recall / MRR at each k, the mean loss, and how many positions were evaluated or skipped.
     Auxiliary tasks get the same metrics, prefixed with their column name (`category/ndcg@3`); with
     `buckets` (item id -> index into metrics.BUCKETS), so do the targets of each frequency bucket."""
@@ -27,10 +36,18 @@ def evaluate(model, data: SequenceData, model_config: ModelConfig, eval_config: 
     task_metrics = {task: RankingMetrics(eval_config.ks) for task in model_config.aux_tasks}
     started, loss_sum, candidates = time.perf_counter(), 0.0, 0
     for _, batch in iterate_batches(data, eval_config.batch_size):
-        masked = mask_batch(batch, model_config.masking, [item, *model_config.aux_tasks], training=False,
-                            positions=eval_config.positions, mask_ids=mask_ids)
+        masked = mask_batch(
+            batch,
+            model_config.masking,
+            [item, *model_config.aux_tasks],
+            training=False,
+            positions=eval_config.positions,
+            mask_ids=mask_ids,
+        )
         lengths = batch.padding_mask.sum(1)
-        candidates += int(lengths.numel() if eval_config.positions == "last" or model_config.masking == "mlm" else (lengths - 1).sum())
+        candidates += int(
+            lengths.numel() if eval_config.positions == "last" or model_config.masking == "mlm" else (lengths - 1).sum()
+        )
         masked = masked.to(device)
         output = model(masked)
         logits = output.logits[item]
@@ -48,7 +65,9 @@ def evaluate(model, data: SequenceData, model_config: ModelConfig, eval_config: 
             bucket_metrics[name].add(ranks[buckets[targets.cpu()] == index])
         loss_sum += cross_entropy(logits, targets).item() * len(targets)
     result = metrics.result()
-    bucket_metrics = {name: accumulator for name, accumulator in bucket_metrics.items() if accumulator.count}  # no empty buckets
+    bucket_metrics = {
+        name: accumulator for name, accumulator in bucket_metrics.items() if accumulator.count
+    }  # no empty buckets
     for prefix, accumulator in {**task_metrics, **bucket_metrics}.items():
         result |= {f"{prefix}/{name}": value for name, value in accumulator.result().items()}
     result |= {f"{name}/positions": accumulator.count for name, accumulator in bucket_metrics.items()}

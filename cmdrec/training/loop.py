@@ -31,7 +31,14 @@ from cmdrec.schema import FIRST_VALUE_ID
 from cmdrec.text.pipeline import TEXT_EMBEDDINGS
 from cmdrec.training.adapters import check_training_machine, export_merged, load_decoder, trainable_state
 from cmdrec.training.checkpoint import (
-    EMA_WEIGHTS, METRICS, WEIGHTS, list_checkpoints, load_checkpoint, prune_checkpoints, read_model_config, save_checkpoint,
+    EMA_WEIGHTS,
+    METRICS,
+    WEIGHTS,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    read_model_config,
+    save_checkpoint,
 )
 from cmdrec.training.evaluate import evaluate
 from cmdrec.training.metrics import UNSEEN, frequency_buckets
@@ -59,7 +66,9 @@ def autocast_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     if device.type != "cuda":
         if mode == "auto":
             return None
-        raise InputError(f"training.mixed_precision={mode!r} needs a CUDA GPU; this run is on {device.type} (use 'off' or 'auto')")
+        raise InputError(
+            f"training.mixed_precision={mode!r} needs a CUDA GPU; this run is on {device.type} (use 'off' or 'auto')"
+        )
     if mode == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[mode]
@@ -90,12 +99,23 @@ def train(config: RunConfig, *, resume: bool = True, on_step=None, show_progress
     if resume_from is not None:
         saved = run.read_config() or {}
         if saved.get("training", {}).get("seed") not in (None, config.training.seed):
-            raise InputError(f"resuming {run.path}: training.seed {config.training.seed} differs from the run's {saved['training']['seed']}")
+            raise InputError(
+                f"resuming {run.path}: training.seed {config.training.seed} differs from the run's "
+                f"{saved['training']['seed']}"
+            )
         # the architecture comes from the checkpoint, never from a possibly edited config
         saved_model = from_dict(ModelConfig, read_model_config(resume_from))
-        if changed := [f.name for f in dataclasses.fields(ModelConfig) if getattr(saved_model, f.name) != getattr(config.model, f.name)]:
-            log.warning("resuming %s: model settings %s differ from its checkpoint's and are ignored; "
-                        "train them under another name", run.path, ", ".join(changed))
+        if changed := [
+            f.name
+            for f in dataclasses.fields(ModelConfig)
+            if getattr(saved_model, f.name) != getattr(config.model, f.name)
+        ]:
+            log.warning(
+                "resuming %s: model settings %s differ from its checkpoint's and are ignored; "
+                "train them under another name",
+                run.path,
+                ", ".join(changed),
+            )
         config = dataclasses.replace(config, model=saved_model)
         log.info("resuming %s from %s", run.path, resume_from)
     run.path.mkdir(parents=True, exist_ok=True)
@@ -122,8 +142,17 @@ def _train(config: RunConfig, run: RunDir, resume_from, on_step, show_progress) 
     item = schema.item_id.name
     columns = data_columns(model_config, schema)
     mask_ids = build_mask_ids(schema, columns)
-    load = lambda split, mode: SequenceData.load(config.data_dir, split, columns, model_config.max_length, mode,  # noqa: E731
-                                                 earlier_items=mode == "eval" and config.eval.exclude_seen)
+
+    def load(split, mode):
+        return SequenceData.load(
+            config.data_dir,
+            split,
+            columns,
+            model_config.max_length,
+            mode,  # noqa: E731
+            earlier_items=mode == "eval" and config.eval.exclude_seen,
+        )
+
     train_data, valid_data, test_data = load("train", "train"), load("valid", "eval"), load("test", "eval")
 
     if not is_neural(model_config):
@@ -131,8 +160,10 @@ def _train(config: RunConfig, run: RunDir, resume_from, on_step, show_progress) 
         baseline = build_baseline(model_config, schema).fit(train_data.arrays[item], train_data.lengths)
         fit_seconds = time.perf_counter() - started
         result = {
-            "model": model_config.backbone, "valid": evaluate(baseline, valid_data, model_config, config.eval, mask_ids),
-            "test": evaluate(baseline, test_data, model_config, config.eval, mask_ids), "train_seconds": round(fit_seconds, 3),
+            "model": model_config.backbone,
+            "valid": evaluate(baseline, valid_data, model_config, config.eval, mask_ids),
+            "test": evaluate(baseline, test_data, model_config, config.eval, mask_ids),
+            "train_seconds": round(fit_seconds, 3),
         }
         write_json_atomic(run.path / RESULTS, result)
         return result
@@ -141,13 +172,28 @@ def _train(config: RunConfig, run: RunDir, resume_from, on_step, show_progress) 
         raise InputError("training.ema_decay is not supported with a pretrained decoder (it would copy the whole base)")
     model = build_neural(model_config, schema, config.data_dir, device).to(device)
     adapter_run = is_adapter_run(model_config)
-    ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(training.ema_decay)) if training.ema_decay else None
+    ema = (
+        torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(training.ema_decay)
+        )
+        if training.ema_decay
+        else None
+    )
     # fused: one kernel for the whole update instead of a loop over tensors (~6x faster step on CPU for small models)
     optimizer = torch.optim.AdamW(_param_groups(model, training.weight_decay), lr=training.learning_rate, fused=True)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     n_batches = batches_per_epoch(len(train_data), training.batch_size)
     total_steps = training.epochs * -(-n_batches // training.grad_accumulation)
-    position = {"epoch": 0, "batch": 0, "step": 0, "best": None, "best_step": None, "bad_epochs": 0, "train_seconds": 0.0, "sequences": 0}
+    position = {
+        "epoch": 0,
+        "batch": 0,
+        "step": 0,
+        "best": None,
+        "best_step": None,
+        "bad_epochs": 0,
+        "train_seconds": 0.0,
+        "sequences": 0,
+    }
     if resume_from is not None:
         state = load_checkpoint(resume_from, model, ema.module if ema else None)
         optimizer.load_state_dict(state["optimizer"])
@@ -166,12 +212,23 @@ def _train(config: RunConfig, run: RunDir, resume_from, on_step, show_progress) 
     def checkpoint(metrics: dict):
         trainer_state = {
             "optimizer": optimizer.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), **({"cuda": torch.cuda.get_rng_state()} if torch.cuda.is_available() else {})},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                **({"cuda": torch.cuda.get_rng_state()} if torch.cuda.is_available() else {}),
+            },
             "position": position,
             **({"ema_n_averaged": int(ema.n_averaged)} if ema is not None else {}),
         }
-        save_checkpoint(run.checkpoints, position["step"], model, trainer_state, to_dict(model_config), metrics,
-                        ema.module if ema else None, trainable_state(model) if adapter_run else None)
+        save_checkpoint(
+            run.checkpoints,
+            position["step"],
+            model,
+            trainer_state,
+            to_dict(model_config),
+            metrics,
+            ema.module if ema else None,
+            trainable_state(model) if adapter_run else None,
+        )
         protect = {run.checkpoints / f"{position['best_step']:08d}"} if position["best_step"] is not None else set()
         prune_checkpoints(run.checkpoints, training.keep_checkpoints, protect)
         run.set_status("running", step=position["step"], best=position["best"])
@@ -188,11 +245,25 @@ def _train(config: RunConfig, run: RunDir, resume_from, on_step, show_progress) 
         model.train()
         accumulated, epoch_started = 0, time.perf_counter()
         batches = iterate_batches(train_data, training.batch_size, order, start_batch)
-        progress = tqdm(batches, total=n_batches, initial=start_batch, desc=f"{config.name} epoch {epoch + 1}/{training.epochs}",
-                        unit="batch", disable=not show_progress, leave=False)
+        progress = tqdm(
+            batches,
+            total=n_batches,
+            initial=start_batch,
+            desc=f"{config.name} epoch {epoch + 1}/{training.epochs}",
+            unit="batch",
+            disable=not show_progress,
+            leave=False,
+        )
         for number, batch in progress:
-            masked = mask_batch(batch, model_config.masking, [item, *model_config.aux_tasks], training=True, mask_ids=mask_ids,
-                                probability=model_config.mlm_probability, generator=_batch_generator(training.seed, epoch, number)).to(device)
+            masked = mask_batch(
+                batch,
+                model_config.masking,
+                [item, *model_config.aux_tasks],
+                training=True,
+                mask_ids=mask_ids,
+                probability=model_config.mlm_probability,
+                generator=_batch_generator(training.seed, epoch, number),
+            ).to(device)
             with autocast():
                 output = model(masked)
             loss, parts = objective(output, masked, config.loss, model_config.experts_per_token, trained_items)
@@ -202,7 +273,9 @@ def _train(config: RunConfig, run: RunDir, resume_from, on_step, show_progress) 
             position["sequences"] += batch.padding_mask.shape[0]
             if accumulated < training.grad_accumulation and number < n_batches - 1:
                 continue
-            lr = training.learning_rate * cosine_with_warmup(position["step"], total_steps, training.warmup_steps, training.min_lr_ratio)
+            lr = training.learning_rate * cosine_with_warmup(
+                position["step"], total_steps, training.warmup_steps, training.min_lr_ratio
+            )
             for group in optimizer.param_groups:
                 group["lr"] = lr
             if scaler:
@@ -217,12 +290,25 @@ def _train(config: RunConfig, run: RunDir, resume_from, on_step, show_progress) 
                 ema.update_parameters(model)
             accumulated = 0
             position.update(epoch=epoch, batch=number + 1, step=position["step"] + 1)
-            row = {"step": position["step"], "epoch": epoch, "batch": number + 1, "loss": loss.item(), "lr": lr,
-                   "seconds": round(position["train_seconds"] + time.perf_counter() - epoch_started, 3)}
+            row = {
+                "step": position["step"],
+                "epoch": epoch,
+                "batch": number + 1,
+                "loss": loss.item(),
+                "lr": lr,
+                "seconds": round(position["train_seconds"] + time.perf_counter() - epoch_started, 3),
+            }
             train_log.write(row)
-            trackers.log({"train/loss": row["loss"], "train/lr": lr, **{f"train/loss_{k}": v for k, v in parts.items()}}, position["step"])
+            trackers.log(
+                {"train/loss": row["loss"], "train/lr": lr, **{f"train/loss_{k}": v for k, v in parts.items()}},
+                position["step"],
+            )
             progress.set_postfix(loss=f"{row['loss']:.4f}")
-            if training.checkpoint_every_steps and position["step"] % training.checkpoint_every_steps == 0 and number < n_batches - 1:
+            if (
+                training.checkpoint_every_steps
+                and position["step"] % training.checkpoint_every_steps == 0
+                and number < n_batches - 1
+            ):
                 position["train_seconds"] += time.perf_counter() - epoch_started
                 epoch_started = time.perf_counter()
                 checkpoint({})
@@ -282,7 +368,9 @@ def load_pretrained(model_config: ModelConfig, device: torch.device):
 
 def build_neural(model_config: ModelConfig, schema, data_dir: str | Path, device: torch.device) -> torch.nn.Module:
     """A neural model with the resources it reads from files: the text table and the pretrained decoder."""
-    return build_model(model_config, schema, load_text_table(data_dir, model_config), load_pretrained(model_config, device))
+    return build_model(
+        model_config, schema, load_text_table(data_dir, model_config), load_pretrained(model_config, device)
+    )
 
 
 EXPORT_WEIGHTS = "recommender.safetensors"
@@ -296,7 +384,11 @@ def export_run(run_dir: str | Path, directory: str | Path) -> Path:
         raise InputError(f"{run_dir} has no adapters to merge; its checkpoints already hold the whole model")
     directory = Path(directory)
     exported = export_merged(model, config.model, directory)
-    rest = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items() if not k.startswith("backbone.decoder.")}
+    rest = {
+        k: v.detach().clone().contiguous()
+        for k, v in model.state_dict().items()
+        if not k.startswith("backbone.decoder.")
+    }
     save_file(rest, str(directory / EXPORT_WEIGHTS))
     RunDir(directory.parent, directory.name).write_config(to_dict(dataclasses.replace(config, model=exported)))
     return directory
@@ -312,7 +404,10 @@ def load_exported(directory: str | Path, device: str = "cpu") -> tuple[torch.nn.
     result = model.load_state_dict(load_file(str(directory / EXPORT_WEIGHTS)), strict=False)
     stray = [k for k in result.missing_keys if not k.startswith("backbone.decoder.")]
     if stray or result.unexpected_keys:
-        raise InputError(f"{directory}: weights do not match the model (missing {stray[:3]}, unexpected {result.unexpected_keys[:3]})")
+        raise InputError(
+            f"{directory}: weights do not match the model (missing {stray[:3]}, unexpected "
+            f"{result.unexpected_keys[:3]})"
+        )
     return model.to(device).eval(), config
 
 
@@ -322,7 +417,9 @@ def load_text_table(data_dir: str | Path, model_config: ModelConfig) -> torch.Te
         return None
     path = Path(data_dir) / TEXT_EMBEDDINGS
     if not path.is_file():
-        raise InputError(f"model.text_embeddings / text_output is set but {path} does not exist; run `cmdrec embed` first")
+        raise InputError(
+            f"model.text_embeddings / text_output is set but {path} does not exist; run `cmdrec embed` first"
+        )
     return load_file(str(path))["embeddings"]
 
 
@@ -340,8 +437,12 @@ def load_trained(run_dir: str | Path, device: str = "cpu") -> tuple[object, RunC
     config = from_dict(RunConfig, config_dict)
     schema = load_schema(config.data_dir)
     if not is_neural(config.model):
-        train_data = SequenceData.load(config.data_dir, "train", data_columns(config.model, schema), config.model.max_length, "train")
-        return build_baseline(config.model, schema).fit(train_data.arrays[schema.item_id.name], train_data.lengths), config
+        train_data = SequenceData.load(
+            config.data_dir, "train", data_columns(config.model, schema), config.model.max_length, "train"
+        )
+        return build_baseline(config.model, schema).fit(
+            train_data.arrays[schema.item_id.name], train_data.lengths
+        ), config
     results_path = run_dir / RESULTS
     if not results_path.is_file():
         raise InputError(f"{run_dir} has not finished (no {RESULTS}); resume it with `cmdrec train` first")
@@ -354,7 +455,11 @@ def load_trained(run_dir: str | Path, device: str = "cpu") -> tuple[object, RunC
 
 def load_model_dir(directory: str | Path, device: str = "cpu"):
     """A run's best model, or a merged export, with its config."""
-    return load_exported(directory, device) if (Path(directory) / EXPORT_WEIGHTS).is_file() else load_trained(directory, device)
+    return (
+        load_exported(directory, device)
+        if (Path(directory) / EXPORT_WEIGHTS).is_file()
+        else load_trained(directory, device)
+    )
 
 
 def evaluate_model(model, config: RunConfig, eval_config: EvalConfig | None = None, split: str = "test") -> dict:
@@ -362,9 +467,12 @@ def evaluate_model(model, config: RunConfig, eval_config: EvalConfig | None = No
     schema = load_schema(config.data_dir)
     columns = data_columns(config.model, schema)
     eval_config = eval_config or config.eval
-    data = SequenceData.load(config.data_dir, split, columns, config.model.max_length, "eval", earlier_items=eval_config.exclude_seen)
-    return evaluate(model, data, config.model, eval_config, build_mask_ids(schema, columns),
-                    buckets=load_buckets(config.data_dir))
+    data = SequenceData.load(
+        config.data_dir, split, columns, config.model.max_length, "eval", earlier_items=eval_config.exclude_seen
+    )
+    return evaluate(
+        model, data, config.model, eval_config, build_mask_ids(schema, columns), buckets=load_buckets(config.data_dir)
+    )
 
 
 def evaluate_run(run_dir: str | Path, eval_config: EvalConfig | None = None, split: str = "test") -> dict:

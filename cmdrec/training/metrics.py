@@ -62,7 +62,9 @@ def frequency_buckets(train_counts: torch.Tensor, head_share: float = 0.5, torso
     order = torch.argsort(train_counts, descending=True, stable=True)
     cumulative = torch.cumsum(train_counts[order].double(), 0) / train_counts.sum().clamp(min=1)
     share_before = cumulative - train_counts[order].double() / train_counts.sum().clamp(min=1)
-    bucket_in_order = torch.where(share_before < head_share, 0, torch.where(share_before < head_share + torso_share, 1, 2))
+    bucket_in_order = torch.where(
+        share_before < head_share, 0, torch.where(share_before < head_share + torso_share, 1, 2)
+    )
     buckets = torch.empty_like(order)
     buckets[order] = bucket_in_order
     return torch.where(train_counts == 0, UNSEEN, buckets)

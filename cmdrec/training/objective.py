@@ -12,8 +12,13 @@ from cmdrec.models.recommender import ModelOutput
 from cmdrec.schema import FIRST_VALUE_ID
 
 
-def objective(output: ModelOutput, batch: Batch, config: LossConfig, experts_per_token: int = 2,
-              trained_items: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+def objective(
+    output: ModelOutput,
+    batch: Batch,
+    config: LossConfig,
+    experts_per_token: int = 2,
+    trained_items: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss and its parts (for logging). `trained_items` (bool per command id) limits the
     next-command softmax to commands present in training: the others, catalogue commands training
     never saw, would otherwise only ever be pushed down, and could never be recommended later."""
@@ -34,7 +39,9 @@ def objective(output: ModelOutput, batch: Batch, config: LossConfig, experts_per
         parts[task] = loss.item()
         total = loss if total is None else total + loss
     if "router_logits" in output.auxiliary and config.moe_balance > 0:
-        balance = config.moe_balance * load_balancing(output.auxiliary["router_logits"], experts_per_token, batch.padding_mask)
+        balance = config.moe_balance * load_balancing(
+            output.auxiliary["router_logits"], experts_per_token, batch.padding_mask
+        )
         parts["moe_balance"] = balance.item()
         total = total + balance
     return total, parts

@@ -32,7 +32,10 @@ class RunDir:
 
     def set_status(self, state: str, **extra) -> None:
         previous = self.status()
-        write_json_atomic(self.path / STATUS, previous | {"state": state, "pid": os.getpid(), "updated": time.strftime("%Y-%m-%dT%H:%M:%S")} | extra)
+        write_json_atomic(
+            self.path / STATUS,
+            previous | {"state": state, "pid": os.getpid(), "updated": time.strftime("%Y-%m-%dT%H:%M:%S")} | extra,
+        )
 
     def status(self) -> dict:
         path = self.path / STATUS
@@ -90,12 +93,14 @@ def list_runs(root: str | Path) -> list[dict]:
             state = "resumable" if checkpoints else "failed"
         elif state in ("failed", "interrupted") and checkpoints:
             state = "resumable"
-        rows.append({
-            "name": path.name,
-            "state": state,
-            "step": status.get("step", int(checkpoints[-1].name) if checkpoints else 0),
-            "monitor": status.get("monitor"),
-            "best": status.get("best"),
-            "updated": status.get("updated"),
-        })
+        rows.append(
+            {
+                "name": path.name,
+                "state": state,
+                "step": status.get("step", int(checkpoints[-1].name) if checkpoints else 0),
+                "monitor": status.get("monitor"),
+                "best": status.get("best"),
+                "updated": status.get("updated"),
+            }
+        )
     return rows

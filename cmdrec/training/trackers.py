@@ -20,8 +20,12 @@ class Trackers:
             try:
                 import wandb
             except ImportError as error:
-                raise InputError("training.wandb_project is set but wandb is not installed: pip install wandb") from error
-            self.wandb = wandb.init(project=wandb_project, name=run_path.name, config=config, dir=str(run_path), resume="allow")
+                raise InputError(
+                    "training.wandb_project is set but wandb is not installed: pip install wandb"
+                ) from error
+            self.wandb = wandb.init(
+                project=wandb_project, name=run_path.name, config=config, dir=str(run_path), resume="allow"
+            )
 
     def log(self, values: dict[str, float], step: int) -> None:
         for name, value in values.items():

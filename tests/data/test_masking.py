@@ -9,7 +9,7 @@ from torch import nn
 from cmdrec.batch import Batch
 from cmdrec.config import EvalConfig, ModelConfig
 from cmdrec.data.masking import clm, mask_batch, mlm
-from cmdrec.data.sequences import SequenceData, iterate_batches, load_schema
+from cmdrec.data.sequences import SequenceData, load_schema
 from cmdrec.errors import InputError
 from cmdrec.features.embeddings import InputBlock
 from cmdrec.models.backbones.bert import BertBackbone
@@ -42,7 +42,10 @@ def test_last_item_and_all_items_modes_build_the_same_input():
 
 
 def test_oov_targets_are_not_predicted():
-    masked = clm(Batch(features={"command": torch.tensor([[5, 1, 7]])}, padding_mask=torch.ones(1, 3, dtype=torch.bool)), ["command"])
+    masked = clm(
+        Batch(features={"command": torch.tensor([[5, 1, 7]])}, padding_mask=torch.ones(1, 3, dtype=torch.bool)),
+        ["command"],
+    )
     assert masked.loss_mask.tolist() == [[False, True]]
 
 
@@ -57,7 +60,9 @@ def bidirectional_model(schema, config):
 @pytest.mark.parametrize("backbone", ["gpt2", "gpt2 with history copy", "bidirectional"])
 def test_changing_the_target_leaves_evaluation_logits_unchanged(tiny_data, backbone):
     schema = load_schema(tiny_data)
-    config = ModelConfig(backbone="gpt2", d_model=16, n_layers=1, n_heads=2, max_length=12, history_copy="copy" in backbone)
+    config = ModelConfig(
+        backbone="gpt2", d_model=16, n_layers=1, n_heads=2, max_length=12, history_copy="copy" in backbone
+    )
     model = bidirectional_model(schema, config) if backbone == "bidirectional" else build_model(config, schema).eval()
     batch = SequenceData.load(tiny_data, "test", [], 12, "eval").batch(torch.arange(8).numpy())
     changed = dataclasses.replace(batch, features={"command": batch.items.clone()})
@@ -85,7 +90,9 @@ def test_evaluate_equals_manual_inference_on_sequences_truncated_by_one(tiny_dat
                 continue
             loss_mask = torch.zeros_like(history, dtype=torch.bool)
             loss_mask[0, -1] = True
-            logits = model(Batch(features={"command": history}, padding_mask=torch.ones_like(loss_mask), loss_mask=loss_mask)).logits["command"]
+            logits = model(
+                Batch(features={"command": history}, padding_mask=torch.ones_like(loss_mask), loss_mask=loss_mask)
+            ).logits["command"]
             manual.add(target_ranks(logits, target))
     for name, value in manual.result().items():
         assert reported[name] == pytest.approx(value, abs=1e-6), name

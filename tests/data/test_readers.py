@@ -6,13 +6,25 @@ import pytest
 
 from cmdrec.config import CatalogueConfig, SourceConfig
 from cmdrec.data.readers import (
-    CATEGORY, COMMAND, DESCRIPTION, NO_CATEGORY, ORDER, TIME, USER,
-    describe_command, join_catalogue, read_catalogue, read_events, read_vs_logs,
+    CATEGORY,
+    COMMAND,
+    DESCRIPTION,
+    NO_CATEGORY,
+    ORDER,
+    TIME,
+    USER,
+    describe_command,
+    join_catalogue,
+    read_catalogue,
+    read_events,
+    read_vs_logs,
 )
 from cmdrec.errors import InputError
 from tests.conftest import write
 
-CSV = "user,time,cmd,tool\nu1,2024-01-01 10:00:00,Open,a\nu1,2024-01-01 10:00:05,Save,b\nu2,2024-01-01 11:00:00,Open,a\n"
+CSV = (
+    "user,time,cmd,tool\nu1,2024-01-01 10:00:00,Open,a\nu1,2024-01-01 10:00:05,Save,b\nu2,2024-01-01 11:00:00,Open,a\n"
+)
 
 
 def source(path, **kwargs):
@@ -75,7 +87,9 @@ def test_user_item_format(tmp_path):
 
 def test_missing_column_names_file_and_columns(tmp_path):
     path = write(tmp_path / "log.csv", "user,when,cmd\nu1,2024-01-01,A\n")
-    with pytest.raises(InputError, match=r"log.csv: missing column\(s\) \['time'\]; the file has \['user', 'when', 'cmd'\]"):
+    with pytest.raises(
+        InputError, match=r"log.csv: missing column\(s\) \['time'\]; the file has \['user', 'when', 'cmd'\]"
+    ):
         read_events(source(path))
 
 
@@ -86,7 +100,10 @@ def test_malformed_row_names_row(tmp_path):
 
 
 def test_malformed_row_skipped_and_counted(tmp_path):
-    path = write(tmp_path / "log.csv", "user,time,cmd\nu1,2024-01-01 10:00:00,A\nu1,2024-01-01 10:00:01,B,extra\nu1,2024-01-01 10:00:02,C\n")
+    path = write(
+        tmp_path / "log.csv",
+        "user,time,cmd\nu1,2024-01-01 10:00:00,A\nu1,2024-01-01 10:00:01,B,extra\nu1,2024-01-01 10:00:02,C\n",
+    )
     events, report = read_events(source(path, on_bad_rows="skip"))
     assert events[COMMAND].to_list() == ["A", "C"]
     assert report.bad_rows == {"wrong number of fields": 1}
@@ -121,7 +138,9 @@ def test_non_utf8_bytes_name_row(tmp_path):
 
 def test_row_numbers_stay_true_after_a_skipped_line(tmp_path):
     # row 1 is dropped as invalid UTF-8; the bad timestamp below it must still be named row 2
-    path = write(tmp_path / "log.csv", b"user,time,cmd\nu1,2024-01-01 10:00:00,\xff\nu1,never,B\nu1,2024-01-01 10:00:09,C\n")
+    path = write(
+        tmp_path / "log.csv", b"user,time,cmd\nu1,2024-01-01 10:00:00,\xff\nu1,never,B\nu1,2024-01-01 10:00:09,C\n"
+    )
     events, report = read_events(source(path, timestamp_format="%Y-%m-%d %H:%M:%S", on_bad_rows="skip"))
     assert events[COMMAND].to_list() == ["C"]
     assert report.bad_rows == {"invalid UTF-8": 1, "unparsable timestamp": 1}
@@ -163,7 +182,7 @@ def test_catalogue_join_reports_both_directions(tmp_path):
     assert report["examples_not_in_catalogue"] == ["Save"]
     assert report["commands_in_catalogue_never_used"] == 1
     assert report["examples_never_used"] == ["Print"]
-    assert dict(zip(joined[COMMAND], joined[CATEGORY])) == {"Open": "File", "Save": NO_CATEGORY}
+    assert dict(zip(joined[COMMAND], joined[CATEGORY], strict=False)) == {"Open": "File", "Save": NO_CATEGORY}
     with pytest.raises(InputError, match="not in the catalogue"):
         join_catalogue(events, catalogue, CatalogueConfig(path=str(path), on_unknown_commands="error"))
 
@@ -183,7 +202,10 @@ def test_catalogue_null_categories_and_names_as_descriptions(tmp_path):
 
 
 def test_describe_command():
-    assert describe_command("View.Solution Explorer", "Navigation.Unstructured") == "view: solution explorer (category Navigation.Unstructured)"
+    assert (
+        describe_command("View.Solution Explorer", "Navigation.Unstructured")
+        == "view: solution explorer (category Navigation.Unstructured)"
+    )
     assert describe_command("TSqlEditorDatabaseCombo", None) == "tsql editor database combo"
 
 

@@ -10,7 +10,9 @@ def test_training_windows_use_every_transition_exactly_once():
     assert (ends - starts <= 50).all() and (ends - starts >= 2).all()
     for index, length in enumerate(lengths):
         # a window [s, e) predicts events s+1 .. e-1 from the ones before them
-        targets = np.concatenate([np.arange(s + 1, e) for i, s, e in zip(sessions, starts, ends) if i == index])
+        targets = np.concatenate(
+            [np.arange(s + 1, e) for i, s, e in zip(sessions, starts, ends, strict=False) if i == index]
+        )
         assert sorted(targets.tolist()) == list(range(1, length))
     assert ends[sessions == 0].tolist() == [100, 51, 2]
 
@@ -47,7 +49,7 @@ def test_batch_order_is_a_pure_function_of_seed_and_epoch(tiny_data):
     order = epoch_order(len(data), 1, 0)
     full = [b for _, b in iterate_batches(data, 8, order)]
     resumed = [b for _, b in iterate_batches(data, 8, order, start_batch=3)]
-    assert all(torch.equal(a.items, b.items) for a, b in zip(full[3:], resumed))
+    assert all(torch.equal(a.items, b.items) for a, b in zip(full[3:], resumed, strict=False))
 
 
 def test_evaluation_windows_can_carry_the_items_before_them(tiny_data):

@@ -1,8 +1,14 @@
 from cmdrec.config import ProcessingConfig
 from cmdrec.data.readers import COMMAND
 from cmdrec.data.sessions import (
-    SESSION, collapse_repeats, drop_commands, drop_short_sessions, keep_recent, process_events,
-    session_statistics, split_sessions,
+    SESSION,
+    collapse_repeats,
+    drop_commands,
+    drop_short_sessions,
+    keep_recent,
+    process_events,
+    session_statistics,
+    split_sessions,
 )
 from tests.data.helpers import events_frame
 
@@ -25,7 +31,9 @@ def test_no_timestamps_means_one_session_per_user():
 
 
 def test_noise_removal_reports_counts_per_command():
-    sessions = split_sessions(events_frame([("u1", 0, "A"), ("u1", 1, "Noise"), ("u1", 2, "B"), ("u1", 3, "Noise")]), 30)
+    sessions = split_sessions(
+        events_frame([("u1", 0, "A"), ("u1", 1, "Noise"), ("u1", 2, "B"), ("u1", 3, "Noise")]), 30
+    )
     kept, report = drop_commands(sessions, ("Noise",))
     assert kept[COMMAND].to_list() == ["A", "B"]
     assert report["events_removed"] == 2
@@ -33,7 +41,9 @@ def test_noise_removal_reports_counts_per_command():
 
 
 def test_collapse_repeats_only_within_a_session():
-    sessions = split_sessions(events_frame([("u1", 0, "A"), ("u1", 1, "A"), ("u1", 2, "B"), ("u1", 60, "B"), ("u1", 61, "B")]), 30)
+    sessions = split_sessions(
+        events_frame([("u1", 0, "A"), ("u1", 1, "A"), ("u1", 2, "B"), ("u1", 60, "B"), ("u1", 61, "B")]), 30
+    )
     kept, report = collapse_repeats(sessions)
     assert kept[COMMAND].to_list() == ["A", "B", "B"]
     assert report["events_removed"] == 2
@@ -47,14 +57,26 @@ def test_short_sessions_dropped_and_counted():
 
 
 def test_keep_recent_keeps_the_last_events():
-    sessions = split_sessions(events_frame([("u1", i, c) for i, c in enumerate("ABCDE")] + [("u2", 0, "X"), ("u2", 1, "Y")]), 30)
+    sessions = split_sessions(
+        events_frame([("u1", i, c) for i, c in enumerate("ABCDE")] + [("u2", 0, "X"), ("u2", 1, "Y")]), 30
+    )
     kept, report = keep_recent(sessions, 3)
     assert kept[COMMAND].to_list() == ["C", "D", "E", "X", "Y"]
     assert report["sessions_truncated"] == 1
 
 
 def test_process_events_reports_every_step_and_accounts_for_every_event():
-    events = events_frame([("u1", 0, "A"), ("u1", 1, "N"), ("u1", 2, "A"), ("u1", 3, "B"), ("u1", 100, "C"), ("u2", 0, "N"), ("u2", 1, "D")])
+    events = events_frame(
+        [
+            ("u1", 0, "A"),
+            ("u1", 1, "N"),
+            ("u1", 2, "A"),
+            ("u1", 3, "B"),
+            ("u1", 100, "C"),
+            ("u2", 0, "N"),
+            ("u2", 1, "D"),
+        ]
+    )
     config = ProcessingConfig(noise_commands=("N",), collapse_repeats=True, min_session_length=2, max_session_length=2)
     sessions, reports = process_events(events, config)
     assert [r["step"].split(" ")[0] for r in reports] == ["split", "drop", "collapse", "drop", "keep"]
@@ -63,7 +85,9 @@ def test_process_events_reports_every_step_and_accounts_for_every_event():
 
 
 def test_statistics():
-    sessions = split_sessions(events_frame([("u1", 0, "A"), ("u1", 1, "A"), ("u1", 2, "B"), ("u2", 0, "B"), ("u2", 1, "C")]), 30)
+    sessions = split_sessions(
+        events_frame([("u1", 0, "A"), ("u1", 1, "A"), ("u1", 2, "B"), ("u2", 0, "B"), ("u2", 1, "C")]), 30
+    )
     stats = session_statistics(sessions)
     assert stats["events"] == 5 and stats["sessions"] == 2
     assert stats["session_length"]["max"] == 3

@@ -26,7 +26,11 @@ def test_random_session_split_is_disjoint_seeded_and_complete():
     config = SplitConfig(method="random_session", valid_fraction=0.1, test_fraction=0.2, seed=1)
     parts, report = split_sessions_table(sessions, config)
     sets = session_sets(parts)
-    assert not (sets["train"] & sets["test"]) and not (sets["train"] & sets["valid"]) and not (sets["valid"] & sets["test"])
+    assert (
+        not (sets["train"] & sets["test"])
+        and not (sets["train"] & sets["valid"])
+        and not (sets["valid"] & sets["test"])
+    )
     assert sum(len(s) for s in sets.values()) == 100
     assert (len(sets["valid"]), len(sets["test"])) == (10, 20)
     assert session_sets(split_sessions_table(sessions, config)[0]) == sets
@@ -37,7 +41,9 @@ def test_random_session_split_is_disjoint_seeded_and_complete():
 
 def test_time_split_puts_latest_sessions_in_test():
     parts, _ = split_sessions_table(many_sessions(), SplitConfig(method="time", valid_fraction=0.1, test_fraction=0.2))
-    starts = {name: frame.group_by(SESSION).agg(pl.col("timestamp").min())["timestamp"] for name, frame in parts.items()}
+    starts = {
+        name: frame.group_by(SESSION).agg(pl.col("timestamp").min())["timestamp"] for name, frame in parts.items()
+    }
     assert starts["train"].max() <= starts["valid"].min() <= starts["valid"].max() <= starts["test"].min()
     assert (starts["valid"].len(), starts["test"].len()) == (10, 20)
 
@@ -49,16 +55,23 @@ def test_time_split_needs_timestamps():
 
 
 def test_user_split_holds_out_whole_users():
-    parts, _ = split_sessions_table(many_sessions(), SplitConfig(method="user", valid_fraction=0.1, test_fraction=0.2, seed=3))
+    parts, _ = split_sessions_table(
+        many_sessions(), SplitConfig(method="user", valid_fraction=0.1, test_fraction=0.2, seed=3)
+    )
     users = {name: set(frame[USER].unique().to_list()) for name, frame in parts.items()}
     assert not (users["train"] & users["test"]) and not (users["train"] & users["valid"])
     assert (len(users["valid"]), len(users["test"])) == (1, 2)
 
 
 def test_leave_one_out():
-    sessions = split_sessions(events_frame([("u1", None, c) for c in "ABCDE"] + [("u2", None, "X"), ("u2", None, "Y")]), 30)
+    sessions = split_sessions(
+        events_frame([("u1", None, c) for c in "ABCDE"] + [("u2", None, "X"), ("u2", None, "Y")]), 30
+    )
     parts, report = split_sessions_table(sessions, SplitConfig(method="leave_one_out"))
-    by_user = {name: {u: frame.filter(frame[USER] == u)[COMMAND].to_list() for u in ("u1", "u2")} for name, frame in parts.items()}
+    by_user = {
+        name: {u: frame.filter(frame[USER] == u)[COMMAND].to_list() for u in ("u1", "u2")}
+        for name, frame in parts.items()
+    }
     assert by_user["train"] == {"u1": ["A", "B", "C"], "u2": ["X", "Y"]}
     assert by_user["valid"] == {"u1": ["A", "B", "C", "D"], "u2": []}
     assert by_user["test"] == {"u1": ["A", "B", "C", "D", "E"], "u2": []}

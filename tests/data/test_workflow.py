@@ -12,14 +12,18 @@ from cmdrec.schema import OOV_ID, PAD_ID, Tag
 from tests.data.helpers import events_frame
 
 CATEGORIES = {"A": "edit", "B": "edit", "C": "view", "D": "view", "NEW": "edit"}
-CATALOGUE = pl.DataFrame({COMMAND: list(CATEGORIES), CATEGORY: list(CATEGORIES.values()), DESCRIPTION: [f"does {c}" for c in CATEGORIES]})
+CATALOGUE = pl.DataFrame(
+    {COMMAND: list(CATEGORIES), CATEGORY: list(CATEGORIES.values()), DESCRIPTION: [f"does {c}" for c in CATEGORIES]}
+)
 
 
 def sessions(rows):
     return split_sessions(events_frame(rows, CATEGORIES), 30)
 
 
-TRAIN = sessions([("u1", 0, "A"), ("u1", 1, "B"), ("u1", 3, "A"), ("u2", 0, "A"), ("u2", 2, "C"), ("u2", 3, "D"), ("u2", 4, "D")])
+TRAIN = sessions(
+    [("u1", 0, "A"), ("u1", 1, "B"), ("u1", 3, "A"), ("u2", 0, "A"), ("u2", 2, "C"), ("u2", 3, "D"), ("u2", 4, "D")]
+)
 
 
 def test_categorify_reserves_pad_and_oov_and_orders_by_frequency():
@@ -142,7 +146,10 @@ def test_unknown_category_value_in_live_events_becomes_none_category():
 def test_an_event_attribute_is_a_categorical_feature_that_requests_must_carry():
     """A log metadata column (here the user's team) is encoded per event like the category, stays out
     of the per-command items table, and a request without it is refused by name."""
-    with_team = lambda frame: frame.with_columns(pl.col(USER).replace_strict({"u1": "core", "u2": "web"}, default="ops").alias("team"))  # noqa: E731
+
+    def with_team(frame):
+        return frame.with_columns(pl.col(USER).replace_strict({"u1": "core", "u2": "web"}, default="ops").alias("team"))  # noqa: E731
+
     workflow = Workflow.fit(with_team(TRAIN), CATALOGUE, FeatureConfig(categorical_columns=(CATEGORY, "team")))
     sequences, report = workflow.transform(with_team(sessions([("u1", 0, "A"), ("u1", 1, "B"), ("u9", 0, "C")])))
     core = workflow.categorify["team"].values.index("core") + 2

@@ -23,15 +23,34 @@ def tiny_llama(tmp_path_factory):
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("llama") / "tiny-llama"
-    LlamaModel(LlamaConfig(vocab_size=32, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                           num_key_value_heads=2, max_position_embeddings=64)).save_pretrained(path)
+    LlamaModel(
+        LlamaConfig(
+            vocab_size=32,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+        )
+    ).save_pretrained(path)
     return str(path)
 
 
 def llama_run(tiny_data, tmp_path, name, tiny_llama, bit, **adapter):
-    return tiny_run(tiny_data, tmp_path, name, model={
-        "backbone": "pretrained", "pretrained": tiny_llama, "bit": bit, "attn_implementation": "eager",
-        "adapter": {"method": "lora", "r": 4, "alpha": 8, "dropout": 0.0, **adapter}}, training={"epochs": 1, "learning_rate": 3e-3})
+    return tiny_run(
+        tiny_data,
+        tmp_path,
+        name,
+        model={
+            "backbone": "pretrained",
+            "pretrained": tiny_llama,
+            "bit": bit,
+            "attn_implementation": "eager",
+            "adapter": {"method": "lora", "r": 4, "alpha": 8, "dropout": 0.0, **adapter},
+        },
+        training={"epochs": 1, "learning_rate": 3e-3},
+    )
 
 
 def logits_of(model, tiny_data):
@@ -71,13 +90,20 @@ def test_quantised_base_cannot_be_fully_fine_tuned(tiny_data, tmp_path, tiny_lla
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU refusal")
-@pytest.mark.parametrize("model,message", [
-    ({"attn_implementation": "flash_attention_2"}, "flash_attention_2 needs a CUDA GPU"),
-    ({"bit": 16}, "fast only on a GPU"),
-])
+@pytest.mark.parametrize(
+    "model,message",
+    [
+        ({"attn_implementation": "flash_attention_2"}, "flash_attention_2 needs a CUDA GPU"),
+        ({"bit": 16}, "fast only on a GPU"),
+    ],
+)
 def test_gpu_only_modes_fail_at_start_on_cpu(tiny_data, tmp_path, tiny_llama, model, message):
-    config = tiny_run(tiny_data, tmp_path, "gpu-only", model={"backbone": "pretrained", "pretrained": tiny_llama,
-                                                               "adapter": {"method": "lora"}, **model})
+    config = tiny_run(
+        tiny_data,
+        tmp_path,
+        "gpu-only",
+        model={"backbone": "pretrained", "pretrained": tiny_llama, "adapter": {"method": "lora"}, **model},
+    )
     with pytest.raises(InputError, match=message):
         train(config, show_progress=False)
 
@@ -85,16 +111,26 @@ def test_gpu_only_modes_fail_at_start_on_cpu(tiny_data, tmp_path, tiny_llama, mo
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the GPU machine)")
 def test_qlora_bf16_compute_and_sdpa_on_gpu(tiny_data, tmp_path, tiny_llama):
-    config = tiny_run(tiny_data, tmp_path, "gpu-qlora", model={"backbone": "pretrained", "pretrained": tiny_llama, "bit": 4,
-                                                                "adapter": {"method": "lora", "r": 4}}, training={"epochs": 1, "device": "cuda"})
+    config = tiny_run(
+        tiny_data,
+        tmp_path,
+        "gpu-qlora",
+        model={"backbone": "pretrained", "pretrained": tiny_llama, "bit": 4, "adapter": {"method": "lora", "r": 4}},
+        training={"epochs": 1, "device": "cuda"},
+    )
     assert 0 < train(config, show_progress=False)["test"]["ndcg@10"] <= 1
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the GPU machine)")
 def test_lora_on_a_bf16_base_on_gpu_exports_a_model_that_evaluates_alike_on_cpu(tiny_data, tmp_path, tiny_llama):
-    config = tiny_run(tiny_data, tmp_path, "gpu-lora-bf16", model={"backbone": "pretrained", "pretrained": tiny_llama, "bit": 16,
-                                                                    "adapter": {"method": "lora", "r": 4}}, training={"epochs": 1, "device": "cuda"})
+    config = tiny_run(
+        tiny_data,
+        tmp_path,
+        "gpu-lora-bf16",
+        model={"backbone": "pretrained", "pretrained": tiny_llama, "bit": 16, "adapter": {"method": "lora", "r": 4}},
+        training={"epochs": 1, "device": "cuda"},
+    )
     result = train(config, show_progress=False)
     assert 0 < result["test"]["ndcg@10"] <= 1
     export_dir = export_run(tmp_path / "gpu-lora-bf16", tmp_path / "gpu-export")
@@ -105,9 +141,19 @@ def test_lora_on_a_bf16_base_on_gpu_exports_a_model_that_evaluates_alike_on_cpu(
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the GPU machine)")
 @pytest.mark.skipif(importlib.util.find_spec("flash_attn") is not None, reason="checks the refusal without flash-attn")
 def test_flash_attention_without_its_package_is_refused_at_start_on_gpu(tiny_data, tmp_path, tiny_llama):
-    config = tiny_run(tiny_data, tmp_path, "gpu-flash", model={"backbone": "pretrained", "pretrained": tiny_llama, "bit": 16,
-                                                                "attn_implementation": "flash_attention_2", "adapter": {"method": "lora"}},
-                      training={"device": "cuda"})
+    config = tiny_run(
+        tiny_data,
+        tmp_path,
+        "gpu-flash",
+        model={
+            "backbone": "pretrained",
+            "pretrained": tiny_llama,
+            "bit": 16,
+            "attn_implementation": "flash_attention_2",
+            "adapter": {"method": "lora"},
+        },
+        training={"device": "cuda"},
+    )
     with pytest.raises(InputError, match="needs the flash-attn package"):
         train(config, show_progress=False)
 

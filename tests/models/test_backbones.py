@@ -9,15 +9,24 @@ from cmdrec.models.build import BACKBONES, build_model
 
 # where each Hugging Face config keeps the feed-forward width and activation
 FEED_FORWARD_FIELDS = {
-    "gpt2": ("n_inner", "activation_function"), "bert": ("intermediate_size", "hidden_act"),
-    "llama": ("intermediate_size", "hidden_act"), "mixtral": ("intermediate_size", "hidden_act"),
+    "gpt2": ("n_inner", "activation_function"),
+    "bert": ("intermediate_size", "hidden_act"),
+    "llama": ("intermediate_size", "hidden_act"),
+    "mixtral": ("intermediate_size", "hidden_act"),
     "xlnet": ("d_inner", "ff_activation"),
 }
 
 
 def small(backbone, **fields):
-    return ModelConfig(backbone=backbone, masking="mlm" if backbone == "bert" else "clm", d_model=16, n_layers=1, n_heads=2,
-                       max_length=8, **fields)
+    return ModelConfig(
+        backbone=backbone,
+        masking="mlm" if backbone == "bert" else "clm",
+        d_model=16,
+        n_layers=1,
+        n_heads=2,
+        max_length=8,
+        **fields,
+    )
 
 
 @pytest.mark.parametrize("backbone", sorted(FEED_FORWARD_FIELDS))
@@ -27,7 +36,9 @@ def test_feed_forward_width_and_activation_reach_every_transformer(backbone):
     assert getattr(default, width_field) == (2 if backbone == "mixtral" else 4) * 16  # unchanged unless asked
     encoder = BACKBONES[backbone](small(backbone, ffn_dim=12, ffn_activation="relu"))
     assert (getattr(encoder.model.config, width_field), getattr(encoder.model.config, activation_field)) == (12, "relu")
-    assert 12 in {n for p in encoder.parameters() for n in p.shape}  # the layers were built at that width, not just configured
+    assert 12 in {
+        n for p in encoder.parameters() for n in p.shape
+    }  # the layers were built at that width, not just configured
     hidden, _ = encoder(torch.randn(2, 5, 16), torch.ones(2, 5, dtype=torch.bool))
     assert hidden.shape == (2, 5, 16) and torch.isfinite(hidden).all()
 
@@ -62,4 +73,3 @@ def test_sasrec_block_is_causal_and_keeps_its_reference_feed_forward():
     assert not torch.allclose(hidden[:, 4:], later_changed[:, 4:])
     wider = BACKBONES["sasrec"](small("sasrec", ffn_dim=12, ffn_activation="gelu"))
     assert wider.blocks[0].ffn[0].out_features == 12 and isinstance(wider.blocks[0].ffn[1], nn.GELU)
-

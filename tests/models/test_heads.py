@@ -9,7 +9,9 @@ from cmdrec.schema import FIRST_VALUE_ID
 def test_a_head_without_learned_bias_scores_by_dot_product_and_never_predicts_reserved_ids():
     embedding = nn.Embedding(7, 4)
     head = ClassificationHead(4, 7, tied_embedding=embedding, learned_bias=False)
-    assert [name for name, _ in head.named_parameters()] == ["tied_embedding.weight"] and "zero_bias" not in head.state_dict()
+    assert [name for name, _ in head.named_parameters()] == [
+        "tied_embedding.weight"
+    ] and "zero_bias" not in head.state_dict()
     hidden = torch.randn(3, 4)
     logits = head(hidden)
     assert torch.allclose(logits[:, FIRST_VALUE_ID:], hidden @ embedding.weight[FIRST_VALUE_ID:].t())
@@ -49,7 +51,7 @@ def test_history_copy_points_only_at_commands_up_to_the_predicted_position(tiny_
         model.history_copy.gate.bias.fill_(50.0)  # all mass on the pointer
         probabilities = model(history_batch()).logits["command"].exp()
     reachable = [{5, 6}, {5, 6, 7}, {9, 4}]  # position 1, position 3 of row 0; position 2 of row 1 (never the OOV id)
-    for row, commands in zip(probabilities, reachable):
+    for row, commands in zip(probabilities, reachable, strict=False):
         assert set((row > 1e-9).nonzero().squeeze(1).tolist()) == commands  # the vocabulary keeps ~1e-22 of the mass
         assert row.sum() == pytest.approx(1.0, abs=1e-5)
 

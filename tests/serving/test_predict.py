@@ -3,7 +3,6 @@ from datetime import datetime, timedelta
 import numpy as np
 import polars as pl
 import pytest
-import torch
 
 from cmdrec.cli import main
 from cmdrec.data.masking import mask_batch
@@ -26,9 +25,16 @@ def command_names(data_dir):
     return pl.read_parquet(data_dir / "items.parquet").sort("command")["name"].to_list()
 
 
-@pytest.mark.parametrize("model", [{"backbone": "gpt2"}, {"backbone": "bert", "masking": "mlm"},
-                                   {"backbone": "markov"}, {"backbone": "gpt2", "input_features": ["category"]},
-                                   {"backbone": "gpt2", "history_copy": True}])
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"backbone": "gpt2"},
+        {"backbone": "bert", "masking": "mlm"},
+        {"backbone": "markov"},
+        {"backbone": "gpt2", "input_features": ["category"]},
+        {"backbone": "gpt2", "history_copy": True},
+    ],
+)
 def test_a_suggestion_equals_the_evaluation_of_the_same_history(tiny_data, tmp_path, model):
     assert_suggestions_equal_evaluation(Predictor(trained(tiny_data, tmp_path, "run", **model)), tiny_data)
 
@@ -38,11 +44,20 @@ def test_an_event_attribute_reaches_the_model_and_a_history_without_it_is_refuse
     assert predictor.needs_attributes == ["developer_id"]
     with pytest.raises(InputError, match=r"event attribute\(s\) \['developer_id'\].*--attribute developer_id=VALUE"):
         predictor.recommend(["Wall", "Door"])
-    with pytest.raises(InputError, match=r"unknown event attribute\(s\) \['developer'\]: this model's data has \['developer_id'\]"):
-        predictor.recommend(["Wall", "Door"], attributes={"developer_id": "1", "developer": "1"})  # a typo is refused, not dropped
-    developers = pl.read_parquet(tiny_data_with_developer / "test.parquet")["user_id"].to_list()  # the sample's developer is its user
+    with pytest.raises(
+        InputError, match=r"unknown event attribute\(s\) \['developer'\]: this model's data has \['developer_id'\]"
+    ):
+        predictor.recommend(
+            ["Wall", "Door"], attributes={"developer_id": "1", "developer": "1"}
+        )  # a typo is refused, not dropped
+    developers = pl.read_parquet(tiny_data_with_developer / "test.parquet")[
+        "user_id"
+    ].to_list()  # the sample's developer is its user
     assert_suggestions_equal_evaluation(predictor, tiny_data_with_developer, [{"developer_id": d} for d in developers])
-    one, other = (predictor.recommend(["Wall", "Door"], attributes={"developer_id": d}).scores for d in sorted(set(developers))[:2])
+    one, other = (
+        predictor.recommend(["Wall", "Door"], attributes={"developer_id": d}).scores
+        for d in sorted(set(developers))[:2]
+    )
     assert one != other  # the developer reaches the model
     run = str(tmp_path / "run")
     assert main(["recommend", run, "--history", "Wall", "Door", "--attribute", f"developer_id={developers[0]}"]) == 0
@@ -54,13 +69,17 @@ def assert_suggestions_equal_evaluation(predictor, data_dir, attributes=None):
     columns = input_columns(config.model, schema)
     data = SequenceData.load(data_dir, "test", columns, config.model.max_length, "eval")
     batch = data.batch(np.arange(len(data)))
-    evaluated = predictor.model(mask_batch(batch, config.model.masking, ["command"], training=False, mask_ids=mask_ids(schema, columns)))
+    evaluated = predictor.model(
+        mask_batch(batch, config.model.masking, ["command"], training=False, mask_ids=mask_ids(schema, columns))
+    )
     expected = evaluated.logits["command"].float().topk(5, dim=1)
     # the full sessions, as a live caller would send them: every event before the evaluated one
     names = command_names(data_dir)
     sessions = pl.read_parquet(data_dir / "test.parquet")["command"].to_list()
-    answers = predictor.recommend_many([[names[i] for i in session[:-1]] for session in sessions], k=5, attributes=attributes)
-    for answer, ids, values in zip(answers, expected.indices, expected.values):
+    answers = predictor.recommend_many(
+        [[names[i] for i in session[:-1]] for session in sessions], k=5, attributes=attributes
+    )
+    for answer, ids, values in zip(answers, expected.indices, expected.values, strict=False):
         assert answer.commands == [names[i] for i in ids.tolist()]
         assert answer.scores == pytest.approx(values.tolist(), rel=1e-5, abs=1e-5)
 

@@ -93,13 +93,32 @@ class OpenAIStub(BaseHTTPRequestHandler):
             OpenAIStub.fail_first -= 1
             return self._send(500, {"error": {"message": "overloaded", "type": "server_error"}})
         if kind == "embeddings":
-            data = [{"object": "embedding", "index": i, "embedding": [float(len(t)), 1.0, 0.0, 2.0]} for i, t in enumerate(body["input"])]
-            return self._send(200, {"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+            data = [
+                {"object": "embedding", "index": i, "embedding": [float(len(t)), 1.0, 0.0, 2.0]}
+                for i, t in enumerate(body["input"])
+            ]
+            return self._send(
+                200,
+                {
+                    "object": "list",
+                    "data": data,
+                    "model": body["model"],
+                    "usage": {"prompt_tokens": 1, "total_tokens": 1},
+                },
+            )
         assert body["response_format"] == {"type": "json_object"}
         command = re.search(r"Command: (.*)", body["messages"][-1]["content"]).group(1)
         answer = json.dumps({"summary": "Does a thing.", **stub_labels(command)})
-        return self._send(200, {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}]})
+        return self._send(
+            200,
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}],
+            },
+        )
 
     def _send(self, status, payload):
         data = json.dumps(payload).encode()
@@ -128,8 +147,15 @@ def openai_server(monkeypatch):
 
 
 def test_openai_embeddings_and_llm_augmentation_through_a_local_server(tiny_data, tmp_path, openai_server, caplog):
-    config = TextConfig(provider="openai", model="text-embedding-3-large", base_url=openai_server, llm_base_url=openai_server,
-                        augment=True, cache_dir=str(tmp_path), application="a BIM tool")
+    config = TextConfig(
+        provider="openai",
+        model="text-embedding-3-large",
+        base_url=openai_server,
+        llm_base_url=openai_server,
+        augment=True,
+        cache_dir=str(tmp_path),
+        application="a BIM tool",
+    )
     report = embed_commands(tiny_data, config)
     assert report["dimension"] == 4 and report["provider"] == "openai"
     chat_calls = OpenAIStub.calls["chat"]
@@ -142,7 +168,13 @@ def test_openai_embeddings_and_llm_augmentation_through_a_local_server(tiny_data
 def test_llm_classification_and_target_become_auxiliary_tasks(tiny_data, tmp_path, openai_server):
     data = tmp_path / "data"
     shutil.copytree(tiny_data, data)
-    config = TextConfig(provider="openai", base_url=openai_server, llm_base_url=openai_server, augment=True, cache_dir=str(tmp_path / "cache"))
+    config = TextConfig(
+        provider="openai",
+        base_url=openai_server,
+        llm_base_url=openai_server,
+        augment=True,
+        cache_dir=str(tmp_path / "cache"),
+    )
     report = embed_commands(data, config)
     assert report["label_columns"] == {"llm_classification": 2, "llm_target": 3}
     schema = load_schema(data)
@@ -157,11 +189,21 @@ def test_llm_classification_and_target_become_auxiliary_tasks(tiny_data, tmp_pat
     for column, field in (("llm_classification", "classification"), ("llm_target", "target")):
         values = schema[column].properties["values"]
         labels = windows.arrays[column][windows.arrays["command"] >= 2]
-        assert [values[label - 2] for label in labels] == [stub_labels(names[c])[field].strip().lower() for c in commands]
+        assert [values[label - 2] for label in labels] == [
+            stub_labels(names[c])[field].strip().lower() for c in commands
+        ]
         assert (windows.arrays[column][windows.arrays["command"] == 0] == 0).all()  # padding stays padding
 
-    result = train(tiny_run(data, tmp_path, "aux", model={"aux_tasks": ("category", "llm_classification", "llm_target")},
-                            training={"epochs": 1}), show_progress=False)
+    result = train(
+        tiny_run(
+            data,
+            tmp_path,
+            "aux",
+            model={"aux_tasks": ("category", "llm_classification", "llm_target")},
+            training={"epochs": 1},
+        ),
+        show_progress=False,
+    )
     assert 0 <= result["test"]["llm_target/ndcg@3"] <= 1 and 0 <= result["test"]["llm_classification/recall@3"] <= 1
 
     # a later embedding without the LLM removes the labels rather than leaving stale ones
@@ -178,7 +220,9 @@ def test_openai_retries_transient_errors_then_fails_clearly(tiny_data, tmp_path,
     assert OpenAIStub.calls["embeddings"] == 3
     OpenAIStub.fail_first = 100
     with pytest.raises(InputError, match="failed after 6 attempts"):
-        embed_commands(tiny_data, TextConfig(provider="openai", base_url=openai_server, cache_dir=str(tmp_path / "other")))
+        embed_commands(
+            tiny_data, TextConfig(provider="openai", base_url=openai_server, cache_dir=str(tmp_path / "other"))
+        )
 
 
 def test_missing_key_is_a_clear_error(tiny_data, tmp_path, monkeypatch):
@@ -193,12 +237,22 @@ def test_a_model_trains_on_text_embeddings_and_says_when_they_are_missing(tiny_d
     data = tmp_path / "data"
     shutil.copytree(tiny_data, data)
     (data / TEXT_EMBEDDINGS).unlink(missing_ok=True)
-    config = tiny_run(data, tmp_path / "runs", "text", model={"text_embeddings": True, "fusion": "attention"}, training={"epochs": 1})
+    config = tiny_run(
+        data, tmp_path / "runs", "text", model={"text_embeddings": True, "fusion": "attention"}, training={"epochs": 1}
+    )
     with pytest.raises(InputError, match="run `cmdrec embed` first"):
         train(config, show_progress=False)
     embed_commands(data, TextConfig(cache_dir=str(tmp_path / "cache")), CountingProvider())
-    result = train(tiny_run(data, tmp_path / "runs", "text2", model={"text_embeddings": True, "fusion": "attention"},
-                            training={"epochs": 1}), show_progress=False)
+    result = train(
+        tiny_run(
+            data,
+            tmp_path / "runs",
+            "text2",
+            model={"text_embeddings": True, "fusion": "attention"},
+            training={"epochs": 1},
+        ),
+        show_progress=False,
+    )
     assert 0 < result["test"]["ndcg@10"] <= 1
 
 
@@ -207,7 +261,9 @@ def test_text_output_ranks_commands_held_out_of_training_better_than_an_id_head(
     write_sample(tmp_path / "raw", users=20, sessions_per_user=8, seed=5)
     config = sample_config(str(tmp_path / "raw"), str(tmp_path / "out"))
     held_out = ("Door", "Tag")
-    config = dataclasses.replace(config, features=dataclasses.replace(config.features, vocabulary="catalogue", holdout_commands=held_out))
+    config = dataclasses.replace(
+        config, features=dataclasses.replace(config.features, vocabulary="catalogue", holdout_commands=held_out)
+    )
     process_logs(config)
     report = preprocess(config)
     assert report["split"]["holdout_events_removed_from_train"] > 0
@@ -217,7 +273,9 @@ def test_text_output_ranks_commands_held_out_of_training_better_than_an_id_head(
     embed_commands(data, TextConfig(cache_dir=str(tmp_path / "cache")))  # the offline default embeds the descriptions
     scores = {}
     for name, model in (("id", {}), ("text", {"text_output": True, "text_embeddings": True})):
-        run = tiny_run(data, tmp_path / "runs", name, model={"d_model": 32, **model}, training={"epochs": 4, "learning_rate": 3e-3})
+        run = tiny_run(
+            data, tmp_path / "runs", name, model={"d_model": 32, **model}, training={"epochs": 4, "learning_rate": 3e-3}
+        )
         train(run, show_progress=False)
         scores[name] = evaluate_run(tmp_path / "runs" / name)
     assert scores["text"]["unseen/positions"] > 0

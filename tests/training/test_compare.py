@@ -16,16 +16,32 @@ def test_compare_writes_table_ablation_buckets_and_plots(tiny_data, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(tiny_data, data)
     embed_commands(data, TextConfig(cache_dir=str(tmp_path / "cache")), CountingProvider())
-    full = tiny_run(data, tmp_path, "full", model={
-        "backbone": "mixtral", "input_features": ("category", "position"), "fusion": "attention", "aux_tasks": ("category",),
-        "text_embeddings": True, "history_copy": True}, training={"epochs": 1})
+    full = tiny_run(
+        data,
+        tmp_path,
+        "full",
+        model={
+            "backbone": "mixtral",
+            "input_features": ("category", "position"),
+            "fusion": "attention",
+            "aux_tasks": ("category",),
+            "text_embeddings": True,
+            "history_copy": True,
+        },
+        training={"epochs": 1},
+    )
     full = full.__class__(**{**full.__dict__, "loss": full.loss.__class__(name="focal")})
-    baselines = [tiny_run(data, tmp_path, "markov", model={"backbone": "markov"}), tiny_run(data, tmp_path, "gpt2", training={"epochs": 1})]
+    baselines = [
+        tiny_run(data, tmp_path, "markov", model={"backbone": "markov"}),
+        tiny_run(data, tmp_path, "gpt2", training={"epochs": 1}),
+    ]
     report = run_compare(full, baselines, seeds=[1, 2], out_dir=tmp_path / "report", ablation_seeds=[1])
     roles = {name: entry["role"] for name, entry in report["models"].items()}
     assert roles["full"] == "full" and roles["markov"] == roles["gpt2"] == "baseline"
     assert sorted(n for n, r in roles.items() if r == "ablation") == sorted(
-        f"full - {m}" for m in ("fusion", "multi-task", "focal loss", "mixture of experts", "text embeddings", "history copy"))
+        f"full - {m}"
+        for m in ("fusion", "multi-task", "focal loss", "mixture of experts", "text embeddings", "history copy")
+    )
     for entry in report["models"].values():
         assert set(entry["seeds"]) == ({1} if entry["role"] == "ablation" else {1, 2}) and entry["std"]["ndcg@10"] >= 0
         assert {"head", "torso", "tail"} <= set(entry["buckets_mean"])
@@ -33,32 +49,68 @@ def test_compare_writes_table_ablation_buckets_and_plots(tiny_data, tmp_path):
     written = json.loads((tmp_path / "report/compare.json").read_text())
     assert written["summary"] == json.loads(json.dumps(report["summary"]))
     table = (tmp_path / "report/compare.md").read_text()
-    assert "| full - focal loss | ablation | 1 |" in table and "| gpt2 | baseline | 2 |" in table and "by command-frequency bucket" in table
+    assert (
+        "| full - focal loss | ablation | 1 |" in table
+        and "| gpt2 | baseline | 2 |" in table
+        and "by command-frequency bucket" in table
+    )
     for png in ("ndcg10.png", "buckets.png", "learning_curves.png"):
         assert (tmp_path / "report" / png).stat().st_size > 1000
 
 
 def test_compare_without_ablation_seeds_has_no_ablation_rows(tiny_data, tmp_path):
-    full = tiny_run(tiny_data, tmp_path, "full", model={"input_features": ("category",), "fusion": "attention"}, training={"epochs": 1})
-    report = run_compare(full, [tiny_run(tiny_data, tmp_path, "markov", model={"backbone": "markov"})], seeds=[1],
-                         out_dir=tmp_path / "report", ablation_seeds=[])
+    full = tiny_run(
+        tiny_data,
+        tmp_path,
+        "full",
+        model={"input_features": ("category",), "fusion": "attention"},
+        training={"epochs": 1},
+    )
+    report = run_compare(
+        full,
+        [tiny_run(tiny_data, tmp_path, "markov", model={"backbone": "markov"})],
+        seeds=[1],
+        out_dir=tmp_path / "report",
+        ablation_seeds=[],
+    )
     assert {name: entry["role"] for name, entry in report["models"].items()} == {"full": "full", "markov": "baseline"}
     assert report["ablation_seeds"] == [] and report["summary"]["best_baseline"] == "markov"
-    assert report["machine"]["transformers"] == transformers.__version__  # a figure names the library releases it came from
+    assert (
+        report["machine"]["transformers"] == transformers.__version__
+    )  # a figure names the library releases it came from
 
 
 def test_compare_runs_the_named_ablations_only_and_refuses_unknown_ones(tiny_data, tmp_path):
-    full = tiny_run(tiny_data, tmp_path, "full", model={"input_features": ("category",), "fusion": "attention", "history_copy": True},
-                    training={"epochs": 1})
-    report = run_compare(full, [], seeds=[1], out_dir=tmp_path / "report", ablation_seeds=[1], ablations=["history copy"])
-    assert {name: entry["role"] for name, entry in report["models"].items()} == {"full": "full", "full - history copy": "ablation"}
+    full = tiny_run(
+        tiny_data,
+        tmp_path,
+        "full",
+        model={"input_features": ("category",), "fusion": "attention", "history_copy": True},
+        training={"epochs": 1},
+    )
+    report = run_compare(
+        full, [], seeds=[1], out_dir=tmp_path / "report", ablation_seeds=[1], ablations=["history copy"]
+    )
+    assert {name: entry["role"] for name, entry in report["models"].items()} == {
+        "full": "full",
+        "full - history copy": "ablation",
+    }
     with pytest.raises(InputError, match="unknown module.*'copy'"):
         run_compare(full, [], seeds=[1], out_dir=tmp_path / "report", ablations=["copy"])
 
 
 def test_compare_with_parallel_jobs_reports_what_one_job_does(tiny_data, tmp_path):
-    full = tiny_run(tiny_data, tmp_path, "full", model={"input_features": ("category",), "fusion": "attention"}, training={"epochs": 1})
-    baselines = [tiny_run(tiny_data, tmp_path, "gpt2", training={"epochs": 1}), tiny_run(tiny_data, tmp_path, "markov", model={"backbone": "markov"})]
+    full = tiny_run(
+        tiny_data,
+        tmp_path,
+        "full",
+        model={"input_features": ("category",), "fusion": "attention"},
+        training={"epochs": 1},
+    )
+    baselines = [
+        tiny_run(tiny_data, tmp_path, "gpt2", training={"epochs": 1}),
+        tiny_run(tiny_data, tmp_path, "markov", model={"backbone": "markov"}),
+    ]
     one = run_compare(full, baselines, seeds=[1, 2], out_dir=tmp_path / "one", ablation_seeds=[])
     parallel = run_compare(full, baselines, seeds=[1, 2], out_dir=tmp_path / "parallel", ablation_seeds=[], jobs=3)
     assert {n: e["mean"] for n, e in parallel["models"].items()} == {n: e["mean"] for n, e in one["models"].items()}

@@ -55,8 +55,12 @@ def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(tiny_data, t
 @pytest.mark.parametrize("backbone", sorted(set(BACKBONES) - {"pretrained"}) + sorted(BASELINES))
 def test_every_registered_model_trains_and_evaluates(tiny_data, tmp_path, backbone):
     masking = "mlm" if backbone == "bert" else "clm"
-    result = train(tiny_run(tiny_data, tmp_path, backbone, model={"backbone": backbone, "masking": masking},
-                            training={"epochs": 1}), show_progress=False)
+    result = train(
+        tiny_run(
+            tiny_data, tmp_path, backbone, model={"backbone": backbone, "masking": masking}, training={"epochs": 1}
+        ),
+        show_progress=False,
+    )
     for split in ("valid", "test"):
         assert all(0.0 <= result[split][m] <= 1.0 for m in METRICS)
         assert result[split]["positions_evaluated"] > 0
@@ -71,7 +75,13 @@ def test_run_directory_layout_and_listing(tiny_data, tmp_path):
     assert (run / "config.yaml").is_file() and (run / "logs/train.csv").is_file() and (run / "logs/valid.csv").is_file()
     assert any((run / "tensorboard").iterdir())
     checkpoint = list_checkpoints(run / "checkpoints")[-1]
-    assert {p.name for p in checkpoint.iterdir()} >= {"model.safetensors", "trainer_state.pt", "metrics.json", "model_config.json", "manifest.json"}
+    assert {p.name for p in checkpoint.iterdir()} >= {
+        "model.safetensors",
+        "trainer_state.pt",
+        "metrics.json",
+        "model_config.json",
+        "manifest.json",
+    }
     [listed] = list_runs(tmp_path)
     assert listed["state"] == "finished" and listed["best"] is not None
 
@@ -110,14 +120,25 @@ def test_a_run_being_trained_by_another_process_is_refused(tiny_data, tmp_path):
 
 def test_resume_with_another_seed_is_refused(tiny_data, tmp_path):
     with pytest.raises(Kill):
-        train(tiny_run(tiny_data, tmp_path, "seeded", training={"checkpoint_every_steps": 1}), on_step=kill_at(2), show_progress=False)
+        train(
+            tiny_run(tiny_data, tmp_path, "seeded", training={"checkpoint_every_steps": 1}),
+            on_step=kill_at(2),
+            show_progress=False,
+        )
     with pytest.raises(InputError, match="training.seed"):
-        train(tiny_run(tiny_data, tmp_path, "seeded", training={"checkpoint_every_steps": 1, "seed": 5}), show_progress=False)
+        train(
+            tiny_run(tiny_data, tmp_path, "seeded", training={"checkpoint_every_steps": 1, "seed": 5}),
+            show_progress=False,
+        )
 
 
 def test_resume_keeps_the_checkpoints_architecture_and_warns_about_changed_model_settings(tiny_data, tmp_path, caplog):
     with pytest.raises(Kill):
-        train(tiny_run(tiny_data, tmp_path, "edited", training={"checkpoint_every_steps": 1}), on_step=kill_at(2), show_progress=False)
+        train(
+            tiny_run(tiny_data, tmp_path, "edited", training={"checkpoint_every_steps": 1}),
+            on_step=kill_at(2),
+            show_progress=False,
+        )
     edited = tiny_run(tiny_data, tmp_path, "edited", model={"dropout": 0.25}, training={"checkpoint_every_steps": 1})
     with caplog.at_level("WARNING", logger="cmdrec.training.loop"):
         train(edited, show_progress=False)
@@ -135,15 +156,30 @@ def test_gpu_only_precision_fails_at_start_on_cpu(tiny_data, tmp_path):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the GPU machine)")
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_full_model_trains_in_mixed_precision_on_gpu_and_its_checkpoint_evaluates_alike_on_cpu(tiny_data, tmp_path, precision):
+def test_full_model_trains_in_mixed_precision_on_gpu_and_its_checkpoint_evaluates_alike_on_cpu(
+    tiny_data, tmp_path, precision
+):
     from cmdrec.config import LossConfig
     from cmdrec.training.loop import evaluate_run
 
-    config = tiny_run(tiny_data, tmp_path, f"gpu-{precision}", model={
-        "backbone": "mixtral", "input_features": ("category", "log_time_delta", "position", "hour"), "fusion": "attention",
-        "aux_tasks": ("category",), "n_experts": 4, "experts_per_token": 2, "history_copy": True},
-        training={"device": "cuda", "mixed_precision": precision})
-    config = dataclasses.replace(config, loss=LossConfig(name="focal", focal_gamma=2.0, aux_weight=0.5, moe_balance=0.01))
+    config = tiny_run(
+        tiny_data,
+        tmp_path,
+        f"gpu-{precision}",
+        model={
+            "backbone": "mixtral",
+            "input_features": ("category", "log_time_delta", "position", "hour"),
+            "fusion": "attention",
+            "aux_tasks": ("category",),
+            "n_experts": 4,
+            "experts_per_token": 2,
+            "history_copy": True,
+        },
+        training={"device": "cuda", "mixed_precision": precision},
+    )
+    config = dataclasses.replace(
+        config, loss=LossConfig(name="focal", focal_gamma=2.0, aux_weight=0.5, moe_balance=0.01)
+    )
     result = train(config, show_progress=False)
     assert 0.05 < result["test"]["ndcg@10"] <= 1
     on_cpu = evaluate_run(tmp_path / f"gpu-{precision}")  # the GPU-trained checkpoint, loaded on the CPU in float32
@@ -153,10 +189,22 @@ def test_full_model_trains_in_mixed_precision_on_gpu_and_its_checkpoint_evaluate
 def test_full_model_with_features_fusion_aux_task_focal_loss_and_experts(tiny_data, tmp_path):
     from cmdrec.config import LossConfig
 
-    config = tiny_run(tiny_data, tmp_path, "full", model={
-        "backbone": "mixtral", "input_features": ("category", "log_time_delta", "position", "hour"), "fusion": "attention",
-        "aux_tasks": ("category",), "n_experts": 4, "experts_per_token": 2})
-    config = dataclasses.replace(config, loss=LossConfig(name="focal", focal_gamma=2.0, aux_weight=0.5, moe_balance=0.01))
+    config = tiny_run(
+        tiny_data,
+        tmp_path,
+        "full",
+        model={
+            "backbone": "mixtral",
+            "input_features": ("category", "log_time_delta", "position", "hour"),
+            "fusion": "attention",
+            "aux_tasks": ("category",),
+            "n_experts": 4,
+            "experts_per_token": 2,
+        },
+    )
+    config = dataclasses.replace(
+        config, loss=LossConfig(name="focal", focal_gamma=2.0, aux_weight=0.5, moe_balance=0.01)
+    )
     result = train(config, show_progress=False)
     assert 0 < result["test"]["ndcg@10"] <= 1
     assert 0 < result["test"]["category/ndcg@3"] <= 1  # metrics per task
@@ -176,10 +224,17 @@ def test_objective_adds_weighted_auxiliary_and_balance_losses():
     from cmdrec.training.objective import objective
 
     mask = torch.tensor([[True, True]])
-    batch = Batch(features={}, padding_mask=mask, targets={"command": torch.tensor([[2, 3]]), "category": torch.tensor([[2, 1]])}, loss_mask=mask)
+    batch = Batch(
+        features={},
+        padding_mask=mask,
+        targets={"command": torch.tensor([[2, 3]]), "category": torch.tensor([[2, 1]])},
+        loss_mask=mask,
+    )
     logits = {"command": torch.randn(2, 5), "category": torch.randn(2, 4)}
     router = [torch.randn(2, 4)]
-    total, parts = objective(ModelOutput(logits, {"router_logits": router}), batch, LossConfig(aux_weight=0.5, moe_balance=0.1))
+    total, parts = objective(
+        ModelOutput(logits, {"router_logits": router}), batch, LossConfig(aux_weight=0.5, moe_balance=0.1)
+    )
     from cmdrec.losses import cross_entropy, load_balancing
 
     expected_aux = 0.5 * cross_entropy(logits["category"][:1], torch.tensor([2]))  # the OOV label (1) is left out

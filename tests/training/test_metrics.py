@@ -42,7 +42,7 @@ def test_cosine_schedule_with_warmup():
     assert cosine_with_warmup(55, 100, 10) == pytest.approx(0.5)
     assert cosine_with_warmup(100, 100, 10, min_ratio=0.1) == pytest.approx(0.1)
     values = [cosine_with_warmup(s, 100, 10) for s in range(10, 101)]
-    assert all(a >= b for a, b in zip(values, values[1:]))
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
 
 
 def test_frequency_buckets_split_training_events_by_share():
@@ -57,18 +57,25 @@ def test_frequency_buckets_split_training_events_by_share():
 
 
 def test_evaluate_reports_each_bucket(tiny_data):
+    import polars as pl
+
     from cmdrec.config import EvalConfig, ModelConfig
     from cmdrec.data.sequences import SequenceData, load_schema
     from cmdrec.models.build import build_model
     from cmdrec.training.evaluate import evaluate
-
-    import polars as pl
     from cmdrec.training.metrics import frequency_buckets
 
     config = ModelConfig(d_model=16, n_layers=1, n_heads=2, max_length=12)
     model = build_model(config, load_schema(tiny_data))
     counts = torch.tensor(pl.read_parquet(tiny_data / "items.parquet")["train_count"].to_list())
-    result = evaluate(model, SequenceData.load(tiny_data, "test", [], 12, "eval"), config, EvalConfig(), {}, buckets=frequency_buckets(counts))
+    result = evaluate(
+        model,
+        SequenceData.load(tiny_data, "test", [], 12, "eval"),
+        config,
+        EvalConfig(),
+        {},
+        buckets=frequency_buckets(counts),
+    )
     present = [b for b in ("head", "torso", "tail", "unseen") if f"{b}/positions" in result]
     assert sum(result[f"{b}/positions"] for b in present) == result["positions_evaluated"]
     weighted = sum(result[f"{b}/ndcg@10"] * result[f"{b}/positions"] for b in present)

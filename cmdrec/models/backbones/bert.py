@@ -13,12 +13,22 @@ class BertBackbone(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         width, activation = feed_forward(config, 4 * config.d_model, "gelu")
-        self.model = BertModel(BertConfig(
-            vocab_size=1, hidden_size=config.d_model, num_hidden_layers=config.n_layers,
-            num_attention_heads=config.n_heads, intermediate_size=width, hidden_act=activation,
-            hidden_dropout_prob=config.dropout, attention_probs_dropout_prob=config.dropout,
-            max_position_embeddings=config.max_length, type_vocab_size=1, pad_token_id=None,
-        ), add_pooling_layer=False)
+        self.model = BertModel(
+            BertConfig(
+                vocab_size=1,
+                hidden_size=config.d_model,
+                num_hidden_layers=config.n_layers,
+                num_attention_heads=config.n_heads,
+                intermediate_size=width,
+                hidden_act=activation,
+                hidden_dropout_prob=config.dropout,
+                attention_probs_dropout_prob=config.dropout,
+                max_position_embeddings=config.max_length,
+                type_vocab_size=1,
+                pad_token_id=None,
+            ),
+            add_pooling_layer=False,
+        )
 
     def forward(self, embeddings, padding_mask):
         return self.model(inputs_embeds=embeddings, attention_mask=padding_mask.long()).last_hidden_state, {}

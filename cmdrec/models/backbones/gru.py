@@ -11,8 +11,13 @@ class GRUBackbone(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.input_dropout = nn.Dropout(config.dropout)
-        self.gru = nn.GRU(config.d_model, config.d_model, num_layers=config.n_layers, batch_first=True,
-                          dropout=config.dropout if config.n_layers > 1 else 0.0)
+        self.gru = nn.GRU(
+            config.d_model,
+            config.d_model,
+            num_layers=config.n_layers,
+            batch_first=True,
+            dropout=config.dropout if config.n_layers > 1 else 0.0,
+        )
 
     def forward(self, embeddings, padding_mask):
         # right padding: outputs at real positions never depend on the padding after them

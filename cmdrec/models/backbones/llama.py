@@ -13,13 +13,25 @@ class LlamaBackbone(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         width, activation = feed_forward(config, 4 * config.d_model, "silu")
-        self.model = LlamaModel(LlamaConfig(
-            vocab_size=1, hidden_size=config.d_model, intermediate_size=width, hidden_act=activation,
-            num_hidden_layers=config.n_layers, num_attention_heads=config.n_heads, num_key_value_heads=config.n_heads,
-            max_position_embeddings=config.max_length, attention_dropout=config.dropout,
-            bos_token_id=None, eos_token_id=None, pad_token_id=None,
-        ))
+        self.model = LlamaModel(
+            LlamaConfig(
+                vocab_size=1,
+                hidden_size=config.d_model,
+                intermediate_size=width,
+                hidden_act=activation,
+                num_hidden_layers=config.n_layers,
+                num_attention_heads=config.n_heads,
+                num_key_value_heads=config.n_heads,
+                max_position_embeddings=config.max_length,
+                attention_dropout=config.dropout,
+                bos_token_id=None,
+                eos_token_id=None,
+                pad_token_id=None,
+            )
+        )
 
     def forward(self, embeddings, padding_mask):
         # use_cache=False: whole sequences are scored and never generated, so a key/value cache is wasted work
-        return self.model(inputs_embeds=embeddings, attention_mask=padding_mask.long(), use_cache=False).last_hidden_state, {}
+        return self.model(
+            inputs_embeds=embeddings, attention_mask=padding_mask.long(), use_cache=False
+        ).last_hidden_state, {}

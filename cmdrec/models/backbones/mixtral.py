@@ -14,16 +14,29 @@ class MixtralBackbone(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         width, activation = feed_forward(config, 2 * config.d_model, "silu")
-        self.model = MixtralModel(MixtralConfig(
-            vocab_size=1, hidden_size=config.d_model, intermediate_size=width, hidden_act=activation,
-            num_hidden_layers=config.n_layers, num_attention_heads=config.n_heads, num_key_value_heads=config.n_heads,
-            num_local_experts=config.n_experts, num_experts_per_tok=config.experts_per_token,
-            max_position_embeddings=config.max_length, attention_dropout=config.dropout, output_router_logits=True,
-            bos_token_id=None, eos_token_id=None, pad_token_id=None,
-        ))
+        self.model = MixtralModel(
+            MixtralConfig(
+                vocab_size=1,
+                hidden_size=config.d_model,
+                intermediate_size=width,
+                hidden_act=activation,
+                num_hidden_layers=config.n_layers,
+                num_attention_heads=config.n_heads,
+                num_key_value_heads=config.n_heads,
+                num_local_experts=config.n_experts,
+                num_experts_per_tok=config.experts_per_token,
+                max_position_embeddings=config.max_length,
+                attention_dropout=config.dropout,
+                output_router_logits=True,
+                bos_token_id=None,
+                eos_token_id=None,
+                pad_token_id=None,
+            )
+        )
 
     def forward(self, embeddings, padding_mask):
         # use_cache=False: whole sequences are scored and never generated, so a key/value cache is wasted work
-        output = self.model(inputs_embeds=embeddings, attention_mask=padding_mask.long(), output_router_logits=True,
-                            use_cache=False)
+        output = self.model(
+            inputs_embeds=embeddings, attention_mask=padding_mask.long(), output_router_logits=True, use_cache=False
+        )
         return output.last_hidden_state, {"router_logits": list(output.router_logits)}

@@ -29,5 +29,7 @@ class PretrainedDecoderBackbone(nn.Module):
         inputs = self.input_projection(embeddings)
         if self.input_dtype is not None:
             inputs = inputs.to(self.input_dtype)
-        hidden = self.decoder(inputs_embeds=inputs, attention_mask=padding_mask.long(), use_cache=False).last_hidden_state
+        hidden = self.decoder(
+            inputs_embeds=inputs, attention_mask=padding_mask.long(), use_cache=False
+        ).last_hidden_state
         return self.output_projection(hidden.to(self.output_projection.weight.dtype)), {}

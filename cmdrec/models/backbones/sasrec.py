@@ -19,8 +19,13 @@ class SASRecBlock(nn.Module):
         self.attention_norm = nn.LayerNorm(d_model, eps=LAYERNORM_EPS)
         self.attention = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
         self.ffn_norm = nn.LayerNorm(d_model, eps=LAYERNORM_EPS)
-        self.ffn = nn.Sequential(nn.Linear(d_model, ffn_width), ACTIVATIONS[activation](), nn.Dropout(dropout),
-                                 nn.Linear(ffn_width, d_model), nn.Dropout(dropout))
+        self.ffn = nn.Sequential(
+            nn.Linear(d_model, ffn_width),
+            ACTIVATIONS[activation](),
+            nn.Dropout(dropout),
+            nn.Linear(ffn_width, d_model),
+            nn.Dropout(dropout),
+        )
 
     def forward(self, hidden: torch.Tensor, causal_mask: torch.Tensor) -> torch.Tensor:
         query = self.attention_norm(hidden)
@@ -37,8 +42,10 @@ class SASRecBackbone(nn.Module):
         width, activation = feed_forward(config, config.d_model, "relu")
         self.positions = nn.Embedding(config.max_length, config.d_model)
         self.input_dropout = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(SASRecBlock(config.d_model, config.n_heads, width, activation, config.dropout)
-                                    for _ in range(config.n_layers))
+        self.blocks = nn.ModuleList(
+            SASRecBlock(config.d_model, config.n_heads, width, activation, config.dropout)
+            for _ in range(config.n_layers)
+        )
         self.final_norm = nn.LayerNorm(config.d_model, eps=LAYERNORM_EPS)
         for module in self.modules():  # N(0, 0.02) as GPT-2 and the reference initialise
             if isinstance(module, (nn.Linear, nn.Embedding)):

@@ -14,11 +14,23 @@ class XLNetBackbone(nn.Module):
         super().__init__()
         self.causal = config.masking == "clm"
         width, activation = feed_forward(config, 4 * config.d_model, "gelu")
-        self.model = XLNetModel(XLNetConfig(
-            vocab_size=1, d_model=config.d_model, n_layer=config.n_layers, n_head=config.n_heads,
-            d_inner=width, ff_activation=activation, dropout=config.dropout, attn_type="bi", use_mems_train=False,
-            use_mems_eval=False, pad_token_id=None, bos_token_id=None, eos_token_id=None,
-        ))
+        self.model = XLNetModel(
+            XLNetConfig(
+                vocab_size=1,
+                d_model=config.d_model,
+                n_layer=config.n_layers,
+                n_head=config.n_heads,
+                d_inner=width,
+                ff_activation=activation,
+                dropout=config.dropout,
+                attn_type="bi",
+                use_mems_train=False,
+                use_mems_eval=False,
+                pad_token_id=None,
+                bos_token_id=None,
+                eos_token_id=None,
+            )
+        )
 
     def forward(self, embeddings, padding_mask):
         perm_mask = None
@@ -26,4 +38,6 @@ class XLNetBackbone(nn.Module):
             length = embeddings.shape[1]
             future = torch.triu(torch.ones(length, length, device=embeddings.device), diagonal=1)
             perm_mask = future.expand(embeddings.shape[0], length, length)
-        return self.model(inputs_embeds=embeddings, attention_mask=padding_mask.float(), perm_mask=perm_mask).last_hidden_state, {}
+        return self.model(
+            inputs_embeds=embeddings, attention_mask=padding_mask.float(), perm_mask=perm_mask
+        ).last_hidden_state, {}
