@@ -52,11 +52,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="evaluate a trained run's best model")
     evaluate.add_argument("run", help="run directory (e.g. runs/gpt2) or a directory written by `cmdrec export`")
     evaluate.add_argument("--split", default="test", choices=["valid", "test"])
+    evaluate.add_argument(
+        "--data", default=None, help="preprocessed dataset to evaluate on (required for a bundle; default: the run's)"
+    )
     evaluate.add_argument("overrides", nargs="*", help="evaluation overrides such as positions=all exclude_seen=true")
 
-    export = sub.add_parser("export", help="merge a LoRA / QLoRA run's adapters into a full-precision model directory")
-    export.add_argument("run", help="run directory, e.g. runs/llama-qlora")
-    export.add_argument("--out", required=True)
+    export = sub.add_parser(
+        "export", help="write a finished run as a self-contained bundle to serve anywhere (adapters merged)"
+    )
+    export.add_argument("run", help="run directory, e.g. runs/gpt2")
+    export.add_argument("--out", required=True, help="the bundle directory to create")
+    export.add_argument(
+        "--keep-attribute-values",
+        action="store_true",
+        help="store event-attribute vocabularies (e.g. developer ids) as given instead of salted hashes",
+    )
 
     recommend = sub.add_parser("recommend", help="the next commands a trained run suggests after a history of commands")
     recommend.add_argument("run", help="run directory (e.g. runs/gpt2) or a directory written by `cmdrec export`")
@@ -230,23 +240,35 @@ def run_train(args) -> int:
 
 
 def run_evaluate(args) -> int:
+    import dataclasses
+
+    from cmdrec.artifacts.bundle import check_dataset, is_bundle, load_model_dir
     from cmdrec.config import EvalConfig
     from cmdrec.io import write_json_atomic
-    from cmdrec.training.loop import evaluate_model, load_model_dir
+    from cmdrec.training.evaluate import evaluate_model
 
     model, config = load_model_dir(args.run)
+    bundle = is_bundle(args.run)
+    if bundle and not args.data:
+        raise InputError(f"{args.run} is a bundle, which holds no evaluation splits: give --data PREPROCESSED_DIR")
+    if args.data:
+        if bundle:
+            check_dataset(args.run, args.data)
+        config = dataclasses.replace(config, data_dir=args.data)
     eval_config = from_dict(EvalConfig, apply_overrides(to_dict(config.eval), args.overrides))
     result = evaluate_model(model, config, eval_config, args.split)
-    name = f"evaluation_{args.split}_{eval_config.positions}{'_unseen' if eval_config.exclude_seen else ''}.json"
-    write_json_atomic(Path(args.run) / name, result)
+    if not bundle:  # a bundle's files are checksummed: the result is printed, not added to it
+        name = f"evaluation_{args.split}_{eval_config.positions}{'_unseen' if eval_config.exclude_seen else ''}.json"
+        write_json_atomic(Path(args.run) / name, result)
     print(_metrics_line(f"{Path(args.run).name} {args.split} ({eval_config.positions})", result))
     return 0
 
 
 def run_export(args) -> int:
-    from cmdrec.training.loop import export_run
+    from cmdrec.artifacts.bundle import export_bundle
 
-    print(f"exported {args.run} to {export_run(args.run, args.out)}")
+    out = export_bundle(args.run, args.out, keep_attribute_values=args.keep_attribute_values)
+    print(f"exported {args.run} to the bundle {out}; serve it with: cmdrec serve {out}")
     return 0
 
 
@@ -274,7 +296,7 @@ def run_recommend(args) -> int:
 
 
 def run_runs(args) -> int:
-    from cmdrec.training.runs import list_runs
+    from cmdrec.artifacts.runs import list_runs
 
     rows = list_runs(args.runs_dir)
     if not rows:

@@ -7,6 +7,7 @@ against the dataclass field types when loaded.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -271,7 +272,7 @@ BITS = {
 class ModelConfig:
     """Architecture; saved with every checkpoint so a resumed or evaluated run rebuilds it exactly."""
 
-    backbone: str = "gpt2"  # see cmdrec.models.build.BACKBONES and BASELINES
+    backbone: str = "gpt2"  # see cmdrec.models.registry.COMPONENTS
     masking: Literal["clm", "mlm"] = "clm"
     d_model: int = 64
     n_layers: int = 2
@@ -312,12 +313,13 @@ class ModelConfig:
             raise InputError(f"model.ffn_dim must be positive, got {self.ffn_dim}")
         if self.bit not in BITS:
             raise InputError(f"model.bit: {self.bit!r} is not one of {list(BITS)}")
-        if self.backbone == "pretrained" and not self.pretrained:
-            raise InputError("model.backbone 'pretrained' needs model.pretrained (a local directory or hub id)")
         if BITS[self.bit] in ("4bit", "8bit") and self.adapter.method == "none":
             raise InputError(
                 "a quantised base (model.bit 4 or 8) cannot be trained fully; set model.adapter.method: lora"
             )
+
+
+MONITOR = re.compile(r"loss|([a-z0-9_]+/)?(ndcg|recall|mrr)@\d+")
 
 
 @dataclass(frozen=True)
@@ -327,19 +329,35 @@ class TrainingConfig:
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 100
+    warmup_ratio: float = 0.1  # warm-up is at most this share of all optimizer steps
+    scheduler: Literal["cosine", "linear", "constant"] = "cosine"  # after warm-up
     min_lr_ratio: float = 0.0
     grad_accumulation: int = 1
     max_grad_norm: float | None = 1.0
     mixed_precision: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 on a GPU that has it, else off
     ema_decay: float | None = None
     early_stopping_patience: int | None = 3  # validations without improvement
-    monitor: str = "ndcg@10"
+    monitor: str = "ndcg@10"  # a validation metric (`ndcg@10`, `category/recall@3`) or `loss` (lower is better)
     checkpoint_every_steps: int | None = None  # None: at the end of each epoch only
     keep_checkpoints: int = 2
     seed: int = 42
     device: str = "auto"
     num_threads: int | None = None
+    deterministic: bool = False  # torch's deterministic algorithms (slower on a GPU; CPU kernels already are)
     wandb_project: str | None = None
+
+    def __post_init__(self):
+        if not 0 <= self.warmup_ratio <= 1:
+            raise InputError(f"training.warmup_ratio must lie in [0, 1], got {self.warmup_ratio}")
+        if not MONITOR.fullmatch(self.monitor):
+            raise InputError(
+                f"training.monitor: {self.monitor!r} is no validation metric; use loss or a ranking metric such as "
+                "ndcg@10, recall@3, mrr@5 (prefixed 'category/' for an auxiliary task)"
+            )
+
+    @property
+    def monitor_higher_is_better(self) -> bool:
+        return not self.monitor.endswith("loss")
 
 
 @dataclass(frozen=True)
@@ -367,6 +385,11 @@ class RunConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self):
+        at = self.training.monitor.rpartition("@")[2]
+        if at.isdigit() and int(at) not in self.eval.ks:
+            raise InputError(f"training.monitor {self.training.monitor!r}: eval.ks {list(self.eval.ks)} lacks {at}")
 
 
 def load_run_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:

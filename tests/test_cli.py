@@ -118,7 +118,7 @@ def test_compare_and_export_commands_are_wired(in_tmp, capsys):
 
 
 def test_runs_listing_keeps_long_names_apart_from_their_state(in_tmp, capsys):
-    from cmdrec.training.runs import RunDir
+    from cmdrec.artifacts.runs import RunDir
 
     long_name = "mixtral-full-minus-mixture_of_experts-seed1"
     run = RunDir("runs", long_name)

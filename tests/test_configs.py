@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from cmdrec.artifacts.loading import load_pretrained
 from cmdrec.config import load_run_config
 from cmdrec.data.sequences import load_schema
 from cmdrec.errors import InputError
 from cmdrec.models.build import build_baseline, build_model, is_neural
-from cmdrec.training.loop import load_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_CONFIGS = sorted((ROOT / "configs").glob("*/*.yaml"))

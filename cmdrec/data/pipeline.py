@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
 
 import polars as pl
 
-from cmdrec.config import DataConfig, to_dict
+from cmdrec.config import DataConfig, ProcessingConfig, from_dict, to_dict
+from cmdrec.data.presets import noise_commands
 from cmdrec.data.readers import bare_catalogue, join_catalogue, read_catalogue, read_events
 from cmdrec.data.sessions import process_events, session_statistics, split_sessions
 from cmdrec.data.splits import SPLITS, split_sessions_table
@@ -26,6 +28,7 @@ PREPROCESS_REPORT = "preprocess_report.json"
 SCHEMA_FILE = "schema.json"
 ITEMS_FILE = "items.parquet"
 WORKFLOW_DIR = "workflow"
+PROCESSING_FILE = "processing.json"  # the cleaning the sessions went through, for serving to repeat
 
 
 def process_logs(config: DataConfig) -> dict:
@@ -59,6 +62,19 @@ def process_logs(config: DataConfig) -> dict:
     return report
 
 
+def processing_record(processed_dir: Path) -> dict:
+    """The processing settings the sessions were cleaned with (from the process step's report)."""
+    report_path = processed_dir / PROCESSING_REPORT
+    if not report_path.is_file():
+        return {"processing": None, "noise_commands": None}
+    settings = json.loads(report_path.read_text())["config"]["processing"]
+    processing = from_dict(ProcessingConfig, settings)
+    return {
+        "processing": settings,
+        "noise_commands": list(noise_commands(processing.noise_preset, processing.noise_commands)),
+    }
+
+
 def preprocess(config: DataConfig) -> dict:
     """Split processed sessions, fit the workflow on train, and write sequences for every split."""
     started = time.perf_counter()
@@ -83,6 +99,7 @@ def preprocess(config: DataConfig) -> dict:
         sequences, transform_reports[name] = workflow.transform(parts[name])
         write_parquet_atomic(sequences, out / f"{name}.parquet")
     workflow.output_schema().to_json(out / SCHEMA_FILE)
+    write_json_atomic(out / PROCESSING_FILE, processing_record(source))
     write_parquet_atomic(workflow.items(), out / ITEMS_FILE)
     report = {
         "dataset": config.name,

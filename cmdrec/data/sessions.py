@@ -10,6 +10,8 @@ can run them unchanged.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import polars as pl
 
 from cmdrec.config import ProcessingConfig
@@ -131,3 +133,30 @@ def session_statistics(events: pl.DataFrame, top: int = 10) -> dict:
         "top_commands": {c: round(n / events.height, 4) for c, n in counts.head(top).iter_rows()},
         "top_session_ends": {c: round(n / n_sessions, 4) for c, n in last.head(5).iter_rows()},
     }
+
+
+def clean_history(
+    commands: list[str],
+    timestamps: list | None,
+    config: ProcessingConfig,
+    noise: frozenset[str],
+) -> tuple[list[int], dict]:
+    """The events of one live history that `process_events` would keep, as indices into it: only
+    the current session (after the last inactivity gap), noise dropped, repeats collapsed, the most
+    recent `max_session_length`. Timestamps, when given, are in order. Returns what each step removed."""
+    start = 0
+    if timestamps is not None:
+        gap = timedelta(microseconds=int(config.session_gap_minutes * 60e6))  # as split_sessions compares
+        for index in range(1, len(timestamps)):
+            if timestamps[index] - timestamps[index - 1] > gap:
+                start = index
+    kept = [i for i in range(start, len(commands)) if commands[i] not in noise]
+    removed = {"earlier_sessions": start, "noise": len(commands) - start - len(kept), "repeats": 0, "truncated": 0}
+    if config.collapse_repeats:
+        collapsed = [i for n, i in enumerate(kept) if n == 0 or commands[i] != commands[kept[n - 1]]]
+        removed["repeats"] = len(kept) - len(collapsed)
+        kept = collapsed
+    if config.max_session_length and len(kept) > config.max_session_length:
+        removed["truncated"] = len(kept) - config.max_session_length
+        kept = kept[-config.max_session_length :]
+    return kept, removed

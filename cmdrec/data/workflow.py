@@ -243,6 +243,13 @@ class Workflow:
         )
 
 
+def event_attributes(workflow: Workflow) -> list[str]:
+    """Categorical columns that describe the event (a developer, a team), not the command: a
+    request carries their values, since the catalogue cannot supply them."""
+    catalogue = set() if workflow.catalogue is None else set(workflow.catalogue.columns)
+    return [c for c in workflow.config.categorical_columns if c not in catalogue]
+
+
 def derive_continuous(events: pl.DataFrame, names: tuple[str, ...]) -> pl.DataFrame:
     """Raw (unnormalised) continuous features of session-ordered events."""
     expressions = {

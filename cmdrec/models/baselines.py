@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from cmdrec.batch import Batch
+from cmdrec.errors import InputError
 from cmdrec.models.recommender import ModelOutput
 from cmdrec.schema import FIRST_VALUE_ID, PAD_ID
 
@@ -28,6 +29,23 @@ class CountBaseline:
         counts = np.bincount(items[:, 1:][items[:, 1:] != PAD_ID], minlength=self.n_items)
         self.popularity = torch.from_numpy(counts[: self.n_items]).double()
         self.popularity[:FIRST_VALUE_ID] = 0
+        return self
+
+    STATE = ("popularity",)  # what fitting computes
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The fitted counts, so a saved baseline loads without refitting."""
+        return {name: getattr(self, name).contiguous() for name in self.STATE}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> CountBaseline:
+        expected = set(self.STATE)
+        if set(state) != expected or len(state["popularity"]) != self.n_items:
+            raise InputError(
+                f"{type(self).__name__}: saved state holds {sorted(state)} for {len(state.get('popularity', []))} "
+                f"items, expected {sorted(expected)} for {self.n_items}"
+            )
+        for name, value in state.items():
+            setattr(self, name, value)
         return self
 
     def _finish(self, scores: torch.Tensor) -> ModelOutput:
@@ -62,6 +80,8 @@ class Markov(CountBaseline):
 
     Transition counts are kept as compressed rows (CSR): a dense V x V table would not fit for
     item catalogues like Amazon Beauty's 54k items."""
+
+    STATE = ("popularity", "row_start", "next_items", "counts")
 
     def fit(self, items: np.ndarray, lengths: np.ndarray) -> Markov:
         super().fit(items, lengths)

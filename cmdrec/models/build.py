@@ -1,4 +1,4 @@
-"""Registries of backbones and baselines, read in one place, and the model builder."""
+"""The model builder: a recommender (or a baseline) from a model config and the data schema."""
 
 from __future__ import annotations
 
@@ -8,38 +8,14 @@ from torch import nn
 from cmdrec.config import ModelConfig
 from cmdrec.errors import InputError
 from cmdrec.features.embeddings import InputBlock
-from cmdrec.models.backbones.bert import BertBackbone
-from cmdrec.models.backbones.gpt2 import GPT2Backbone
-from cmdrec.models.backbones.gru import GRUBackbone
-from cmdrec.models.backbones.llama import LlamaBackbone
-from cmdrec.models.backbones.mixtral import MixtralBackbone
-from cmdrec.models.backbones.pretrained import PretrainedDecoderBackbone
-from cmdrec.models.backbones.sasrec import SASRecBackbone
-from cmdrec.models.backbones.xlnet import XLNetBackbone
-from cmdrec.models.baselines import Markov, MostPopular, RepeatLast
 from cmdrec.models.heads import ClassificationHead, HistoryCopy, TextScoringHead
 from cmdrec.models.recommender import SequenceRecommender
+from cmdrec.models.registry import component
 from cmdrec.schema import Schema, Tag
-
-BACKBONES = {
-    "gpt2": GPT2Backbone,
-    "sasrec": SASRecBackbone,
-    "llama": LlamaBackbone,
-    "bert": BertBackbone,
-    "xlnet": XLNetBackbone,
-    "gru": GRUBackbone,
-    "mixtral": MixtralBackbone,
-    "pretrained": PretrainedDecoderBackbone,
-}
-BASELINES = {"repeat_last": RepeatLast, "popular": MostPopular, "markov": Markov}
 
 
 def is_neural(config: ModelConfig) -> bool:
-    if config.backbone in BACKBONES:
-        return True
-    if config.backbone in BASELINES:
-        return False
-    raise InputError(f"model.backbone: unknown {config.backbone!r}; known: {sorted(BACKBONES) + sorted(BASELINES)}")
+    return component(config.backbone).neural
 
 
 def input_columns(config: ModelConfig, schema: Schema) -> list[str]:
@@ -55,20 +31,25 @@ def build_model(
     config: ModelConfig, schema: Schema, text_table: torch.Tensor | None = None, decoder: nn.Module | None = None
 ) -> SequenceRecommender:
     """`text_table` (n_items, dim) is required when `config.text_embeddings` is set; `decoder`, the
-    loaded pretrained decoder (see cmdrec.training.adapters), when the backbone is "pretrained"."""
+    loaded pretrained decoder (see cmdrec.artifacts.adapters), when the backbone wraps one."""
     if not is_neural(config):
         raise InputError(f"{config.backbone!r} is a non-neural baseline; use build_baseline")
-    if config.backbone in ("gru", "pretrained") and (config.ffn_dim or config.ffn_activation):
+    spec = component(config.backbone)
+    if not spec.feed_forward and (config.ffn_dim or config.ffn_activation):
         raise InputError(
             f"model.ffn_dim / ffn_activation: backbone {config.backbone!r} has no feed-forward layer of its own to set"
         )
-    if config.backbone == "pretrained":  # the one backbone that wraps weights loaded outside the model
+    if spec.pretrained_weights:
+        if not config.pretrained:
+            raise InputError(f"model.backbone {config.backbone!r} needs model.pretrained (a local directory or hub id)")
         if decoder is None:
-            raise InputError("backbone 'pretrained' needs its decoder loaded by cmdrec.training.adapters.load_decoder")
-        backbone = PretrainedDecoderBackbone(config, decoder)
+            raise InputError(
+                f"backbone {config.backbone!r} needs its decoder loaded by cmdrec.artifacts.adapters.load_decoder"
+            )
+        backbone = spec.build(config, decoder)
     else:
-        backbone = BACKBONES[config.backbone](config)
-    if config.masking == "clm" and not backbone.causal:
+        backbone = spec.build(config)
+    if config.masking == "clm" and not spec.is_causal(config.masking):
         raise InputError(
             f"model.backbone {config.backbone!r} is bidirectional: with clm masking position t would see its own "
             "target t+1 during training; use masking: mlm"
@@ -116,5 +97,7 @@ def build_model(
 
 
 def build_baseline(config: ModelConfig, schema: Schema):
-    is_neural(config)
-    return BASELINES[config.backbone](schema.item_id.cardinality, schema.item_id.name)
+    spec = component(config.backbone)
+    if spec.neural:
+        raise InputError(f"{config.backbone!r} is a neural backbone; use build_model")
+    return spec.build(schema.item_id.cardinality, schema.item_id.name)

@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from cmdrec.artifacts.bundle import load_model_dir
 from cmdrec.data.masking import next_event
 from cmdrec.data.pipeline import WORKFLOW_DIR
 from cmdrec.data.readers import COMMAND, TIME, USER
@@ -33,7 +34,6 @@ from cmdrec.errors import InputError
 from cmdrec.features.embeddings import mask_ids
 from cmdrec.models.build import input_columns
 from cmdrec.schema import FIRST_VALUE_ID
-from cmdrec.training.loop import load_model_dir
 from cmdrec.training.metrics import seen_items
 
 

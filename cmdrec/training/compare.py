@@ -17,8 +17,10 @@ from pathlib import Path
 from cmdrec.config import LossConfig, RunConfig, TextConfig, to_dict
 from cmdrec.errors import InputError
 from cmdrec.io import write_json_atomic, write_text_atomic
+from cmdrec.models.registry import component
 from cmdrec.text.pipeline import TEXT_EMBEDDINGS, embed_commands
-from cmdrec.training.loop import evaluate_run, train
+from cmdrec.training.evaluate import evaluate_run
+from cmdrec.training.loop import train
 from cmdrec.training.metrics import BUCKETS
 from cmdrec.training.suite import METRIC_ORDER, machine
 
@@ -32,9 +34,9 @@ def _without(config: RunConfig, module: str) -> RunConfig | None:
         "fusion": model.fusion != "sum" and {"model": dataclasses.replace(model, fusion="sum")},
         "multi-task": bool(model.aux_tasks) and {"model": dataclasses.replace(model, aux_tasks=())},
         "focal loss": loss.name == "focal" and {"loss": dataclasses.replace(loss, name="cross_entropy")},
-        "mixture of experts": model.backbone == "mixtral"
+        "mixture of experts": component(model.backbone).experts
         and {
-            "model": dataclasses.replace(model, backbone="llama"),
+            "model": dataclasses.replace(model, backbone=component(model.backbone).dense_counterpart),
             "loss": LossConfig(**{**dataclasses.asdict(loss), "moe_balance": 0.0}),
         },
         "text embeddings": model.text_embeddings and {"model": dataclasses.replace(model, text_embeddings=False)},

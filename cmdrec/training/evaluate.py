@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import polars as pl
 import torch
 
-from cmdrec.config import EvalConfig, ModelConfig
+from cmdrec.artifacts.bundle import load_model_dir
+from cmdrec.config import EvalConfig, ModelConfig, RunConfig
 from cmdrec.data.masking import mask_batch
-from cmdrec.data.sequences import SequenceData, iterate_batches
+from cmdrec.data.pipeline import ITEMS_FILE
+from cmdrec.data.sequences import SequenceData, iterate_batches, load_schema
+from cmdrec.features.embeddings import mask_ids as build_mask_ids
 from cmdrec.losses import cross_entropy
+from cmdrec.models.build import data_columns
 from cmdrec.schema import FIRST_VALUE_ID
-from cmdrec.training.metrics import BUCKETS, RankingMetrics, seen_items, target_ranks
+from cmdrec.training.metrics import BUCKETS, RankingMetrics, frequency_buckets, seen_items, target_ranks
 
 CPU = torch.device("cpu")
 
@@ -76,3 +82,34 @@ def evaluate(
     result["positions_skipped_oov_target"] = candidates - metrics.count
     result["eval_seconds"] = round(time.perf_counter() - started, 3)
     return result
+
+
+def load_buckets(data_dir: str | Path) -> torch.Tensor | None:
+    """Head / torso / tail bucket of each command id, from the training counts in items.parquet."""
+    path = Path(data_dir) / ITEMS_FILE
+    if not path.is_file():
+        return None
+    return frequency_buckets(torch.tensor(pl.read_parquet(path, columns=["train_count"])["train_count"].to_list()))
+
+
+def evaluate_model(model, config: RunConfig, eval_config: EvalConfig | None = None, split: str = "test") -> dict:
+    """Metrics of a loaded model on a split, with its run's or the given evaluation settings."""
+    schema = load_schema(config.data_dir)
+    columns = data_columns(config.model, schema)
+    eval_config = eval_config or config.eval
+    data = SequenceData.load(
+        config.data_dir, split, columns, config.model.max_length, "eval", earlier_items=eval_config.exclude_seen
+    )
+    return evaluate(
+        model,
+        data,
+        config.model,
+        eval_config,
+        build_mask_ids(schema, columns),
+        buckets=load_buckets(config.data_dir),
+    )
+
+
+def evaluate_run(run_dir: str | Path, eval_config: EvalConfig | None = None, split: str = "test") -> dict:
+    """Metrics of a trained run's best model (or of a bundle) on a split."""
+    return evaluate_model(*load_model_dir(run_dir), eval_config, split)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from cmdrec.config import RunConfig, to_dict
 from cmdrec.io import write_json_atomic, write_text_atomic
-from cmdrec.training.loop import evaluate_run, train
+from cmdrec.training.evaluate import evaluate_run
+from cmdrec.training.loop import train
 
 KS = (3, 5, 10)
 METRIC_ORDER = [f"{m}@{k}" for m in ("ndcg", "recall", "mrr") for k in KS]

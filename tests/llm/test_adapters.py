@@ -1,16 +1,20 @@
 """Pretrained Llama backbones with LoRA and 4-bit QLoRA, on a tiny random Llama saved to a temp
 directory (no network). GPU-only modes are refused on CPU, and tested on the GPU machine."""
 
+import dataclasses
 import importlib.util
 
 import pytest
 import torch
 
+from cmdrec.artifacts.bundle import export_bundle, load_bundle
+from cmdrec.artifacts.checkpoint import list_checkpoints
+from cmdrec.artifacts.loading import load_trained
 from cmdrec.data.masking import clm
 from cmdrec.data.sequences import SequenceData
 from cmdrec.errors import InputError
-from cmdrec.training.checkpoint import list_checkpoints
-from cmdrec.training.loop import evaluate_run, export_run, load_exported, load_trained, train
+from cmdrec.training.evaluate import evaluate_model, evaluate_run
+from cmdrec.training.loop import train
 from tests.conftest import tiny_run
 
 pytest.importorskip("peft")
@@ -76,12 +80,12 @@ def test_adapter_run_trains_saves_small_checkpoints_reloads_and_exports(tiny_dat
     assert all(again[m] == pytest.approx(result["test"][m]) for m in METRICS)
     # the merged full-precision export predicts the same
     adapted, _ = load_trained(run_dir)
-    export_dir = export_run(run_dir, tmp_path / f"export-{bit}")
-    exported, _ = load_exported(export_dir)
+    export_dir = export_bundle(run_dir, tmp_path / f"export-{bit}")
+    exported, _ = load_bundle(export_dir)
     assert torch.allclose(logits_of(adapted, tiny_data), logits_of(exported, tiny_data), atol=1e-3, rtol=1e-3)
     from cmdrec.cli import main
 
-    assert main(["evaluate", str(export_dir)]) == 0  # an export evaluates like a run
+    assert main(["evaluate", str(export_dir), "--data", str(tiny_data)]) == 0  # a bundle evaluates like a run
 
 
 def test_quantised_base_cannot_be_fully_fine_tuned(tiny_data, tmp_path, tiny_llama):
@@ -133,8 +137,10 @@ def test_lora_on_a_bf16_base_on_gpu_exports_a_model_that_evaluates_alike_on_cpu(
     )
     result = train(config, show_progress=False)
     assert 0 < result["test"]["ndcg@10"] <= 1
-    export_dir = export_run(tmp_path / "gpu-lora-bf16", tmp_path / "gpu-export")
-    assert evaluate_run(export_dir)["ndcg@10"] == pytest.approx(result["test"]["ndcg@10"], abs=0.05)
+    export_dir = export_bundle(tmp_path / "gpu-lora-bf16", tmp_path / "gpu-export")
+    model, bundle_config = load_bundle(export_dir)
+    on_data = dataclasses.replace(bundle_config, data_dir=str(tiny_data))
+    assert evaluate_model(model, on_data)["ndcg@10"] == pytest.approx(result["test"]["ndcg@10"], abs=0.05)
 
 
 @pytest.mark.gpu
@@ -160,8 +166,8 @@ def test_flash_attention_without_its_package_is_refused_at_start_on_gpu(tiny_dat
 
 def test_a_16_bit_base_loads_on_cpu_widened_to_float32(tiny_llama):
     """A run trained on a GPU with bit 16 still evaluates, serves and exports on a CPU."""
+    from cmdrec.artifacts.adapters import load_base
     from cmdrec.config import ModelConfig, from_dict
-    from cmdrec.training.adapters import load_base
 
     config = from_dict(ModelConfig, {"backbone": "pretrained", "pretrained": tiny_llama, "bit": 16})
     assert next(load_base(config, torch.device("cpu")).parameters()).dtype == torch.float32

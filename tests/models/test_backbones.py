@@ -5,7 +5,8 @@ from torch import nn
 from cmdrec.config import ModelConfig
 from cmdrec.data.sequences import load_schema
 from cmdrec.errors import InputError
-from cmdrec.models.build import BACKBONES, build_model
+from cmdrec.models.build import build_model
+from cmdrec.models.registry import COMPONENTS
 
 # where each Hugging Face config keeps the feed-forward width and activation
 FEED_FORWARD_FIELDS = {
@@ -32,9 +33,9 @@ def small(backbone, **fields):
 @pytest.mark.parametrize("backbone", sorted(FEED_FORWARD_FIELDS))
 def test_feed_forward_width_and_activation_reach_every_transformer(backbone):
     width_field, activation_field = FEED_FORWARD_FIELDS[backbone]
-    default = BACKBONES[backbone](small(backbone)).model.config
+    default = COMPONENTS[backbone].build(small(backbone)).model.config
     assert getattr(default, width_field) == (2 if backbone == "mixtral" else 4) * 16  # unchanged unless asked
-    encoder = BACKBONES[backbone](small(backbone, ffn_dim=12, ffn_activation="relu"))
+    encoder = COMPONENTS[backbone].build(small(backbone, ffn_dim=12, ffn_activation="relu"))
     assert (getattr(encoder.model.config, width_field), getattr(encoder.model.config, activation_field)) == (12, "relu")
     assert 12 in {
         n for p in encoder.parameters() for n in p.shape
@@ -61,7 +62,7 @@ def test_sqrt_d_input_scaling_replaces_the_layernorm(tiny_data):
 
 
 def test_sasrec_block_is_causal_and_keeps_its_reference_feed_forward():
-    encoder = BACKBONES["sasrec"](small("sasrec")).eval()
+    encoder = COMPONENTS["sasrec"].build(small("sasrec")).eval()
     assert {tuple(layer.weight.shape) for layer in encoder.blocks[0].ffn if isinstance(layer, nn.Linear)} == {(16, 16)}
     assert isinstance(encoder.blocks[0].ffn[1], nn.ReLU)
     embeddings = torch.randn(2, 6, 16)
@@ -71,5 +72,5 @@ def test_sasrec_block_is_causal_and_keeps_its_reference_feed_forward():
     later_changed, _ = encoder(changed, torch.ones(2, 6, dtype=torch.bool))
     assert torch.allclose(hidden[:, :4], later_changed[:, :4], atol=1e-6)  # no position sees a later one
     assert not torch.allclose(hidden[:, 4:], later_changed[:, 4:])
-    wider = BACKBONES["sasrec"](small("sasrec", ffn_dim=12, ffn_activation="gelu"))
+    wider = COMPONENTS["sasrec"].build(small("sasrec", ffn_dim=12, ffn_activation="gelu"))
     assert wider.blocks[0].ffn[0].out_features == 12 and isinstance(wider.blocks[0].ffn[1], nn.GELU)

@@ -21,7 +21,8 @@ from cmdrec.errors import InputError
 from cmdrec.schema import Tag
 from cmdrec.text.cache import EmbeddingCache
 from cmdrec.text.pipeline import COMMAND_LABELS, TEXT_EMBEDDINGS, embed_commands
-from cmdrec.training.loop import evaluate_run, train
+from cmdrec.training.evaluate import evaluate_run
+from cmdrec.training.loop import train
 from tests.conftest import tiny_run
 
 

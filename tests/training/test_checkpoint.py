@@ -1,11 +1,11 @@
 import pytest
 import torch
 
+from cmdrec.artifacts.checkpoint import WEIGHTS, list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
 from cmdrec.config import ModelConfig
 from cmdrec.data.sequences import load_schema
 from cmdrec.errors import InputError
 from cmdrec.models.build import build_model
-from cmdrec.training.checkpoint import WEIGHTS, list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
 
 
 def model(tiny_data, seed):

@@ -7,12 +7,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from cmdrec.artifacts.checkpoint import list_checkpoints
+from cmdrec.artifacts.loading import load_trained
+from cmdrec.artifacts.runs import RunDir, list_runs
 from cmdrec.errors import InputError
 from cmdrec.io import write_json_atomic
-from cmdrec.models.build import BACKBONES, BASELINES
-from cmdrec.training.checkpoint import list_checkpoints
-from cmdrec.training.loop import load_trained, train
-from cmdrec.training.runs import RunDir, list_runs
+from cmdrec.models.registry import COMPONENTS
+from cmdrec.training.loop import Callback, train
 from tests.conftest import tiny_run
 
 METRICS = [f"{m}@{k}" for k in (3, 5, 10) for m in ("ndcg", "recall", "mrr")]
@@ -22,12 +23,13 @@ class Kill(Exception):
     pass
 
 
-def kill_at(step):
-    def on_step(current):
-        if current == step:
-            raise Kill
+class KillAt(Callback):
+    def __init__(self, step):
+        self.step = step
 
-    return on_step
+    def on_step(self, trainer, row):
+        if trainer.state.step == self.step:
+            raise Kill
 
 
 def final_weights(run_dir):
@@ -39,7 +41,7 @@ def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(tiny_data, t
     sections = {"model": model, "training": {"checkpoint_every_steps": 3, "ema_decay": 0.9, "grad_accumulation": 2}}
     straight = train(tiny_run(tiny_data, tmp_path, "straight", **sections), show_progress=False)
     with pytest.raises(Kill):
-        train(tiny_run(tiny_data, tmp_path, "killed", **sections), on_step=kill_at(5), show_progress=False)
+        train(tiny_run(tiny_data, tmp_path, "killed", **sections), callbacks=[KillAt(5)], show_progress=False)
     assert [p.name for p in list_checkpoints(tmp_path / "killed" / "checkpoints")] == ["00000003"]
     assert {r["name"]: r["state"] for r in list_runs(tmp_path)}["killed"] == "resumable"
     resumed = train(tiny_run(tiny_data, tmp_path, "killed", **sections), show_progress=False)
@@ -52,7 +54,7 @@ def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(tiny_data, t
 
 
 # "pretrained" needs a checkpoint on disk: tests/llm/test_adapters.py trains it on a tiny Llama
-@pytest.mark.parametrize("backbone", sorted(set(BACKBONES) - {"pretrained"}) + sorted(BASELINES))
+@pytest.mark.parametrize("backbone", sorted(n for n, c in COMPONENTS.items() if not c.pretrained_weights))
 def test_every_registered_model_trains_and_evaluates(tiny_data, tmp_path, backbone):
     masking = "mlm" if backbone == "bert" else "clm"
     result = train(
@@ -122,7 +124,7 @@ def test_resume_with_another_seed_is_refused(tiny_data, tmp_path):
     with pytest.raises(Kill):
         train(
             tiny_run(tiny_data, tmp_path, "seeded", training={"checkpoint_every_steps": 1}),
-            on_step=kill_at(2),
+            callbacks=[KillAt(2)],
             show_progress=False,
         )
     with pytest.raises(InputError, match="training.seed"):
@@ -136,7 +138,7 @@ def test_resume_keeps_the_checkpoints_architecture_and_warns_about_changed_model
     with pytest.raises(Kill):
         train(
             tiny_run(tiny_data, tmp_path, "edited", training={"checkpoint_every_steps": 1}),
-            on_step=kill_at(2),
+            callbacks=[KillAt(2)],
             show_progress=False,
         )
     edited = tiny_run(tiny_data, tmp_path, "edited", model={"dropout": 0.25}, training={"checkpoint_every_steps": 1})
@@ -160,7 +162,7 @@ def test_full_model_trains_in_mixed_precision_on_gpu_and_its_checkpoint_evaluate
     tiny_data, tmp_path, precision
 ):
     from cmdrec.config import LossConfig
-    from cmdrec.training.loop import evaluate_run
+    from cmdrec.training.evaluate import evaluate_run
 
     config = tiny_run(
         tiny_data,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cmdrec.training.metrics import RankingMetrics, seen_items, target_ranks
-from cmdrec.training.schedule import cosine_with_warmup
+from cmdrec.training.schedule import effective_warmup, lr_multiplier
 
 
 def test_ranks_are_full_ranking_with_ties_counted_against_the_target():
@@ -36,13 +36,21 @@ def test_excluding_seen_items_but_never_the_target():
 
 
 def test_cosine_schedule_with_warmup():
-    assert cosine_with_warmup(0, 100, 10) == pytest.approx(0.1)
-    assert cosine_with_warmup(9, 100, 10) == pytest.approx(1.0)
-    assert cosine_with_warmup(10, 100, 10) == pytest.approx(1.0)
-    assert cosine_with_warmup(55, 100, 10) == pytest.approx(0.5)
-    assert cosine_with_warmup(100, 100, 10, min_ratio=0.1) == pytest.approx(0.1)
-    values = [cosine_with_warmup(s, 100, 10) for s in range(10, 101)]
+    assert lr_multiplier(0, 100, 10) == pytest.approx(0.1)
+    assert lr_multiplier(9, 100, 10) == pytest.approx(1.0)
+    assert lr_multiplier(10, 100, 10) == pytest.approx(1.0)
+    assert lr_multiplier(55, 100, 10) == pytest.approx(0.5)
+    assert lr_multiplier(100, 100, 10, min_ratio=0.1) == pytest.approx(0.1)
+    values = [lr_multiplier(s, 100, 10) for s in range(10, 101)]
     assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+
+
+def test_linear_and_constant_schedules_and_warmup_bounded_by_a_share_of_the_run():
+    assert lr_multiplier(55, 100, 10, schedule="linear") == pytest.approx(0.5)
+    assert lr_multiplier(100, 100, 10, min_ratio=0.2, schedule="linear") == pytest.approx(0.2)
+    assert lr_multiplier(80, 100, 10, schedule="constant") == 1.0
+    assert effective_warmup(100, 0.1, 40) == 4  # a short run is not spent warming up
+    assert effective_warmup(100, 0.1, 5000) == 100  # a long one keeps its configured warm-up
 
 
 def test_frequency_buckets_split_training_events_by_share():

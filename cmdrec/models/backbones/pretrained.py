@@ -3,7 +3,7 @@ it through a trainable input projection (`inputs_embeds`), its hidden states rea
 through a trainable output projection; its own token embedding and LM head are not used.
 
 The decoder arrives already loaded (and quantised or wrapped in adapters): models never touch
-files; `cmdrec.training.adapters` does the loading."""
+files; `cmdrec.artifacts.adapters` does the loading."""
 
 import torch
 from torch import nn

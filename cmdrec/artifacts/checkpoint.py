@@ -26,7 +26,7 @@ METRICS = "metrics.json"
 MANIFEST = "manifest.json"
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -59,7 +59,7 @@ def save_checkpoint(
     torch.save(trainer_state, tmp / TRAINER_STATE)
     (tmp / MODEL_CONFIG).write_text(json.dumps(model_config, indent=2))
     (tmp / METRICS).write_text(json.dumps(metrics, indent=2))
-    files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir())}
+    files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(tmp.iterdir())}
     write_json_atomic(tmp / MANIFEST, {"step": step, "files": files})
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
@@ -75,7 +75,7 @@ def verify_checkpoint(path: Path) -> None:
         file = path / name
         if not file.is_file():
             raise InputError(f"checkpoint {path} is incomplete: {name} is missing")
-        if file.stat().st_size != expected["bytes"] or _sha256(file) != expected["sha256"]:
+        if file.stat().st_size != expected["bytes"] or sha256_file(file) != expected["sha256"]:
             raise InputError(
                 f"checkpoint {path} is damaged: {name} has {file.stat().st_size} bytes, expected {expected['bytes']} "
                 "with a matching checksum (truncated write?); resume from an earlier checkpoint or delete this one"

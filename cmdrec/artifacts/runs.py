@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from cmdrec.artifacts.checkpoint import list_checkpoints
 from cmdrec.io import write_json_atomic, write_text_atomic
-from cmdrec.training.checkpoint import list_checkpoints
 
 STATUS = "status.json"
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from cmdrec.config import BITS, ModelConfig
 from cmdrec.errors import InputError
+from cmdrec.models.registry import component
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -19,7 +20,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 def check_training_machine(config: ModelConfig, device: torch.device) -> None:
     """Refuse, before training starts, a 16-bit base on a CPU: it would train, but slowly. A run
     trained on a GPU in 16 bits still loads on a CPU (`load_base` widens its weights to float32)."""
-    if config.backbone == "pretrained" and BITS[config.bit] in ("bf16", "fp16") and device.type != "cuda":
+    if component(config.backbone).pretrained_weights and BITS[config.bit] in ("bf16", "fp16") and device.type != "cuda":
         raise InputError(
             f"model.bit={config.bit!r} (16-bit weights) is fast only on a GPU; on a CPU use bit: 32, or bit: 4 "
             f"for QLoRA"
