@@ -16,3 +16,13 @@ def located(path, message: str, row: int | None = None, field: str | None = None
     if field is not None:
         where += f", field '{field}'"
     return f"{where}: {message}"
+
+
+class RequestError(InputError):
+    """A request to the predictor or the service that cannot be answered as given; `field` names
+    the offending part (`history[3]`, `k`, `attributes.developer_id`)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message

@@ -1,64 +1,89 @@
-"""Recommend the next commands for live sessions.
+"""Recommend the next commands for live histories.
 
-A `Predictor` loads a finished run (or a merged export), the feature workflow saved by
-preprocessing, and the run's data schema. A history of raw command names (with timestamps when the
-model uses time features, and the values of the event attributes it uses, such as the developer)
-goes through the same workflow as the training data, keeps the most
-recent events the model was trained on, and is scored with `next_event` masking, so a suggestion
-equals what evaluation would compute for that history.
-
-The history should be cleaned like the training log (the processing step's noise filters and
-repeat collapsing); commands the vocabulary does not know are fed as out-of-vocabulary and listed in
-the answer, never dropped silently.
+A `Predictor` loads a bundle (or a finished run), its feature workflow and schema. A history of raw
+command names (with timestamps when the model uses time features or the session gap should apply,
+and the values of the event attributes the model uses, such as the developer) is first cleaned as
+the training log was (the current session only, noise commands dropped, repeats collapsed, as the
+dataset's `processing.json` records), then encoded like the training data, keeps the most recent
+events the model reads, and is scored with `next_event` masking, so a suggestion equals what
+evaluation computes for that history. Commands the vocabulary does not know are fed as
+out-of-vocabulary and listed in the answer, never dropped silently.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import torch
 
-from cmdrec.artifacts.bundle import load_model_dir
+from cmdrec.artifacts.bundle import hash_value, is_bundle, load_model_dir, read_bundle_info
+from cmdrec.config import ProcessingConfig, from_dict
 from cmdrec.data.masking import next_event
-from cmdrec.data.pipeline import WORKFLOW_DIR
-from cmdrec.data.readers import COMMAND, TIME, USER
-from cmdrec.data.sequences import SequenceData, load_schema
-from cmdrec.data.sessions import SESSION
+from cmdrec.data.pipeline import ITEMS_FILE, PROCESSING_FILE, WORKFLOW_DIR
+from cmdrec.data.sequences import load_schema
+from cmdrec.data.sessions import clean_history
 from cmdrec.data.workflow import TIME_FEATURES, Workflow
-from cmdrec.errors import InputError
+from cmdrec.errors import RequestError
 from cmdrec.features.embeddings import mask_ids
 from cmdrec.models.build import input_columns
+from cmdrec.models.registry import component
 from cmdrec.schema import FIRST_VALUE_ID
+from cmdrec.serving.encode import HistoryEncoder
 from cmdrec.training.metrics import seen_items
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Recommendation:
     commands: list[str]  # best first
     scores: list[float]  # the model's score of each (logit or count); higher is better
+    probabilities: list[float]  # each one's share of the model's distribution over the whole vocabulary
     unknown_commands: list[str]  # history commands outside the vocabulary, fed as out-of-vocabulary
+    removed: dict[str, int] = field(default_factory=dict)  # events the cleaning removed, by step
 
 
 class Predictor:
-    def __init__(self, run_dir: str | Path, device: str = "cpu"):
-        self.model, self.config = load_model_dir(run_dir, device)
+    def __init__(self, path: str | Path, device: str = "cpu"):
+        self.path = Path(path)
+        self.model, self.config = load_model_dir(path, device)
         self.device = torch.device(device)
+        self.info = read_bundle_info(path) if is_bundle(path) else None
+        self.salts = (self.info or {}).get("attribute_salts", {})
         data_dir = Path(self.config.data_dir)
         self.schema = load_schema(data_dir)
         self.workflow = Workflow.load(data_dir / WORKFLOW_DIR)
         self.columns = input_columns(self.config.model, self.schema)
         self.mask_ids = mask_ids(self.schema, self.columns)
-        self.names = ["<pad>", "<oov>", *self.workflow.categorify[COMMAND].values]  # by command id
-        self.needs_time = [c for c in self.columns if c in TIME_FEATURES]
-        # categorical columns that describe the event, not the command: the caller sends their values
-        catalogue = set() if self.workflow.catalogue is None else set(self.workflow.catalogue.columns)
-        self.attributes = [c for c in self.workflow.config.categorical_columns if c not in catalogue]
+        self.neural = component(self.config.model.backbone).neural
+        # the model reads max_length - 1 events: one position of its windows is the target
+        self.encoder = HistoryEncoder(self.workflow, self.schema, self.columns, data_dir, self.max_events)
+        self.attributes = self.encoder.attributes
         self.needs_attributes = [c for c in self.attributes if c in self.columns]
+        self.needs_time = [c for c in self.columns if c in TIME_FEATURES]
+        items = pl.read_parquet(data_dir / ITEMS_FILE).sort("command")
+        self.names = items["name"].to_list()  # by command id
+        self.known = set(self.names[FIRST_VALUE_ID:])
+        self._index = {name: i for i, name in enumerate(self.names)}
+        self.categories = _column(items, "category_name")
+        self.descriptions = _column(items, "description")
+        self.processing, self.noise = _processing(data_dir)
+        if self.processing is None:
+            log.warning("%s records no processing settings: histories are scored as given, uncleaned", data_dir)
+
+    @property
+    def max_events(self) -> int:
+        return self.config.model.max_length - 1
+
+    @property
+    def vocabulary(self) -> list[str]:
+        return self.names[FIRST_VALUE_ID:]
 
     def recommend(
         self,
@@ -87,78 +112,141 @@ class Predictor:
     ) -> list[Recommendation]:
         """The top `k` next commands of each history, in one batch. `attributes`: per history, the
         value of each event attribute the model uses (`needs_attributes`), held for the whole history."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise RequestError("k", f"expected a positive integer, got {k!r}")
         if not histories:
             return []
-        events = self._events(histories, timestamps, attributes)
-        sequences, _ = self.workflow.transform(events)
-        # the model's inputs were at most max_length - 1 events (one position is the target)
-        data = SequenceData.from_frame(
-            sequences,
-            self.schema,
-            self.columns,
-            self.config.model.max_length - 1,
-            "eval",
-            data_dir=self.config.data_dir,
-        )
-        batch = next_event(data.batch(np.arange(len(data))), self.config.model.masking, self.mask_ids).to(self.device)
-        scores = self.model(batch).logits[self.schema.item_id.name].float()
+        cleaned, times, removed = self._clean(histories, timestamps, attributes)
+        values = None if attributes is None else [self._attribute_values(a) for a in attributes]
+        batch = next_event(self.encoder.encode(cleaned, times, values), self.config.model.masking, self.mask_ids)
+        scores = self.model(batch.to(self.device)).logits[self.schema.item_id.name].float().cpu()
+        distribution = _distribution(scores, self.neural)
         if exclude_seen:
             scores = scores.masked_fill(seen_items(*batch.predicted_histories(), scores.shape[1]), float("-inf"))
         top = scores.topk(min(k, scores.shape[1]), dim=1)
-        known = set(self.workflow.categorify[COMMAND].values)
         answers = []
-        for ids, values, history in zip(top.indices.tolist(), top.values.tolist(), histories, strict=False):
+        for row, (ids, values_) in enumerate(zip(top.indices.tolist(), top.values.tolist(), strict=True)):
             # reserved ids and excluded commands score lowest: they reach the top k only when too few others remain
-            ranked = [(i, v) for i, v in zip(ids, values, strict=False) if i >= FIRST_VALUE_ID and v != float("-inf")]
+            ranked = [(i, v) for i, v in zip(ids, values_, strict=True) if i >= FIRST_VALUE_ID and v != float("-inf")]
             answers.append(
                 Recommendation(
-                    [self.names[i] for i, _ in ranked], [v for _, v in ranked], [c for c in history if c not in known]
+                    [self.names[i] for i, _ in ranked],
+                    [v for _, v in ranked],
+                    [float(distribution[row, i]) for i, _ in ranked],
+                    [c for c in histories[row] if c not in self.known],
+                    removed[row],
                 )
             )
         return answers
 
-    def _events(
-        self,
-        histories: Sequence[Sequence[str]],
-        timestamps: Sequence[Sequence[datetime]] | None,
-        attributes: Sequence[Mapping[str, str]] | None,
-    ) -> pl.DataFrame:
+    def describe(self, command: str) -> tuple[str | None, str | None]:
+        """(category, description) of a vocabulary command."""
+        index = self._index.get(command)
+        if index is None:
+            return None, None
+        return self.categories[index], self.descriptions[index]
+
+    def _attribute_values(self, given: Mapping[str, str]) -> dict[str, str | None]:
+        """Attribute values as the vocabulary stores them (salted hashes in a bundle that hashes them)."""
+        values = {}
+        for name in self.attributes:
+            value = given.get(name)
+            if value is not None:
+                value = str(value)
+                if name in self.salts:
+                    value = hash_value(self.salts[name], value)
+            values[name] = value
+        return values
+
+    def _clean(self, histories, timestamps, attributes):
         if timestamps is None and self.needs_time:
-            raise InputError(
-                f"the model uses the time feature(s) {self.needs_time}: pass the timestamp of every history event"
+            raise RequestError(
+                "timestamps", f"the model uses the time feature(s) {self.needs_time}: pass the time of every event"
             )
         if attributes is not None and len(attributes) != len(histories):
-            raise InputError(f"{len(histories)} histories but {len(attributes)} sets of attributes")
-        unknown = sorted({name for given in attributes or [] for name in given} - set(self.attributes))
-        if unknown:
-            raise InputError(f"unknown event attribute(s) {unknown}: this model's data has {self.attributes or 'none'}")
-        missing = [
-            c for c in self.needs_attributes if attributes is None or any(c not in given for given in attributes)
-        ]
-        if missing:
-            raise InputError(
-                f"the model uses the event attribute(s) {missing}: pass each history's value "
-                f"(attributes={{{missing[0]!r}: ...}}; cmdrec recommend --attribute {missing[0]}=VALUE)"
-            )
+            raise RequestError("attributes", f"{len(histories)} histories but {len(attributes)} sets of attributes")
+        if timestamps is not None and len(timestamps) != len(histories):
+            raise RequestError("timestamps", f"{len(histories)} histories but {len(timestamps)} lists of timestamps")
+        for given in attributes or []:
+            unknown = sorted(set(given) - set(self.attributes))
+            if unknown:
+                raise RequestError(
+                    f"attributes.{unknown[0]}",
+                    f"unknown event attribute; this model's data has {self.attributes or 'none'}",
+                )
+            missing = [c for c in self.needs_attributes if given.get(c) is None]
+            if missing:
+                raise RequestError(f"attributes.{missing[0]}", _missing_attribute(missing))
+        if attributes is None and self.needs_attributes:
+            raise RequestError(f"attributes.{self.needs_attributes[0]}", _missing_attribute(self.needs_attributes))
+        cleaned, times, removed = [], [] if timestamps is not None else None, []
         for index, history in enumerate(histories):
-            if isinstance(history, str) or len(history) == 0:
-                raise InputError(f"history {index}: expected a non-empty list of command names, got {history!r}")
-            if timestamps is not None and len(timestamps[index]) != len(history):
-                raise InputError(f"history {index}: {len(history)} commands but {len(timestamps[index])} timestamps")
-        session = [index for index, history in enumerate(histories) for _ in history]
-        return pl.DataFrame(
-            {
-                USER: [str(index) for index in session],
-                SESSION: session,
-                COMMAND: [str(command) for history in histories for command in history],
-                TIME: None if timestamps is None else [t for times in timestamps for t in times],
-                # an attribute the model does not use may be left out: it is read as out-of-vocabulary
-                **{
-                    c: [
-                        None if attributes is None or c not in attributes[i] else str(attributes[i][c]) for i in session
-                    ]
-                    for c in self.attributes
-                },
-            },
-            schema_overrides={TIME: pl.Datetime("us"), SESSION: pl.Int64, **{c: pl.Utf8 for c in self.attributes}},
-        )
+            where = "history" if len(histories) == 1 else f"histories[{index}]"
+            if isinstance(history, str) or not isinstance(history, Sequence) or len(history) == 0:
+                raise RequestError(where, f"expected a non-empty list of command names, got {history!r}")
+            for position, command in enumerate(history):
+                if not isinstance(command, str):
+                    raise RequestError(f"{where}[{position}]", f"expected a command name, got {command!r}")
+            stamps = (
+                None if timestamps is None else _checked_times(timestamps[index], len(history), len(histories), index)
+            )
+            keep, counts = (
+                clean_history(list(history), stamps, self.processing, self.noise)
+                if self.processing is not None
+                else (list(range(len(history))), {})
+            )
+            if not keep:
+                raise RequestError(where, f"nothing is left after cleaning it as the training log was ({counts})")
+            cleaned.append([history[i] for i in keep])
+            if times is not None:
+                times.append([stamps[i] for i in keep])
+            removed.append({step: n for step, n in counts.items() if n})
+        return cleaned, times, removed
+
+
+def _checked_times(stamps, n_commands: int, n_histories: int, index: int) -> list[datetime]:
+    where = "timestamps" if n_histories == 1 else f"timestamps[{index}]"
+    if isinstance(stamps, str) or not isinstance(stamps, Sequence):
+        raise RequestError(where, f"expected a list of times, got {stamps!r}")
+    if len(stamps) != n_commands:
+        raise RequestError(where, f"{n_commands} commands but {len(stamps)} timestamps")
+    naive = []
+    for position, stamp in enumerate(stamps):
+        if not isinstance(stamp, datetime):
+            raise RequestError(f"{where}[{position}]", f"expected a date and time, got {stamp!r}")
+        # times with an offset are compared and featurised in UTC; the training logs' times are naive
+        naive.append(stamp.astimezone(timezone.utc).replace(tzinfo=None) if stamp.tzinfo else stamp)
+        if position and naive[-1] < naive[-2]:
+            raise RequestError(
+                f"{where}[{position}]", f"{stamp} is earlier than the event before it; send events in order"
+            )
+    return naive
+
+
+def _missing_attribute(missing: list[str]) -> str:
+    return (
+        f"the model uses the event attribute(s) {missing}: pass each history's value "
+        f"(attributes={{{missing[0]!r}: ...}}; cmdrec recommend --attribute {missing[0]}=VALUE)"
+    )
+
+
+def _distribution(scores: torch.Tensor, neural: bool) -> torch.Tensor:
+    """Softmax of a neural model's logits; a count baseline's scores normalised to sum to one."""
+    if neural:
+        return torch.softmax(scores, dim=1)
+    positive = scores.clamp(min=0)
+    return positive / positive.sum(1, keepdim=True).clamp(min=1e-12)
+
+
+def _column(items: pl.DataFrame, name: str) -> list[str | None]:
+    return items[name].to_list() if name in items.columns else [None] * items.height
+
+
+def _processing(data_dir: Path) -> tuple[ProcessingConfig | None, frozenset[str]]:
+    path = data_dir / PROCESSING_FILE
+    if not path.is_file():
+        return None, frozenset()
+    record = json.loads(path.read_text())
+    if record.get("processing") is None:
+        return None, frozenset()
+    return from_dict(ProcessingConfig, record["processing"]), frozenset(record["noise_commands"])

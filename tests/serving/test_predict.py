@@ -7,7 +7,7 @@ import pytest
 from cmdrec.cli import main
 from cmdrec.data.masking import mask_batch
 from cmdrec.data.sequences import SequenceData, load_schema
-from cmdrec.errors import InputError
+from cmdrec.errors import InputError, RequestError
 from cmdrec.features.embeddings import mask_ids
 from cmdrec.models.build import input_columns
 from cmdrec.serving import Predictor
@@ -45,7 +45,7 @@ def test_an_event_attribute_reaches_the_model_and_a_history_without_it_is_refuse
     with pytest.raises(InputError, match=r"event attribute\(s\) \['developer_id'\].*--attribute developer_id=VALUE"):
         predictor.recommend(["Wall", "Door"])
     with pytest.raises(
-        InputError, match=r"unknown event attribute\(s\) \['developer'\]: this model's data has \['developer_id'\]"
+        InputError, match=r"attributes.developer: unknown event attribute; this model's data has \['developer_id'\]"
     ):
         predictor.recommend(
             ["Wall", "Door"], attributes={"developer_id": "1", "developer": "1"}
@@ -115,7 +115,7 @@ def test_time_features_need_timestamps(tiny_data, tmp_path):
 
 
 def test_an_empty_history_is_refused(tiny_data, tmp_path):
-    with pytest.raises(InputError, match="history 0"):
+    with pytest.raises(InputError, match="history: expected a non-empty list"):
         Predictor(trained(tiny_data, tmp_path, "run")).recommend([])
 
 
@@ -126,3 +126,37 @@ def test_the_recommend_command_prints_ranked_suggestions(tiny_data, tmp_path, ca
     assert [line.split()[0] for line in lines] == ["1", "2", "3"]
     assert [line.split()[1] for line in lines] == Predictor(run).recommend(["Wall", "Door"], k=3).commands
     assert main(["recommend", str(run), "--history", "Wall", "--timestamps", "not-a-time"]) == 2
+
+
+@pytest.mark.parametrize("k", [-1, 0, "5", 2.5, True, [3]])
+def test_k_must_be_a_positive_integer(tiny_data, tmp_path, k):
+    with pytest.raises(RequestError, match="k: expected a positive integer") as error:
+        Predictor(trained(tiny_data, tmp_path, "run")).recommend(["Wall"], k=k)
+    assert error.value.field == "k"
+
+
+def test_timestamps_out_of_order_or_missing_are_refused_naming_the_event(tiny_data, tmp_path):
+    predictor = Predictor(trained(tiny_data, tmp_path, "run"))
+    start = datetime(2025, 3, 6, 9, 0)
+    with pytest.raises(RequestError, match=r"timestamps\[2\]: .* is earlier than the event before it"):
+        predictor.recommend(["Wall", "Door", "Wall"], timestamps=[start, start + timedelta(minutes=2), start])
+    with pytest.raises(RequestError, match=r"timestamps\[1\]: expected a date and time, got None"):
+        predictor.recommend(["Wall", "Door"], timestamps=[start, None])
+    with pytest.raises(RequestError, match=r"history\[1\]: expected a command name"):
+        predictor.recommend(["Wall", ["Door"]])
+
+
+def test_a_history_is_cleaned_as_the_training_log_was(tiny_data, tmp_path):
+    predictor = Predictor(trained(tiny_data, tmp_path, "run"))
+    start = datetime(2025, 3, 6, 9, 0)
+    plain = predictor.recommend(["Wall", "Door"])
+    noisy = predictor.recommend(["Wall", "Window.Focus", "Door", "Window.Focus"])  # the sample's noise preset
+    assert noisy.commands == plain.commands and noisy.removed == {"noise": 2}
+    # an hour of inactivity ended the earlier session: only the current one is scored
+    later = predictor.recommend(
+        ["Open", "Wall", "Door"], timestamps=[start, start + timedelta(hours=1), start + timedelta(hours=1, seconds=5)]
+    )
+    assert later.commands == plain.commands and later.removed == {"earlier_sessions": 1}
+    with pytest.raises(RequestError, match="nothing is left after cleaning"):
+        predictor.recommend(["Window.Focus"])
+    assert sum(plain.probabilities) <= 1.0 and plain.probabilities == sorted(plain.probabilities, reverse=True)

@@ -253,3 +253,38 @@ def test_early_stopped_run_run_again_trains_no_further(tiny_data, tmp_path):
     again = train(tiny_run(tiny_data, tmp_path, "stopped", **sections), show_progress=False)
     assert again["steps"] == first["steps"] and again["epochs_run"] == 2
     assert all(again["test"][m] == first["test"][m] for m in METRICS)
+
+
+def test_a_loss_monitor_keeps_the_lowest_validation_loss_and_an_unknown_monitor_is_refused(tiny_data, tmp_path):
+    import csv
+
+    result = train(tiny_run(tiny_data, tmp_path, "by-loss", training={"epochs": 4, "monitor": "loss"}),
+                   show_progress=False)  # fmt: skip
+    with (tmp_path / "by-loss" / "logs" / "valid.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    lowest = min(rows, key=lambda row: float(row["loss"]))
+    assert result["best_step"] == int(lowest["step"])
+    for monitor, message in [("accuracy", "no validation metric"), ("ndcg@7", "lacks 7")]:
+        with pytest.raises(InputError, match=message):
+            tiny_run(tiny_data, tmp_path, "bad", training={"monitor": monitor})
+
+
+def test_an_observer_callback_sees_each_validation_and_can_stop_the_run(tiny_data, tmp_path):
+    class StopAfterFirst(Callback):
+        seen = []
+
+        def on_validation(self, trainer, metrics):
+            self.seen.append((trainer.state.epoch, metrics["ndcg@10"]))
+            trainer.request_stop("pruned by the observer")
+
+    result = train(tiny_run(tiny_data, tmp_path, "observed", training={"epochs": 5}), callbacks=[StopAfterFirst()],
+                   show_progress=False)  # fmt: skip
+    assert result["epochs_run"] == 1 and result["stopped"] == "pruned by the observer"
+    assert StopAfterFirst.seen == [(1, result["valid"]["ndcg@10"])]
+
+
+def test_a_fitted_baseline_is_saved_with_its_run(tiny_data, tmp_path):
+    train(tiny_run(tiny_data, tmp_path, "markov", model={"backbone": "markov"}), show_progress=False)
+    assert (tmp_path / "markov" / "baseline.safetensors").is_file()
+    model, _ = load_trained(tmp_path / "markov")
+    assert model.counts.sum() > 0

@@ -1,0 +1,118 @@
+"""The feature workflow applied to live histories without building a dataframe per request.
+
+It computes what `Workflow.transform` followed by `SequenceData.from_frame` computes for a batch
+of single-session histories (tested equal), from lookup tables built once: command -> id, command
+-> catalogue value ids, attribute value -> id, and the normalisation statistics. A request then
+costs dictionary lookups and one small tensor per column."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cmdrec.batch import Batch
+from cmdrec.data.readers import COMMAND, NO_CATEGORY
+from cmdrec.data.sequences import command_attribute
+from cmdrec.data.workflow import Workflow, event_attributes
+from cmdrec.schema import FIRST_VALUE_ID, OOV_ID, PAD_ID, Schema, Tag
+
+
+class HistoryEncoder:
+    def __init__(self, workflow: Workflow, schema: Schema, columns: list[str], data_dir: str | Path, window: int):
+        self.columns, self.window = columns, window  # window: events the model reads before the one it predicts
+        self.item = schema.item_id.name
+        self.command_ids = _ids(workflow, COMMAND)
+        self.attributes = event_attributes(workflow)
+        self.attribute_ids = {c: _ids(workflow, c) for c in self.attributes if c in columns}
+        catalogue = workflow.catalogue
+        self.per_command: dict[str, dict[str, int]] = {}  # catalogue columns, by command name
+        self.looked_up: dict[str, np.ndarray] = {}  # per-command tables (LLM labels), by command id
+        self.continuous = {}
+        for name in columns:
+            spec = schema[name]
+            if name == self.item or name in self.attribute_ids:
+                continue
+            if spec.properties.get("key") == self.item:
+                self.looked_up[name] = command_attribute(data_dir, spec)
+            elif spec.has(Tag.CONTINUOUS):
+                fitted = workflow.normalize[name]
+                self.continuous[name] = (fitted.mean, fitted.std)
+            else:
+                ids = _ids(workflow, name)
+                values = dict(zip(catalogue[COMMAND].to_list(), catalogue[name].to_list(), strict=True))
+                self.per_command[name] = {
+                    c: ids.get(NO_CATEGORY if v is None else v, OOV_ID) for c, v in values.items()
+                }
+                self.per_command[name][None] = ids.get(NO_CATEGORY, OOV_ID)  # commands outside the catalogue
+
+    def encode(
+        self,
+        histories: Sequence[Sequence[str]],
+        timestamps: Sequence[Sequence[datetime]] | None,
+        attributes: Sequence[Mapping[str, str | None]] | None,
+    ) -> Batch:
+        """One right-padded batch of each history's last `window` events (histories are non-empty)."""
+        rows = []
+        for index, history in enumerate(histories):
+            times = None if timestamps is None else timestamps[index]
+            given = {} if attributes is None else attributes[index]
+            rows.append(self._encode_one(history, times, given))
+        width = max(len(row[self.item]) for row in rows)
+        features = {}
+        for name in self.columns:
+            continuous = name in self.continuous
+            array = np.zeros((len(rows), width), dtype=np.float32 if continuous else np.int64)
+            if not continuous:
+                array.fill(PAD_ID)
+            for r, row in enumerate(rows):
+                array[r, : len(row[name])] = row[name]
+            features[name] = torch.from_numpy(array)
+        lengths = torch.tensor([len(row[self.item]) for row in rows])
+        padding_mask = torch.arange(width)[None, :] < lengths[:, None]
+        return Batch(features=features, padding_mask=padding_mask, item_column=self.item)
+
+    def _encode_one(self, history, times, given) -> dict[str, list]:
+        start = max(len(history) - self.window, 0)
+        recent = history[start:]
+        ids = [self.command_ids.get(c, OOV_ID) for c in recent]
+        row = {self.item: ids}
+        for name, table in self.per_command.items():
+            row[name] = [table.get(c, table[None]) for c in recent]
+        for name, table in self.looked_up.items():
+            row[name] = table[ids].tolist()
+        for name, table in self.attribute_ids.items():
+            value = given.get(name)
+            row[name] = [OOV_ID if value is None else table.get(value, OOV_ID)] * len(recent)
+        for name, (mean, std) in self.continuous.items():
+            raw = _continuous(name, times, len(history))[start:]
+            row[name] = [(x - mean) / std for x in raw]
+        return row
+
+
+def _ids(workflow: Workflow, column: str) -> dict[str, int]:
+    return {value: index for index, value in enumerate(workflow.categorify[column].values, FIRST_VALUE_ID)}
+
+
+def _continuous(name: str, times, length: int) -> list[float]:
+    """The raw feature over the whole history, as `derive_continuous` computes it."""
+    if name == "position":
+        return [float(i) for i in range(length)]
+    if name == "log_time_delta":
+        deltas = [0] + [_milliseconds(b - a) for a, b in zip(times, times[1:], strict=False)]
+        return [math.log1p(max(d, 0) / 1000.0) for d in deltas]
+    if name == "hour":
+        return [t.hour + t.minute / 60.0 for t in times]
+    if name == "weekday":
+        return [float(t.isoweekday()) for t in times]
+    raise ValueError(f"unknown continuous feature {name!r}")
+
+
+def _milliseconds(delta) -> int:
+    # polars' total_milliseconds truncates toward zero
+    total = delta.days * 86_400_000_000 + delta.seconds * 1_000_000 + delta.microseconds
+    return int(total / 1000) if total < 0 else total // 1000
