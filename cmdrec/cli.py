@@ -88,6 +88,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     recommend.add_argument("--device", default="cpu")
 
+    serve = sub.add_parser(
+        "serve", help="serve a bundle (or a finished run) over HTTP, with live sessions and a demo page"
+    )
+    serve.add_argument("path", help="bundle directory (from `cmdrec export`) or run directory")
+    serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    serve.add_argument("overrides", nargs="*", help="serving settings such as batch_size=32 max_sessions=50000")
+
+    predict = sub.add_parser("predict", help="score every history of a file (batch prediction) into a Parquet file")
+    predict.add_argument("path", help="bundle directory or run directory")
+    predict.add_argument(
+        "--input", required=True, help="histories: .jsonl, .parquet (history lists) or .csv (one event a row)"
+    )
+    predict.add_argument("--output", required=True, help="suggestions.parquet")
+    predict.add_argument("-k", type=int, default=10)
+    predict.add_argument("--chunk-size", type=int, default=512, help="histories scored per forward pass")
+    predict.add_argument("--device", default="cpu")
+
+    watch = sub.add_parser("watch", help="follow a growing log file and show the next-command suggestions")
+    watch.add_argument("logfile", help="a plain CSV (with header) or JSONL log being appended")
+    target = watch.add_mutually_exclusive_group(required=True)
+    target.add_argument("--server", help="URL of a running `cmdrec serve`, e.g. http://127.0.0.1:8000")
+    target.add_argument("--bundle", help="score in this process with a bundle or run directory")
+    watch.add_argument("--session", default=None, help="live-session id (default: the log file's name)")
+    watch.add_argument("--command-column", default="command")
+    watch.add_argument("--timestamp-column", default="timestamp", help="'' when the log has none")
+    watch.add_argument("--timestamp-format", default=None, help="strptime format (default: ISO 8601)")
+    watch.add_argument(
+        "--attribute", action="append", default=[], metavar="NAME=VALUE", help="event attribute; repeatable"
+    )
+    watch.add_argument("--from-end", action="store_true", help="skip what the log already holds")
+    watch.add_argument("-k", type=int, default=5)
+    watch.add_argument("--interval", type=float, default=0.5, help="seconds between polls")
+    watch.add_argument("--max-seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
+
     runs = sub.add_parser("runs", help="list runs with their state, last step and best validation metric")
     runs.add_argument("--runs-dir", default="runs")
 
@@ -281,10 +316,7 @@ def run_recommend(args) -> int:
         timestamps = None if args.timestamps is None else [datetime.fromisoformat(t) for t in args.timestamps]
     except ValueError as error:
         raise InputError(f"--timestamps: {error}") from error
-    malformed = [a for a in args.attribute if "=" not in a]
-    if malformed:
-        raise InputError(f"--attribute: expected NAME=VALUE, got {malformed[0]!r}")
-    attributes = dict(a.split("=", 1) for a in args.attribute)
+    attributes = _attributes(args.attribute)
     answer = Predictor(args.run, args.device).recommend(args.history, args.k, timestamps, args.exclude_seen, attributes)
     if answer.unknown_commands:
         print(
@@ -293,6 +325,59 @@ def run_recommend(args) -> int:
     for rank, (command, score) in enumerate(zip(answer.commands, answer.scores, strict=False), 1):
         print(f"{rank:>3}  {command}  {score:.4f}")
     return 0
+
+
+def run_serve(args) -> int:
+    from cmdrec.config import ServingConfig
+    from cmdrec.serving.service import serve
+
+    settings = apply_overrides({}, args.overrides)
+    settings.update({k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None})
+    try:
+        config = from_dict(ServingConfig, settings, "serving.")
+    except InputError as error:
+        raise InputError(f"serve: {error}") from error
+    serve(args.path, config)
+    return 0
+
+
+def run_predict(args) -> int:
+    from cmdrec.serving.batch import predict_file
+    from cmdrec.serving.predict import Predictor
+
+    report = predict_file(Predictor(args.path, args.device), args.input, args.output, args.k, args.chunk_size)
+    print(f"scored {report['scored']:,} of {report['histories']:,} histories; wrote {args.output}")
+    if report["bad_rows"]:
+        print(f"{report['bad_rows']:,} bad row(s), their error in the output's error column:", file=sys.stderr)
+        for line in report["errors"]:
+            print(f"  {line}", file=sys.stderr)
+    return 0
+
+
+def run_watch(args) -> int:
+    from cmdrec.serving.watch import LogFollower, LogFormat, bundle_sink, print_suggestions, server_sink, watch
+
+    attributes = _attributes(args.attribute) or None
+    log_format = LogFormat(args.command_column, args.timestamp_column or None, args.timestamp_format)
+    follower = LogFollower(args.logfile, log_format, from_start=not args.from_end)
+    session = args.session or Path(args.logfile).name
+    if args.server:
+        send = server_sink(args.server, session, args.k, attributes)
+    else:
+        send = bundle_sink(args.bundle, args.k, attributes)
+    print(f"watching {args.logfile} (session {session}); Ctrl-C to stop", flush=True)
+    try:
+        watch(follower, send, print_suggestions, args.interval, max_seconds=args.max_seconds)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _attributes(pairs: list[str]) -> dict[str, str]:
+    malformed = [a for a in pairs if "=" not in a]
+    if malformed:
+        raise InputError(f"--attribute: expected NAME=VALUE, got {malformed[0]!r}")
+    return dict(a.split("=", 1) for a in pairs)
 
 
 def run_runs(args) -> int:
@@ -371,6 +456,9 @@ COMMANDS = {
     "runs": run_runs,
     "export": run_export,
     "recommend": run_recommend,
+    "serve": run_serve,
+    "predict": run_predict,
+    "watch": run_watch,
     "baselines": run_baselines,
     "compare": run_compare_command,
 }

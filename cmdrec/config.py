@@ -392,5 +392,32 @@ class RunConfig:
             raise InputError(f"training.monitor {self.training.monitor!r}: eval.ks {list(self.eval.ks)} lacks {at}")
 
 
+@dataclass(frozen=True)
+class ServingConfig:
+    """`cmdrec serve`: limits of a request, dynamic batching and live sessions."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    device: str = "cpu"
+    num_threads: int | None = None  # torch threads for the forward pass; None: torch's default
+    max_history: int = 10_000  # events in one request's history
+    max_k: int = 1_000
+    max_batch_histories: int = 1_000  # histories in one /v1/recommend/batch call
+    max_body_bytes: int = 4 * 1024 * 1024
+    batch_size: int = 64  # most histories in one forward pass
+    batch_wait_ms: float = 1.0  # how long a forming batch waits for more requests
+    queue_size: int = 2_048  # histories waiting to be scored; beyond it requests get 503
+    session_events: int = 1_000  # events kept per live session
+    session_ttl_seconds: float = 1_800.0
+    max_sessions: int = 100_000
+    admin_token_env: str = "CMDREC_ADMIN_TOKEN"  # environment variable holding the reload token
+
+    def __post_init__(self):
+        for name in ("max_history", "max_k", "max_batch_histories", "max_body_bytes", "batch_size", "queue_size",
+                     "session_events", "max_sessions"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise InputError(f"serving.{name} must be at least 1, got {getattr(self, name)}")
+
+
 def load_run_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
     return load_config(RunConfig, path, overrides)

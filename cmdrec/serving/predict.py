@@ -41,6 +41,17 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class PreparedHistory:
+    """A validated, cleaned history, ready to be scored with others in one batch."""
+
+    commands: list[str]
+    timestamps: list[datetime] | None
+    attributes: dict[str, str | None]  # as the vocabulary stores them
+    unknown_commands: list[str]
+    removed: dict[str, int]
+
+
+@dataclass(frozen=True)
 class Recommendation:
     commands: list[str]  # best first
     scores: list[float]  # the model's score of each (logit or count); higher is better
@@ -101,7 +112,6 @@ class Predictor:
             None if attributes is None else [attributes],
         )[0]
 
-    @torch.no_grad()
     def recommend_many(
         self,
         histories: Sequence[Sequence[str]],
@@ -112,29 +122,89 @@ class Predictor:
     ) -> list[Recommendation]:
         """The top `k` next commands of each history, in one batch. `attributes`: per history, the
         value of each event attribute the model uses (`needs_attributes`), held for the whole history."""
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise RequestError("k", f"expected a positive integer, got {k!r}")
-        if not histories:
+        check_k(k)
+        for name, given in (("timestamps", timestamps), ("attributes", attributes)):
+            if given is not None and len(given) != len(histories):
+                raise RequestError(name, f"{len(histories)} histories but {len(given)} {name}")
+        one = len(histories) == 1
+        prepared = [
+            self.prepare(
+                history,
+                None if timestamps is None else timestamps[index],
+                None if attributes is None else attributes[index],
+                prefix="" if one else f"histories[{index}].",
+            )
+            for index, history in enumerate(histories)
+        ]
+        return self.score(prepared, k, exclude_seen)
+
+    def prepare(
+        self,
+        history: Sequence[str],
+        timestamps: Sequence[datetime] | None = None,
+        attributes: Mapping[str, str] | None = None,
+        prefix: str = "",
+    ) -> PreparedHistory:
+        """Validate and clean one history; `prefix` ("requests[3].") places its errors within a batch."""
+        if timestamps is None and self.needs_time:
+            raise RequestError(
+                f"{prefix}timestamps", f"the model uses the time feature(s) {self.needs_time}: pass every event's time"
+            )
+        given = attributes or {}
+        unknown = sorted(set(given) - set(self.attributes))
+        if unknown:
+            raise RequestError(
+                f"{prefix}attributes.{unknown[0]}",
+                f"unknown event attribute; this model's data has {self.attributes or 'none'}",
+            )
+        missing = [c for c in self.needs_attributes if given.get(c) is None]
+        if missing:
+            raise RequestError(f"{prefix}attributes.{missing[0]}", _missing_attribute(missing))
+        field = f"{prefix}history"
+        if isinstance(history, str) or not isinstance(history, Sequence) or len(history) == 0:
+            raise RequestError(field, f"expected a non-empty list of command names, got {history!r}")
+        for position, command in enumerate(history):
+            if not isinstance(command, str):
+                raise RequestError(f"{field}[{position}]", f"expected a command name, got {command!r}")
+        stamps = None if timestamps is None else _checked_times(timestamps, len(history), f"{prefix}timestamps")
+        if self.processing is None:
+            keep, counts = list(range(len(history))), {}
+        else:
+            keep, counts = clean_history(list(history), stamps, self.processing, self.noise)
+        if not keep:
+            raise RequestError(field, f"nothing is left after cleaning it as the training log was ({counts})")
+        return PreparedHistory(
+            [history[i] for i in keep],
+            None if stamps is None else [stamps[i] for i in keep],
+            self._attribute_values(given),
+            [c for c in history if c not in self.known],
+            {step: n for step, n in counts.items() if n},
+        )
+
+    @torch.no_grad()
+    def score(self, prepared: Sequence[PreparedHistory], k: int, exclude_seen: bool = False) -> list[Recommendation]:
+        """The top `k` of prepared histories, in one forward pass."""
+        if not prepared:
             return []
-        cleaned, times, removed = self._clean(histories, timestamps, attributes)
-        values = None if attributes is None else [self._attribute_values(a) for a in attributes]
-        batch = next_event(self.encoder.encode(cleaned, times, values), self.config.model.masking, self.mask_ids)
+        times = None if any(p.timestamps is None for p in prepared) else [p.timestamps for p in prepared]
+        encoded = self.encoder.encode([p.commands for p in prepared], times, [p.attributes for p in prepared])
+        batch = next_event(encoded, self.config.model.masking, self.mask_ids)
         scores = self.model(batch.to(self.device)).logits[self.schema.item_id.name].float().cpu()
         distribution = _distribution(scores, self.neural)
         if exclude_seen:
             scores = scores.masked_fill(seen_items(*batch.predicted_histories(), scores.shape[1]), float("-inf"))
         top = scores.topk(min(k, scores.shape[1]), dim=1)
         answers = []
-        for row, (ids, values_) in enumerate(zip(top.indices.tolist(), top.values.tolist(), strict=True)):
+        for row, (ids, values) in enumerate(zip(top.indices.tolist(), top.values.tolist(), strict=True)):
             # reserved ids and excluded commands score lowest: they reach the top k only when too few others remain
-            ranked = [(i, v) for i, v in zip(ids, values_, strict=True) if i >= FIRST_VALUE_ID and v != float("-inf")]
+            ranked = [(i, v) for i, v in zip(ids, values, strict=True) if i >= FIRST_VALUE_ID and v != float("-inf")]
             answers.append(
                 Recommendation(
                     [self.names[i] for i, _ in ranked],
                     [v for _, v in ranked],
                     [float(distribution[row, i]) for i, _ in ranked],
-                    [c for c in histories[row] if c not in self.known],
-                    removed[row],
+                    prepared[row].unknown_commands,
+                    prepared[row].removed,
                 )
             )
         return answers
@@ -158,54 +228,13 @@ class Predictor:
             values[name] = value
         return values
 
-    def _clean(self, histories, timestamps, attributes):
-        if timestamps is None and self.needs_time:
-            raise RequestError(
-                "timestamps", f"the model uses the time feature(s) {self.needs_time}: pass the time of every event"
-            )
-        if attributes is not None and len(attributes) != len(histories):
-            raise RequestError("attributes", f"{len(histories)} histories but {len(attributes)} sets of attributes")
-        if timestamps is not None and len(timestamps) != len(histories):
-            raise RequestError("timestamps", f"{len(histories)} histories but {len(timestamps)} lists of timestamps")
-        for given in attributes or []:
-            unknown = sorted(set(given) - set(self.attributes))
-            if unknown:
-                raise RequestError(
-                    f"attributes.{unknown[0]}",
-                    f"unknown event attribute; this model's data has {self.attributes or 'none'}",
-                )
-            missing = [c for c in self.needs_attributes if given.get(c) is None]
-            if missing:
-                raise RequestError(f"attributes.{missing[0]}", _missing_attribute(missing))
-        if attributes is None and self.needs_attributes:
-            raise RequestError(f"attributes.{self.needs_attributes[0]}", _missing_attribute(self.needs_attributes))
-        cleaned, times, removed = [], [] if timestamps is not None else None, []
-        for index, history in enumerate(histories):
-            where = "history" if len(histories) == 1 else f"histories[{index}]"
-            if isinstance(history, str) or not isinstance(history, Sequence) or len(history) == 0:
-                raise RequestError(where, f"expected a non-empty list of command names, got {history!r}")
-            for position, command in enumerate(history):
-                if not isinstance(command, str):
-                    raise RequestError(f"{where}[{position}]", f"expected a command name, got {command!r}")
-            stamps = (
-                None if timestamps is None else _checked_times(timestamps[index], len(history), len(histories), index)
-            )
-            keep, counts = (
-                clean_history(list(history), stamps, self.processing, self.noise)
-                if self.processing is not None
-                else (list(range(len(history))), {})
-            )
-            if not keep:
-                raise RequestError(where, f"nothing is left after cleaning it as the training log was ({counts})")
-            cleaned.append([history[i] for i in keep])
-            if times is not None:
-                times.append([stamps[i] for i in keep])
-            removed.append({step: n for step, n in counts.items() if n})
-        return cleaned, times, removed
+
+def check_k(k) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise RequestError("k", f"expected a positive integer, got {k!r}")
 
 
-def _checked_times(stamps, n_commands: int, n_histories: int, index: int) -> list[datetime]:
-    where = "timestamps" if n_histories == 1 else f"timestamps[{index}]"
+def _checked_times(stamps, n_commands: int, where: str) -> list[datetime]:
     if isinstance(stamps, str) or not isinstance(stamps, Sequence):
         raise RequestError(where, f"expected a list of times, got {stamps!r}")
     if len(stamps) != n_commands:
