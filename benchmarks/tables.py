@@ -3,6 +3,7 @@ results files, so the figures quoted are the measured ones, never retyped.
 
     python benchmarks/tables.py [baselines_vs] [full_vs] [full_vs_10ep] [full_vs_copy] [full_vs_gpu]
         [full_vs_developer] [ablation_developer] [context_length_gpu] [beauty] [new_commands_sample] [new_commands_vs]
+        [serving_http]
 """
 
 from __future__ import annotations
@@ -213,7 +214,42 @@ def ablation_by_seed(stem: str) -> str:
     return "\n".join(lines)
 
 
+def serving_http() -> str:
+    """Latency at fixed open-loop rates, capacity, sessions' memory and the bad-request battery."""
+    report = json.loads((RESULTS / "serving_http.json").read_text())
+    lines = [
+        f"`{report['command']}` ({report['backbone']}, {report['test_sessions']} VS test histories of "
+        f"{report['mean_history_events']} events on average; server torch threads {report['server_threads']})",
+        "",
+        "| requests | rate /s | achieved /s | p50 ms | p95 ms | p99 ms | non-200 | generator CPU |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for kind, rows in (("single", report["single_requests"]), ("session append", report["session_appends"])):
+        for row in rows:
+            errors = sum(v for k, v in row["statuses"].items() if k != "200") + row["connection_failures"]
+            lines.append(
+                f"| {kind} | {row['rate']:g} | {row['achieved_rate']:g} | {row['p50_ms']} | {row['p95_ms']} | "
+                f"{row['p99_ms']} | {errors} | {row['generator_cpu_share']:.0%} |"
+            )
+    overload, memory, bad = report["overload"], report["sessions_memory"], report["bad_requests"]
+    lines += [
+        "",
+        f"- highest single-request rate sustained (p99 under 100 ms, all 200): {report['max_sustained_single_rate']}"
+        f" /s; batch endpoint: {report['batch_endpoint_histories_per_second']:,} histories/s (target 1,500)",
+        f"- at {overload['rate']:g} /s offered: statuses {overload['statuses']}, "
+        f"{overload['connection_failures']} connection failures",
+        f"- {memory['sessions_sent']:,} distinct live sessions sent, {memory['sessions_held']:,.0f} held: "
+        f"RSS {memory['rss_mb_before']} -> {memory['rss_mb_after']} MB",
+        f"- {bad['requests']} malformed requests: all 4xx {bad['all_4xx']}, each naming a field "
+        f"{bad['all_named_a_field']}, the next good request answered {bad['next_good_all_200']}",
+        f"- served Recall@10 / NDCG@10 {report['served_recall@10']:.4f} / {report['served_ndcg@10']:.4f}, offline "
+        f"{report['offline_recall@10']:.4f} / {report['offline_ndcg@10']:.4f}",
+    ]
+    return "\n".join(lines)
+
+
 TABLES = {
+    "serving_http": serving_http,
     "baselines_vs": baselines_vs,
     "full_vs": lambda: full_vs("full_vs"),
     "full_vs_10ep": lambda: full_vs("full_vs_10ep"),

@@ -241,7 +241,11 @@ def run_quickstart(args) -> int:
         run_dir = Path(runs[1].runs_dir) / runs[1].name
         answer = Predictor(run_dir).recommend(history, k=3)
         print(f"== cmdrec recommend {run_dir} --history {' '.join(history)} -k 3\n   " + ", ".join(answer.commands))
-    print("wrote runs/quickstart/results.md; next: cmdrec runs, cmdrec train --config configs/baselines/gpt2.yaml")
+    print(
+        "wrote runs/quickstart/results.md; next: cmdrec runs, cmdrec train --config configs/baselines/gpt2.yaml,\n"
+        "   cmdrec export runs/quickstart-gpt2 --out bundles/gpt2 && cmdrec serve bundles/gpt2"
+        "  (then open http://127.0.0.1:8000)"
+    )
     return 0
 
 

@@ -405,7 +405,7 @@ class ServingConfig:
     max_batch_histories: int = 1_000  # histories in one /v1/recommend/batch call
     max_body_bytes: int = 4 * 1024 * 1024
     batch_size: int = 64  # most histories in one forward pass
-    batch_wait_ms: float = 1.0  # how long a forming batch waits for more requests
+    batch_wait_ms: float = 0.0  # extra wait for more requests; 0: a batch is what queued while the model ran
     queue_size: int = 2_048  # histories waiting to be scored; beyond it requests get 503
     session_events: int = 1_000  # events kept per live session
     session_ttl_seconds: float = 1_800.0

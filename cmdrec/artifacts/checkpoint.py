@@ -6,8 +6,10 @@ leaves a half-written one under its final name; a damaged one is detected by its
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import pickle
 import shutil
 from pathlib import Path
 
@@ -50,20 +52,45 @@ def save_checkpoint(
     tmp = directory / f".tmp-{step:08d}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    if weights is not None:
-        save_file(weights, str(tmp / WEIGHTS), metadata={"partial": "true"})
-    else:
-        save_model(model, str(tmp / WEIGHTS))
-    if ema_model is not None:
-        save_model(ema_model, str(tmp / EMA_WEIGHTS))
-    torch.save(trainer_state, tmp / TRAINER_STATE)
-    (tmp / MODEL_CONFIG).write_text(json.dumps(model_config, indent=2))
-    (tmp / METRICS).write_text(json.dumps(metrics, indent=2))
-    files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(tmp.iterdir())}
-    write_json_atomic(tmp / MANIFEST, {"step": step, "files": files})
+    writing = WEIGHTS
+    try:
+        if weights is not None:
+            save_file(weights, str(tmp / WEIGHTS), metadata={"partial": "true"})
+        else:
+            save_model(model, str(tmp / WEIGHTS))
+        if ema_model is not None:
+            writing = EMA_WEIGHTS
+            save_model(ema_model, str(tmp / EMA_WEIGHTS))
+        writing = TRAINER_STATE
+        torch.save(trainer_state, tmp / TRAINER_STATE)
+        writing = MODEL_CONFIG
+        (tmp / MODEL_CONFIG).write_text(json.dumps(model_config, indent=2))
+        writing = METRICS
+        (tmp / METRICS).write_text(json.dumps(metrics, indent=2))
+        writing = MANIFEST
+        files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(tmp.iterdir())}
+        write_json_atomic(tmp / MANIFEST, {"step": step, "files": files})
+    except Exception as error:  # safetensors and torch wrap the OS error in their own types
+        shutil.rmtree(tmp, ignore_errors=True)
+        if _out_of_space(error):
+            raise InputError(_no_space_message(directory, final, writing)) from None
+        raise
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     return final
+
+
+def _out_of_space(error: BaseException) -> bool:
+    return getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in str(error)
+
+
+def _no_space_message(directory: Path, final: Path, writing: str) -> str:
+    previous = list_checkpoints(directory)
+    needed = sum(f.stat().st_size for f in previous[-1].iterdir()) if previous else None
+    free = shutil.disk_usage(directory).free
+    resume = f"; {previous[-1].name} stays the resume point" if previous else ""
+    size = f"about {needed:,} bytes needed (the last checkpoint's size), " if needed else ""
+    return f"checkpoint {final}: could not write {writing}: no space left on device ({size}{free:,} free){resume}"
 
 
 def verify_checkpoint(path: Path) -> None:
@@ -75,10 +102,15 @@ def verify_checkpoint(path: Path) -> None:
         file = path / name
         if not file.is_file():
             raise InputError(f"checkpoint {path} is incomplete: {name} is missing")
-        if file.stat().st_size != expected["bytes"] or sha256_file(file) != expected["sha256"]:
+        if file.stat().st_size != expected["bytes"]:
             raise InputError(
                 f"checkpoint {path} is damaged: {name} has {file.stat().st_size} bytes, expected {expected['bytes']} "
-                "with a matching checksum (truncated write?); resume from an earlier checkpoint or delete this one"
+                "(truncated write?); resume from an earlier checkpoint or delete this one"
+            )
+        if sha256_file(file) != expected["sha256"]:
+            raise InputError(
+                f"checkpoint {path} is damaged: {name} has the right size but not its checksum (changed on disk); "
+                "resume from an earlier checkpoint or delete this one"
             )
 
 
@@ -90,7 +122,13 @@ def load_checkpoint(
     load_weights(model, path / weights)
     if ema_model is not None and (path / EMA_WEIGHTS).is_file():
         load_model(ema_model, str(path / EMA_WEIGHTS))
-    return torch.load(path / TRAINER_STATE, weights_only=True)
+    try:
+        return torch.load(path / TRAINER_STATE, weights_only=True)
+    except pickle.UnpicklingError:
+        raise InputError(
+            f"{path / TRAINER_STATE} holds objects other than tensors and plain values: refused as unsafe (loading "
+            "it fully could run code it carries); delete this checkpoint"
+        ) from None
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:

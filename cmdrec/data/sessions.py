@@ -10,8 +10,6 @@ can run them unchanged.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import polars as pl
 
 from cmdrec.config import ProcessingConfig
@@ -137,21 +135,16 @@ def session_statistics(events: pl.DataFrame, top: int = 10) -> dict:
 
 def clean_history(
     commands: list[str],
-    timestamps: list | None,
     config: ProcessingConfig,
     noise: frozenset[str],
 ) -> tuple[list[int], dict]:
-    """The events of one live history that `process_events` would keep, as indices into it: only
-    the current session (after the last inactivity gap), noise dropped, repeats collapsed, the most
-    recent `max_session_length`. Timestamps, when given, are in order. Returns what each step removed."""
-    start = 0
-    if timestamps is not None:
-        gap = timedelta(microseconds=int(config.session_gap_minutes * 60e6))  # as split_sessions compares
-        for index in range(1, len(timestamps)):
-            if timestamps[index] - timestamps[index - 1] > gap:
-                start = index
-    kept = [i for i in range(start, len(commands)) if commands[i] not in noise]
-    removed = {"earlier_sessions": start, "noise": len(commands) - start - len(kept), "repeats": 0, "truncated": 0}
+    """The events of one live history that `process_events` keeps, as indices into it: noise dropped,
+    repeats collapsed, the most recent `max_session_length`. Every step is idempotent, so a history
+    cleaned already (a processed session) comes through unchanged. Sessions are not cut at gaps here:
+    a gap measured after noise is dropped is not the gap processing measured, and a live session idle
+    past its TTL is forgotten anyway. Returns what each step removed."""
+    kept = [i for i in range(len(commands)) if commands[i] not in noise]
+    removed = {"noise": len(commands) - len(kept), "repeats": 0, "truncated": 0}
     if config.collapse_repeats:
         collapsed = [i for n, i in enumerate(kept) if n == 0 or commands[i] != commands[kept[n - 1]]]
         removed["repeats"] = len(kept) - len(collapsed)

@@ -3,8 +3,8 @@
 A `Predictor` loads a bundle (or a finished run), its feature workflow and schema. A history of raw
 command names (with timestamps when the model uses time features or the session gap should apply,
 and the values of the event attributes the model uses, such as the developer) is first cleaned as
-the training log was (the current session only, noise commands dropped, repeats collapsed, as the
-dataset's `processing.json` records), then encoded like the training data, keeps the most recent
+the training log was (noise commands dropped, repeats collapsed, as the
+dataset's `processing.json` records; see `clean_history`), then encoded like the training data, keeps the most recent
 events the model reads, and is scored with `next_event` masking, so a suggestion equals what
 evaluation computes for that history. Commands the vocabulary does not know are fed as
 out-of-vocabulary and listed in the answer, never dropped silently.
@@ -170,7 +170,7 @@ class Predictor:
         if self.processing is None:
             keep, counts = list(range(len(history))), {}
         else:
-            keep, counts = clean_history(list(history), stamps, self.processing, self.noise)
+            keep, counts = clean_history(list(history), self.processing, self.noise)
         if not keep:
             raise RequestError(field, f"nothing is left after cleaning it as the training log was ({counts})")
         return PreparedHistory(
@@ -181,7 +181,7 @@ class Predictor:
             {step: n for step, n in counts.items() if n},
         )
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def score(self, prepared: Sequence[PreparedHistory], k: int, exclude_seen: bool = False) -> list[Recommendation]:
         """The top `k` of prepared histories, in one forward pass."""
         if not prepared:

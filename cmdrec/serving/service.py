@@ -248,6 +248,33 @@ class _TooLarge(Exception):
     pass
 
 
+class Measured:
+    """Request counts by endpoint and status, and latency (plain ASGI: no per-request task as in
+    Starlette's BaseHTTPMiddleware)."""
+
+    def __init__(self, app, service: Service):
+        self.app, self.service = app, service
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), 500
+
+        async def sent(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sent)
+        finally:
+            route = scope.get("route")
+            endpoint = route.path if route is not None else "other"
+            self.service.requests.labels(endpoint, str(status)).inc()
+            self.service.latency.labels(endpoint).observe(time.perf_counter() - started)
+
+
 def create_app(path: str | Path, config: ServingConfig | None = None, predictor: Predictor | None = None) -> FastAPI:
     config = config or ServingConfig()
     service = Service(path, config, predictor)
@@ -266,16 +293,7 @@ def create_app(path: str | Path, config: ServingConfig | None = None, predictor:
     app = FastAPI(title="cmdrec", summary="next-command suggestions", lifespan=lifespan)
     app.state.service = service
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
-
-    @app.middleware("http")
-    async def measure(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        endpoint = route.path if route is not None else "other"
-        service.requests.labels(endpoint, str(response.status_code)).inc()
-        service.latency.labels(endpoint).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(Measured, service=service)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError):
@@ -340,7 +358,7 @@ def create_app(path: str | Path, config: ServingConfig | None = None, predictor:
         (answer,) = await service.recommend(
             [(body.history, body.timestamps, body.attributes)], body.k, body.exclude_seen
         )
-        return answer
+        return JSONResponse(answer)  # plain JSON types already: skip FastAPI's per-field encoder
 
     @app.post("/v1/recommend/batch")
     async def recommend_batch(body: BatchRequest):
@@ -361,7 +379,7 @@ def create_app(path: str | Path, config: ServingConfig | None = None, predictor:
             )
             for row, answer in zip(rows, answers, strict=True):
                 results[row] = answer
-        return {"results": results}
+        return JSONResponse({"results": results})
 
     @app.post("/v1/sessions/{session_id}/events")
     async def session_events(session_id: str, body: EventsRequest):
@@ -388,7 +406,7 @@ def create_app(path: str | Path, config: ServingConfig | None = None, predictor:
             [(session.commands, session.timestamps, session.attributes)], body.k, body.exclude_seen
         )
         session.suggestions, session.shown = [s["command"] for s in answer["suggestions"]], answer["suggestions"]
-        return {"session_id": session_id, "events_held": len(session.events), **answer}
+        return JSONResponse({"session_id": session_id, "events_held": len(session.events), **answer})
 
     @app.get("/v1/sessions/{session_id}")
     async def session_state(session_id: str, last: int = 50):

@@ -103,3 +103,22 @@ def test_evaluating_a_bundle_needs_the_dataset_it_was_trained_on(tiny_data, tiny
     assert main(["evaluate", str(bundle)]) == 2  # no splits in a bundle
     assert main(["evaluate", str(bundle), "--data", str(tiny_data)]) == 0
     assert main(["evaluate", str(bundle), "--data", str(tiny_data_with_developer)]) == 2
+
+
+def test_a_run_from_before_run_records_loads_and_damaged_runs_are_explained(tiny_data, tmp_path):
+    from cmdrec.artifacts.loading import RUN_RECORD, load_trained
+
+    train(tiny_run(tiny_data, tmp_path, "run", training={"epochs": 1}), show_progress=False)
+    run = tmp_path / "run"
+    (run / RUN_RECORD).unlink()  # as runs were written before format 2: data_dir from the config as given
+    expected = suggestions(Predictor(run), tiny_data)
+    assert suggestions(Predictor(run), tiny_data) == expected
+    results = (run / "results.json").read_text()
+    (run / "results.json").write_text("")
+    with pytest.raises(InputError, match=r"results.json is damaged: not valid JSON"):
+        load_trained(run)
+    (run / "results.json").write_text(results)
+    best = json.loads(results)["best_step"]
+    shutil.rmtree(run / "checkpoints" / f"{best:08d}")
+    with pytest.raises(InputError, match=f"the best checkpoint {best:08d} is missing"):
+        load_trained(run)

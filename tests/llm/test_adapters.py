@@ -86,6 +86,9 @@ def test_adapter_run_trains_saves_small_checkpoints_reloads_and_exports(tiny_dat
     from cmdrec.cli import main
 
     assert main(["evaluate", str(export_dir), "--data", str(tiny_data)]) == 0  # a bundle evaluates like a run
+    from cmdrec.serving import Predictor
+
+    assert len(Predictor(export_dir).recommend(["Wall", "Door"], k=3).commands) == 3  # and serves
 
 
 def test_quantised_base_cannot_be_fully_fine_tuned(tiny_data, tmp_path, tiny_llama):

@@ -8,6 +8,7 @@ import torch
 from cmdrec.config import ModelConfig
 from cmdrec.data.sequences import load_schema
 from cmdrec.errors import InputError
+from cmdrec.models.backbones import Backbone
 from cmdrec.models.build import build_model
 from cmdrec.models.registry import COMPONENTS, backbones, component
 
@@ -43,6 +44,7 @@ def encoder(name, masking):
 @pytest.mark.parametrize("name,masking", MASKINGS)
 def test_every_backbone_keeps_the_contract(name, masking):
     module = encoder(name, masking)
+    assert isinstance(module, Backbone)
     assert module.causal == component(name).is_causal(masking)  # the registry says what the module does
     embeddings = torch.randn(2, 6, 16)
     mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])

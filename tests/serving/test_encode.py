@@ -13,7 +13,7 @@ from cmdrec.config import ProcessingConfig
 from cmdrec.data.pipeline import WORKFLOW_DIR
 from cmdrec.data.readers import COMMAND, ORDER, TIME, USER
 from cmdrec.data.sequences import SequenceData, load_schema
-from cmdrec.data.sessions import SESSION, clean_history, process_events, split_sessions
+from cmdrec.data.sessions import SESSION, clean_history, process_events
 from cmdrec.data.workflow import Workflow
 from cmdrec.serving.encode import HistoryEncoder
 
@@ -60,24 +60,21 @@ def test_the_lean_encoder_equals_the_workflow_with_time_categories_and_attribute
 @settings(max_examples=60, deadline=None)
 @given(
     commands=st.lists(st.sampled_from(["A", "B", "C", "Noise"]), min_size=1, max_size=25),
-    gaps=st.lists(st.integers(0, 90 * 60), min_size=25, max_size=25),
     collapse=st.booleans(),
     max_length=st.sampled_from([None, 3]),
 )
-def test_cleaning_a_history_keeps_what_processing_keeps_of_its_last_session(commands, gaps, collapse, max_length):
-    config = ProcessingConfig(
-        session_gap_minutes=30, noise_commands=("Noise",), collapse_repeats=collapse,
-        min_session_length=1, max_session_length=max_length,
-    )  # fmt: skip
-    start = datetime(2025, 1, 1)
-    times = [start + timedelta(seconds=sum(gaps[: i + 1])) for i in range(len(commands))]
+def test_cleaning_a_history_keeps_what_processing_keeps_and_leaves_a_clean_one_unchanged(
+    commands, collapse, max_length
+):
+    config = ProcessingConfig(noise_commands=("Noise",), collapse_repeats=collapse, min_session_length=1,
+                              max_session_length=max_length)  # fmt: skip
     events = pl.DataFrame(
-        {USER: ["u"] * len(commands), TIME: times, ORDER: list(range(len(commands))), COMMAND: commands},
+        {USER: ["u"] * len(commands), TIME: [datetime(2025, 1, 1)] * len(commands),
+         ORDER: list(range(len(commands))), COMMAND: commands},
         schema_overrides={TIME: pl.Datetime("us")},
-    )
-    sessions, _ = process_events(events, config)
-    current = split_sessions(events, config.session_gap_minutes)[SESSION][-1]  # the last event's session
-    expected = sessions.filter(pl.col(SESSION) == current)[COMMAND].to_list()
-    keep, removed = clean_history(commands, times, config, frozenset({"Noise"}))
+    )  # fmt: skip
+    expected = process_events(events, config)[0][COMMAND].to_list()
+    keep, removed = clean_history(commands, config, frozenset({"Noise"}))
     assert [commands[i] for i in keep] == expected
     assert sum(removed.values()) == len(commands) - len(keep)
+    assert clean_history(expected, config, frozenset({"Noise"}))[0] == list(range(len(expected)))

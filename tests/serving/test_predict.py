@@ -148,15 +148,9 @@ def test_timestamps_out_of_order_or_missing_are_refused_naming_the_event(tiny_da
 
 def test_a_history_is_cleaned_as_the_training_log_was(tiny_data, tmp_path):
     predictor = Predictor(trained(tiny_data, tmp_path, "run"))
-    start = datetime(2025, 3, 6, 9, 0)
     plain = predictor.recommend(["Wall", "Door"])
     noisy = predictor.recommend(["Wall", "Window.Focus", "Door", "Window.Focus"])  # the sample's noise preset
     assert noisy.commands == plain.commands and noisy.removed == {"noise": 2}
-    # an hour of inactivity ended the earlier session: only the current one is scored
-    later = predictor.recommend(
-        ["Open", "Wall", "Door"], timestamps=[start, start + timedelta(hours=1), start + timedelta(hours=1, seconds=5)]
-    )
-    assert later.commands == plain.commands and later.removed == {"earlier_sessions": 1}
     with pytest.raises(RequestError, match="nothing is left after cleaning"):
         predictor.recommend(["Window.Focus"])
     assert sum(plain.probabilities) <= 1.0 and plain.probabilities == sorted(plain.probabilities, reverse=True)
