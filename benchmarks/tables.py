@@ -3,7 +3,7 @@ results files, so the figures quoted are the measured ones, never retyped.
 
     python benchmarks/tables.py [baselines_vs] [full_vs] [full_vs_10ep] [full_vs_copy] [full_vs_gpu]
         [full_vs_developer] [ablation_developer] [context_length_gpu] [beauty] [new_commands_sample] [new_commands_vs]
-        [serving_http]
+        [serving] [serving_http]
 """
 
 from __future__ import annotations
@@ -214,6 +214,24 @@ def ablation_by_seed(stem: str) -> str:
     return "\n".join(lines)
 
 
+def serving() -> str:
+    """The in-process Predictor: latency, batched throughput, served vs offline metrics."""
+    lines = [
+        "| run | test histories (mean events) | one request p50 / p95 | batches of 64 | served Recall@10 / NDCG@10 | "
+        "offline Recall@10 / NDCG@10 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name in ("serving_sample", "serving_vs"):
+        r = json.loads((RESULTS / f"{name}.json").read_text())
+        lines.append(
+            f"| `{r['run']}` ({r['backbone']}; `{name}.json`) | {r['test_sessions']} ({r['mean_history_events']}) | "
+            f"{r['single_request_ms']['p50']} / {r['single_request_ms']['p95']} ms | "
+            f"{r['batched']['histories_per_second']:,} histories/s | {r['served_recall@10']:.4f} / "
+            f"{r['served_ndcg@10']:.4f} | {r['offline_recall@10']:.4f} / {r['offline_ndcg@10']:.4f} |"
+        )
+    return "\n".join(lines)
+
+
 def serving_http() -> str:
     """Latency at fixed open-loop rates, capacity, sessions' memory and the bad-request battery."""
     report = json.loads((RESULTS / "serving_http.json").read_text())
@@ -249,6 +267,7 @@ def serving_http() -> str:
 
 
 TABLES = {
+    "serving": serving,
     "serving_http": serving_http,
     "baselines_vs": baselines_vs,
     "full_vs": lambda: full_vs("full_vs"),

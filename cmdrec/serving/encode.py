@@ -89,7 +89,7 @@ class HistoryEncoder:
             value = given.get(name)
             row[name] = [OOV_ID if value is None else table.get(value, OOV_ID)] * len(recent)
         for name, (mean, std) in self.continuous.items():
-            raw = _continuous(name, times, len(history))[start:]
+            raw = _continuous(name, times, start, len(history))
             row[name] = [(x - mean) / std for x in raw]
         return row
 
@@ -98,17 +98,17 @@ def _ids(workflow: Workflow, column: str) -> dict[str, int]:
     return {value: index for index, value in enumerate(workflow.categorify[column].values, FIRST_VALUE_ID)}
 
 
-def _continuous(name: str, times, length: int) -> list[float]:
-    """The raw feature over the whole history, as `derive_continuous` computes it."""
+def _continuous(name: str, times, start: int, end: int) -> list[float]:
+    """The raw feature of events start..end-1 of a history, as `derive_continuous` computes it over the whole."""
     if name == "position":
-        return [float(i) for i in range(length)]
+        return [float(i) for i in range(start, end)]
     if name == "log_time_delta":
-        deltas = [0] + [_milliseconds(b - a) for a, b in zip(times, times[1:], strict=False)]
+        deltas = [0 if i == 0 else _milliseconds(times[i] - times[i - 1]) for i in range(start, end)]
         return [math.log1p(max(d, 0) / 1000.0) for d in deltas]
     if name == "hour":
-        return [t.hour + t.minute / 60.0 for t in times]
+        return [t.hour + t.minute / 60.0 for t in times[start:end]]
     if name == "weekday":
-        return [float(t.isoweekday()) for t in times]
+        return [float(t.isoweekday()) for t in times[start:end]]
     raise ValueError(f"unknown continuous feature {name!r}")
 
 

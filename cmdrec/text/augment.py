@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cmdrec.errors import InputError
 from cmdrec.io import write_json_atomic
-from cmdrec.text.providers import openai_client, with_retries
+from cmdrec.text.providers import Remote
 
 log = logging.getLogger(__name__)
 FIELDS = ("summary", "classification", "target")
@@ -24,10 +24,19 @@ PROMPT = (
 
 
 class DescriptionAugmenter:
-    def __init__(self, model: str, base_url: str | None, cache_dir: str | Path, application: str, max_retries: int = 5):
-        self.model, self.application, self.max_retries = model, application, max_retries
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None,
+        cache_dir: str | Path,
+        application: str,
+        max_retries: int = 5,
+        timeout_seconds: float = 60.0,
+        max_retry_seconds: float = 300.0,
+    ):
+        self.model, self.application = model, application
         self.cache_dir = Path(cache_dir) / "llm"
-        self.client = openai_client(base_url)
+        self.remote = Remote(base_url, timeout_seconds, max_retries, max_retry_seconds)
         self.calls = 0
 
     def describe(self, command: str, category: str | None, description: str | None) -> dict[str, str]:
@@ -41,18 +50,17 @@ class DescriptionAugmenter:
         path = self.cache_dir / f"{digest}.json"
         if path.is_file():
             return json.loads(path.read_text())
-        response = with_retries(
-            lambda: self.client.chat.completions.create(
+        response = self.remote.call(
+            "chat completion",
+            lambda: self.remote.client.chat.completions.create(
                 model=self.model,
                 messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
                 response_format={"type": "json_object"},
                 temperature=0,
             ),
-            self.max_retries,
-            "chat completion",
         )
         self.calls += 1
-        content = response.choices[0].message.content
+        content = self.remote.read("chat completion", lambda: str(response.choices[0].message.content))
         try:
             answer = json.loads(content)
             answer = {field: str(answer[field]).strip() for field in FIELDS}

@@ -51,7 +51,14 @@ def embed_commands(data_dir: str | Path, config: TextConfig, provider=None) -> d
     if config.augment:
         from cmdrec.text.augment import DescriptionAugmenter
 
-        augmenter = DescriptionAugmenter(config.llm_model, config.llm_base_url, config.cache_dir, config.application)
+        augmenter = DescriptionAugmenter(
+            config.llm_model,
+            config.llm_base_url,
+            config.cache_dir,
+            config.application,
+            timeout_seconds=config.timeout_seconds,
+            max_retry_seconds=config.max_retry_seconds,
+        )
         augmented = {
             row["name"]: augmenter.describe(row["name"], row.get("category_name"), row.get("description"))
             for row in commands.iter_rows(named=True)
@@ -62,7 +69,12 @@ def embed_commands(data_dir: str | Path, config: TextConfig, provider=None) -> d
     texts = command_texts(commands, augmented)
     label_columns = write_command_labels(data_dir, items, augmented)
     provider = provider or build_provider(
-        config.provider, model=config.model, base_url=config.base_url, batch_size=config.batch_size
+        config.provider,
+        model=config.model,
+        base_url=config.base_url,
+        batch_size=config.batch_size,
+        timeout_seconds=config.timeout_seconds,
+        max_retry_seconds=config.max_retry_seconds,
     )
     cache = EmbeddingCache(config.cache_dir, provider.name, provider.model_id)
     missing = cache.missing(texts)

@@ -220,7 +220,7 @@ def test_openai_retries_transient_errors_then_fails_clearly(tiny_data, tmp_path,
     assert embed_commands(tiny_data, config)["embedded_now"] > 0
     assert OpenAIStub.calls["embeddings"] == 3
     OpenAIStub.fail_first = 100
-    with pytest.raises(InputError, match="failed after 6 attempts"):
+    with pytest.raises(InputError, match=r"no usable answer after 6 attempt\(s\)"):
         embed_commands(
             tiny_data, TextConfig(provider="openai", base_url=openai_server, cache_dir=str(tmp_path / "other"))
         )
