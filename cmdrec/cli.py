@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train and evaluate one model (resumes the run if it has checkpoints)")
     train.add_argument("--config", required=True, help="run config YAML, e.g. configs/baselines/gpt2.yaml")
     train.add_argument(
+        "--nproc", type=int, default=1, help="data-parallel processes on this machine (gloo on a CPU, NCCL on GPUs)"
+    )
+    train.add_argument(
         "overrides", nargs="*", help="overrides such as data_dir=outputs/vs/preprocessed training.epochs=30"
     )
 
@@ -268,13 +271,22 @@ def run_embed(args) -> int:
 
 
 def run_train(args) -> int:
+    import os
+
     from cmdrec.config import load_run_config
+    from cmdrec.training.distributed import LAUNCHED, from_environment, launch
     from cmdrec.training.loop import train
 
     config = load_run_config(args.config, args.overrides)
+    devices = config.training.devices
+    if not os.environ.get(LAUNCHED) and (args.nproc > 1 or len(devices) > 1):
+        if args.nproc > 1 and len(devices) > 1 and args.nproc != len(devices):
+            raise InputError(f"--nproc {args.nproc} and training.devices {list(devices)} disagree; give one")
+        return launch(["train", "--config", args.config, *args.overrides], max(args.nproc, len(devices)), devices)
     result = train(config)
-    print(_metrics_line(f"{config.name} test", result["test"]))
-    print(f"run directory: {Path(config.runs_dir) / config.name}")
+    if from_environment().main:
+        print(_metrics_line(f"{config.name} test", result["test"]))
+        print(f"run directory: {Path(config.runs_dir) / config.name}")
     return 0
 
 

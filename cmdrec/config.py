@@ -343,7 +343,8 @@ class TrainingConfig:
     checkpoint_every_steps: int | None = None  # None: at the end of each epoch only
     keep_checkpoints: int = 2
     seed: int = 42
-    device: str = "auto"
+    device: str = "auto"  # one device; with `devices`, the kind ("cuda") each rank's GPU is
+    devices: tuple[int, ...] = ()  # GPU indices: more than one trains data-parallel, one process per GPU
     num_threads: int | None = None
     deterministic: bool = False  # torch's deterministic algorithms (slower on a GPU; CPU kernels already are)
     wandb_project: str | None = None

@@ -17,6 +17,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from cmdrec.artifacts.adapters import check_training_machine, trainable_state
@@ -33,13 +34,24 @@ from cmdrec.artifacts.loading import RESULTS, build_neural, is_adapter_run, read
 from cmdrec.artifacts.runs import CsvLog, RunDir
 from cmdrec.config import ModelConfig, RunConfig, from_dict, to_dict
 from cmdrec.data.masking import mask_batch
-from cmdrec.data.sequences import SequenceData, batches_per_epoch, epoch_order, iterate_batches, load_schema
+from cmdrec.data.sequences import SequenceData, batches_per_epoch, epoch_order, load_schema
 from cmdrec.errors import InputError
 from cmdrec.features.embeddings import mask_ids as build_mask_ids
 from cmdrec.io import write_json_atomic
 from cmdrec.models.build import build_baseline, data_columns
 from cmdrec.models.registry import component
 from cmdrec.schema import FIRST_VALUE_ID
+from cmdrec.training.distributed import (
+    World,
+    barrier,
+    broadcast,
+    from_environment,
+    gather,
+    rank_device,
+    shard,
+    start,
+    stop,
+)
 from cmdrec.training.evaluate import evaluate, load_buckets
 from cmdrec.training.metrics import UNSEEN
 from cmdrec.training.objective import objective
@@ -87,7 +99,10 @@ class TrainerState:
 
 
 class Callback:
-    """Hooks the trainer calls; `trainer.request_stop(reason)` ends the run after the current hook."""
+    """Hooks the trainer calls; `trainer.request_stop(reason)` ends the run after the current hook.
+    In a distributed run callbacks run on rank 0 only, unless `every_rank`."""
+
+    every_rank = False
 
     def before_epoch(self, trainer: Trainer) -> None: ...
 
@@ -118,7 +133,13 @@ class Trainer:
     state: TrainerState = field(default_factory=TrainerState)
     callbacks: list[Callback] = field(default_factory=list)
     stop_reason: str | None = None
+    world: World = field(default_factory=World)
     _clock: float = field(default_factory=time.perf_counter)
+
+    @property
+    def module(self) -> torch.nn.Module:
+        """The model itself, not its DistributedDataParallel wrapper."""
+        return self.model.module if isinstance(self.model, DistributedDataParallel) else self.model
 
     def request_stop(self, reason: str) -> None:
         self.stop_reason = self.stop_reason or reason
@@ -134,11 +155,14 @@ class Trainer:
 
     def emit(self, hook: str, *args) -> None:
         for callback in self.callbacks:
-            getattr(callback, hook)(self, *args)
+            if self.world.main or callback.every_rank:
+                getattr(callback, hook)(self, *args)
+        if self.world.distributed and hook in ("on_step", "on_validation"):
+            self.stop_reason = broadcast(self.world, self.stop_reason)  # every rank stops together
 
     @property
     def evaluated_model(self) -> torch.nn.Module:
-        return self.ema.module if self.ema is not None else self.model
+        return self.ema.module if self.ema is not None else self.module
 
 
 # ---------------------------------------------------------------- the parts
@@ -156,8 +180,11 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def forward_backward(trainer: Trainer, batch, epoch: int, number: int) -> tuple[torch.Tensor, dict]:
-    """Loss of one batch, its gradient accumulated (scaled for gradient accumulation)."""
+def forward_backward(
+    trainer: Trainer, batch, epoch: int, number: int, weight: float = 1.0, sync: bool = True
+) -> tuple[torch.Tensor, dict]:
+    """Loss of one batch, its gradient accumulated (scaled for gradient accumulation and by `weight`);
+    `sync` False skips DDP's gradient all-reduce (a micro-batch before the last of an accumulation)."""
     config, model_config = trainer.config, trainer.config.model
     masked = mask_batch(
         batch,
@@ -169,11 +196,15 @@ def forward_backward(trainer: Trainer, batch, epoch: int, number: int) -> tuple[
         generator=_batch_generator(config.training.seed, epoch, number),
     ).to(trainer.device)
     autocast = torch.autocast(trainer.device.type, dtype=trainer.amp_dtype) if trainer.amp_dtype else nullcontext()
-    with autocast:
-        output = trainer.model(masked)
-    loss, parts = objective(output, masked, config.loss, model_config.experts_per_token, trainer.trained_items)
-    scaled = loss / config.training.grad_accumulation
-    (trainer.scaler.scale(scaled) if trainer.scaler else scaled).backward()
+    no_sync = (
+        trainer.model.no_sync() if not sync and isinstance(trainer.model, DistributedDataParallel) else nullcontext()
+    )
+    with no_sync:
+        with autocast:
+            output = trainer.model(masked)
+        loss, parts = objective(output, masked, config.loss, model_config.experts_per_token, trainer.trained_items)
+        scaled = loss * weight / config.training.grad_accumulation
+        (trainer.scaler.scale(scaled) if trainer.scaler else scaled).backward()
     return loss, parts
 
 
@@ -197,7 +228,7 @@ def optimizer_step(trainer: Trainer) -> float:
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     if trainer.ema is not None:
-        trainer.ema.update_parameters(trainer.model)
+        trainer.ema.update_parameters(trainer.module)
     return lr
 
 
@@ -223,12 +254,18 @@ def record_validation(trainer: Trainer, epoch: int, metrics: dict) -> bool:
 
 
 def write_checkpoint(trainer: Trainer, metrics: dict) -> None:
-    """Save a resumable checkpoint and prune old ones (never the best)."""
-    state, run = trainer.state, trainer.run
+    """Save a resumable checkpoint and prune old ones (never the best). Every rank calls it: each
+    rank's RNG state goes into the checkpoint, which rank 0 alone writes."""
+    state, run, world = trainer.state, trainer.run, trainer.world
+    per_rank = gather(world, torch.get_rng_state())
+    if not world.main:
+        barrier(world)
+        return
     trainer_state = {
         "optimizer": trainer.optimizer.state_dict(),
         "rng": {
             "torch": torch.get_rng_state(),
+            **({"torch_per_rank": per_rank} if world.distributed else {}),
             **({"cuda": torch.cuda.get_rng_state()} if torch.cuda.is_available() else {}),
         },
         "position": dataclasses.asdict(state),
@@ -238,16 +275,17 @@ def write_checkpoint(trainer: Trainer, metrics: dict) -> None:
     save_checkpoint(
         run.checkpoints,
         state.step,
-        trainer.model,
+        trainer.module,
         trainer_state,
         to_dict(model_config),
         metrics,
         trainer.ema.module if trainer.ema else None,
-        trainable_state(trainer.model) if is_adapter_run(model_config) else None,
+        trainable_state(trainer.module) if is_adapter_run(model_config) else None,
     )
     protect = {run.checkpoints / f"{state.best_step:08d}"} if state.best_step is not None else set()
     prune_checkpoints(run.checkpoints, trainer.config.training.keep_checkpoints, protect)
     run.set_status("running", step=state.step, best=state.best)
+    barrier(world)
 
 
 # ---------------------------------------------------------------- callbacks
@@ -292,6 +330,8 @@ class TrackerLogs(Callback):
 class Checkpointing(Callback):
     """A checkpoint after every validation, and every `checkpoint_every_steps` within an epoch."""
 
+    every_rank = True
+
     def on_step(self, trainer, row):
         every = trainer.config.training.checkpoint_every_steps
         if every and trainer.state.step % every == 0 and row["batch"] < trainer.n_batches:
@@ -305,6 +345,8 @@ class Checkpointing(Callback):
 class EarlyStopping(Callback):
     """Stop after `patience` validations without improvement; checked before each epoch, so an
     early-stopped run that is run again stays finished."""
+
+    every_rank = True  # every rank holds the same state, so each decides alike
 
     def __init__(self, patience: int | None):
         self.patience = patience
@@ -321,30 +363,46 @@ def train(
     config: RunConfig, *, resume: bool = True, callbacks: list[Callback] = (), show_progress: bool = True
 ) -> dict:
     """Train and evaluate one run; returns (and writes to `results.json`) its metrics. `callbacks`
-    observe the run after the built-in ones (logging, checkpointing, early stopping)."""
+    observe the run after the built-in ones (logging, checkpointing, early stopping). Under a
+    distributed launcher (WORLD_SIZE > 1) every rank calls this; rank 0 alone writes files."""
+    world = from_environment()
+    if world.distributed:
+        if not component(config.model.backbone).neural:
+            raise InputError(f"{config.model.backbone!r} is a count baseline: fit it in one process, without --nproc")
+        start(world, resolve_device(config.training.device))
+    try:
+        return _train_run(config, resume, list(callbacks), show_progress and world.main, world)
+    finally:
+        stop(world)
+
+
+def _train_run(config: RunConfig, resume: bool, callbacks: list[Callback], show_progress: bool, world: World):
     run = RunDir(config.runs_dir, config.name)
-    if (pid := run.trainer_elsewhere()) is not None:
+    if world.main and (pid := run.trainer_elsewhere()) is not None:
         # two trainers on one run would write over each other's checkpoints and logs
         raise InputError(f"run {run.path} is being trained by process {pid}; wait for it to end or stop it first")
-    checkpoints = list_checkpoints(run.checkpoints)
+    checkpoints = broadcast(world, list_checkpoints(run.checkpoints))  # every rank resumes from the same one
     resume_from = checkpoints[-1] if resume and checkpoints else None
     if checkpoints and not resume:
         raise InputError(f"run {run.path} already has checkpoints; resume it, or choose another name")
     if resume_from is not None:
         config = _resumed_config(config, run, resume_from)
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.write_config(to_dict(config))
-    record_data_dir(run, config.data_dir)
-    run.set_status("running", monitor=config.training.monitor)
+    if world.main:
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.write_config(to_dict(config))
+        record_data_dir(run, config.data_dir)
+        run.set_status("running", monitor=config.training.monitor, world_size=world.size)
     try:
         if component(config.model.backbone).neural:
-            result = _train_neural(config, run, resume_from, list(callbacks), show_progress)
+            result = _train_neural(config, run, resume_from, callbacks, show_progress, world)
         else:
             result = _fit_baseline(config, run)
     except BaseException:
-        run.set_status("interrupted" if list_checkpoints(run.checkpoints) else "failed")
+        if world.main:
+            run.set_status("interrupted" if list_checkpoints(run.checkpoints) else "failed")
         raise
-    run.set_status("finished", step=result.get("steps", 0), best=result["valid"].get(config.training.monitor))
+    if world.main:
+        run.set_status("finished", step=result.get("steps", 0), best=result["valid"].get(config.training.monitor))
     return result
 
 
@@ -398,9 +456,9 @@ def _fit_baseline(config: RunConfig, run: RunDir) -> dict:
     return result
 
 
-def _build_trainer(config: RunConfig, run: RunDir, n_train: int, resume_from) -> Trainer:
+def _build_trainer(config: RunConfig, run: RunDir, n_train: int, resume_from, world: World) -> Trainer:
     training, model_config = config.training, config.model
-    device = resolve_device(training.device)
+    device = rank_device(resolve_device(training.device), world)
     check_training_machine(model_config, device)
     if training.ema_decay and not component(model_config.backbone).ema:
         raise InputError(
@@ -435,20 +493,33 @@ def _build_trainer(config: RunConfig, run: RunDir, n_train: int, resume_from) ->
         scaler=torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None,
         amp_dtype=amp_dtype,
         trained_items=_trained_items(load_buckets(config.data_dir), device),
+        world=world,
     )
     if resume_from is not None:
         saved = load_checkpoint(resume_from, model, ema.module if ema else None)
         optimizer.load_state_dict(saved["optimizer"])
-        torch.set_rng_state(saved["rng"]["torch"])
+        per_rank = saved["rng"].get("torch_per_rank")
+        if world.distributed and (per_rank is None or len(per_rank) != world.size):
+            log.warning(
+                "resuming on %d ranks from a checkpoint of another world size: dropout draws differ", world.size
+            )
+        own = per_rank[world.rank] if per_rank is not None and len(per_rank) == world.size else saved["rng"]["torch"]
+        torch.set_rng_state(own)
         if "cuda" in saved["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state(saved["rng"]["cuda"])
         if ema is not None:
             ema.n_averaged.fill_(saved["ema_n_averaged"])
         trainer.state = TrainerState(**saved["position"])
+    if world.distributed:
+        # unused parameters exist (HF decoders' token tables when fed embeddings; experts no token chose)
+        ids = [device.index] if device.type == "cuda" else None
+        trainer.model = DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
     return trainer
 
 
-def _train_neural(config: RunConfig, run: RunDir, resume_from, callbacks: list[Callback], show_progress) -> dict:
+def _train_neural(
+    config: RunConfig, run: RunDir, resume_from, callbacks: list[Callback], show_progress: bool, world: World
+) -> dict:
     training = config.training
     torch.manual_seed(training.seed)
     if training.num_threads:
@@ -457,11 +528,11 @@ def _train_neural(config: RunConfig, run: RunDir, resume_from, callbacks: list[C
         torch.use_deterministic_algorithms(True)
     schema = load_schema(config.data_dir)
     train_data, valid_data, test_data = _load_splits(config, data_columns(config.model, schema))
-    trainer = _build_trainer(config, run, len(train_data), resume_from)
+    trainer = _build_trainer(config, run, len(train_data), resume_from, world)
     resume_step = trainer.state.step if resume_from is not None else None
+    logs = [CsvLogs(trainer, resume_step), TrackerLogs(trainer)] if world.main else []
     trainer.callbacks = [
-        CsvLogs(trainer, resume_step),
-        TrackerLogs(trainer),
+        *logs,
         Checkpointing(),
         EarlyStopping(training.early_stopping_patience),
         *callbacks,
@@ -483,11 +554,11 @@ def _fit(trainer: Trainer, train_data: SequenceData, valid_data: SequenceData, s
             return
         order = epoch_order(len(train_data), training.seed, epoch)
         start_batch = state.batch if epoch == state.epoch else 0
-        trainer.model.train()
+        trainer.module.train()
         accumulated = 0
         trainer.restart_clock()
         progress = tqdm(
-            iterate_batches(train_data, training.batch_size, order, start_batch),
+            rank_batches(train_data, training.batch_size, order, start_batch, trainer.world),
             total=trainer.n_batches,
             initial=start_batch,
             desc=f"{config.name} epoch {epoch + 1}/{training.epochs}",
@@ -495,11 +566,12 @@ def _fit(trainer: Trainer, train_data: SequenceData, valid_data: SequenceData, s
             disable=not show_progress,
             leave=False,
         )
-        for number, batch in progress:
-            loss, parts = forward_backward(trainer, batch, epoch, number)
+        for number, batch, weight, global_size in progress:
+            last_micro = accumulated + 1 >= training.grad_accumulation or number == trainer.n_batches - 1
+            loss, parts = forward_backward(trainer, batch, epoch, number, weight, sync=last_micro)
             accumulated += 1
-            state.sequences += batch.padding_mask.shape[0]
-            if accumulated < training.grad_accumulation and number < trainer.n_batches - 1:
+            state.sequences += global_size
+            if not last_micro:
                 continue
             lr = optimizer_step(trainer)
             accumulated = 0
@@ -522,7 +594,7 @@ def _fit(trainer: Trainer, train_data: SequenceData, valid_data: SequenceData, s
 
 
 def _final_evaluation(trainer: Trainer, test_data: SequenceData) -> dict:
-    config, state, model = trainer.config, trainer.state, trainer.model
+    config, state, model = trainer.config, trainer.state, trainer.module
     if state.best_step is None:
         raise InputError(f"run {trainer.run.path} stopped before its first validation; nothing to evaluate")
     best = trainer.run.checkpoints / f"{state.best_step:08d}"
@@ -543,8 +615,18 @@ def _final_evaluation(trainer: Trainer, test_data: SequenceData) -> dict:
         "device": str(trainer.device),
         **({"stopped": trainer.stop_reason} if trainer.stop_reason else {}),
     }
-    write_json_atomic(trainer.run.path / RESULTS, result)
+    if trainer.world.main:
+        write_json_atomic(trainer.run.path / RESULTS, result)
     return result
+
+
+def rank_batches(data: SequenceData, batch_size: int, order, start_batch: int, world: World):
+    """(batch number, this rank's share of the global batch, its loss weight, global batch size)."""
+    for number, begin in enumerate(range(0, len(order), batch_size)):
+        if number >= start_batch:
+            indices = order[begin : begin + batch_size]
+            mine, weight = shard(indices, world)
+            yield number, data.batch(mine), weight, len(indices)
 
 
 def _trained_items(buckets: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
