@@ -279,7 +279,8 @@ def run_train(args) -> int:
 
     config = load_run_config(args.config, args.overrides)
     devices = config.training.devices
-    if not os.environ.get(LAUNCHED) and (args.nproc > 1 or len(devices) > 1):
+    launched = os.environ.get(LAUNCHED) or from_environment().distributed  # by us, or by torchrun directly
+    if not launched and (args.nproc > 1 or len(devices) > 1):
         if args.nproc > 1 and len(devices) > 1 and args.nproc != len(devices):
             raise InputError(f"--nproc {args.nproc} and training.devices {list(devices)} disagree; give one")
         return launch(["train", "--config", args.config, *args.overrides], max(args.nproc, len(devices)), devices)
