@@ -128,3 +128,15 @@ def test_runs_listing_keeps_long_names_apart_from_their_state(in_tmp, capsys):
     header, row = capsys.readouterr().out.splitlines()
     assert row.split()[:3] == [long_name, "finished", "7"]
     assert header.index("state") == row.index("finished")
+
+
+def test_overrides_may_follow_options(monkeypatch):
+    import cmdrec.serving.service as service
+
+    seen = {}
+    monkeypatch.setattr(service, "serve", lambda path, config: seen.update(path=path, config=config))
+    assert main(["serve", "bundle", "--port", "9001", "batch_size=8", "max_sessions=10"]) == 0
+    assert seen["path"] == "bundle" and seen["config"].port == 9001 and seen["config"].batch_size == 8
+    assert main(["serve", "bundle", "nosuchkey=1"]) == 2  # unknown settings are refused
+    with pytest.raises(SystemExit):
+        main(["serve", "bundle", "--no-such-option"])
