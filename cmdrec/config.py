@@ -420,6 +420,11 @@ class ServingConfig:
                      "session_events", "max_sessions"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise InputError(f"serving.{name} must be at least 1, got {getattr(self, name)}")
+        if self.session_events > self.max_history:
+            raise InputError(
+                f"serving.session_events ({self.session_events}) must not exceed max_history ({self.max_history}): "
+                "a session would grow past what a request may carry"
+            )
 
 
 def load_run_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:

@@ -231,6 +231,8 @@ def read_bundle_info(path: str | Path) -> dict:
 
 
 def verify_bundle(path: Path, info: dict) -> None:
+    if not isinstance(info.get("files"), dict) or not isinstance(info.get("data_fingerprint"), str):
+        raise InputError(f"{path / BUNDLE_FILE} is damaged: it lists no files or no data fingerprint")
     for name, expected in info["files"].items():
         file = path / name
         if not file.is_file():

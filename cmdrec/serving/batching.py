@@ -39,10 +39,11 @@ class DynamicBatcher:
         self.score, self.max_batch, self.max_wait = score, max_batch, max_wait_ms / 1000
         self.queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=queue_size)
         self.on_batch = on_batch
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cmdrec-model")
+        self.executor: ThreadPoolExecutor | None = None
         self.worker: asyncio.Task | None = None
 
     def start(self) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cmdrec-model")
         self.worker = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -50,7 +51,8 @@ class DynamicBatcher:
         await self.queue.join()
         if self.worker is not None:
             self.worker.cancel()
-        self.executor.shutdown(wait=True)
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
 
     async def submit(self, prepared: list, k: int, exclude_seen: bool) -> list:
         """Suggestions for prepared histories, scored together with whatever else is waiting."""
@@ -78,9 +80,12 @@ class DynamicBatcher:
                     batch.append(await asyncio.wait_for(self.queue.get(), remaining))
                 except asyncio.TimeoutError:
                     break
-            self.on_batch(len(batch))
             try:
+                self.on_batch(len(batch))
                 await loop.run_in_executor(self.executor, self._score_batch, batch)
+            except Exception as error:  # noqa: BLE001 - the worker must outlive any one batch
+                for job in batch:
+                    _settle(job.future, None, error)
             finally:
                 for _ in batch:
                     self.queue.task_done()

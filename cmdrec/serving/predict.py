@@ -244,7 +244,10 @@ def _checked_times(stamps, n_commands: int, where: str) -> list[datetime]:
         if not isinstance(stamp, datetime):
             raise RequestError(f"{where}[{position}]", f"expected a date and time, got {stamp!r}")
         # times with an offset are compared and featurised in UTC; the training logs' times are naive
-        naive.append(stamp.astimezone(timezone.utc).replace(tzinfo=None) if stamp.tzinfo else stamp)
+        try:
+            naive.append(stamp.astimezone(timezone.utc).replace(tzinfo=None) if stamp.tzinfo else stamp)
+        except OverflowError:
+            raise RequestError(f"{where}[{position}]", f"{stamp} is out of the range of times") from None
         if position and naive[-1] < naive[-2]:
             raise RequestError(
                 f"{where}[{position}]", f"{stamp} is earlier than the event before it; send events in order"

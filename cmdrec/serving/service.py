@@ -18,7 +18,7 @@ import os
 import signal
 import time
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
@@ -124,10 +124,9 @@ class Service:
             times = None if stamps is None else parse_times(stamps, f"{prefix(index)}timestamps")
             prepared.append((predictor, predictor.prepare(commands, times, attributes, prefix(index))))
         answers = await self.batcher.submit(prepared, k, exclude_seen)
-        return [self.response(answer, k) for answer, k in answers]
+        return [self.response(answer, k, predictor) for answer, k in answers]
 
-    def response(self, answer: Recommendation, k: int) -> dict:
-        predictor = self.predictor
+    def response(self, answer: Recommendation, k: int, predictor: Predictor) -> dict:
         suggestions = []
         for command, probability, score in list(zip(answer.commands, answer.probabilities, answer.scores, strict=True))[
             :k
@@ -139,13 +138,14 @@ class Service:
             "suggestions": suggestions,
             "unknown_commands": answer.unknown_commands,
             "removed": answer.removed,
-            "model": self.model_identity(),
+            "model": self.model_identity(predictor),
         }
 
-    def model_identity(self) -> dict:
-        info = self.predictor.info
+    def model_identity(self, predictor: Predictor | None = None) -> dict:
+        predictor = predictor or self.predictor
+        info = predictor.info
         return {
-            "name": self.predictor.config.name,
+            "name": predictor.config.name,
             "version": info["data_fingerprint"][:12] if info else "run",
             "created": info["created"] if info else None,
         }
@@ -190,17 +190,16 @@ class _StateCollector:
 
 
 def parse_times(stamps: list, field: str) -> list[datetime]:
-    """ISO 8601 strings (a live session's held times are already parsed)."""
+    """ISO 8601 strings as plain UTC times (a live session's held times are parsed already)."""
     times = []
     for index, stamp in enumerate(stamps):
-        if isinstance(stamp, datetime):
-            times.append(stamp)
-            continue
         try:
-            # Python 3.10's fromisoformat does not read a trailing Z
-            times.append(datetime.fromisoformat(stamp[:-1] + "+00:00" if stamp.endswith("Z") else stamp))
-        except ValueError:
-            raise RequestError(f"{field}[{index}]", f"not an ISO 8601 time: {stamp!r}") from None
+            if not isinstance(stamp, datetime):
+                # Python 3.10's fromisoformat does not read a trailing Z
+                stamp = datetime.fromisoformat(stamp[:-1] + "+00:00" if stamp.endswith("Z") else stamp)
+            times.append(stamp.astimezone(timezone.utc).replace(tzinfo=None) if stamp.tzinfo else stamp)
+        except (ValueError, OverflowError):
+            raise RequestError(f"{field}[{index}]", f"not an ISO 8601 time this service can use: {stamp!r}") from None
     return times
 
 
@@ -228,24 +227,27 @@ class BodyLimit:
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return await _error(413, "body", f"the body is over {self.limit} bytes")(scope, receive, send)
-        received = 0
-
-        async def counted():
-            nonlocal received
+        # read the body here, up to the limit, then hand it on: a chunked body declares no length
+        chunks, size, more = [], 0, True
+        while more:
             message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:
-                raise _TooLarge
-            return message
+            if message["type"] != "http.request":
+                return await self.app(scope, receive, send)  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                return await _error(413, "body", f"the body is over {self.limit} bytes")(scope, receive, send)
+            more = message.get("more_body", False)
+        body, replayed = b"".join(chunks), False
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await _error(413, "body", f"the body is over {self.limit} bytes")(scope, receive, send)
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
 
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 class Measured:
@@ -399,6 +401,14 @@ def create_app(path: str | Path, config: ServingConfig | None = None, predictor:
         existing = service.sessions.get(session_id)
         if existing is not None and times is not None and existing.timestamps and times[0] < existing.timestamps[-1]:
             raise RequestError("timestamps[0]", "earlier than the session's last event; send events in order")
+        # the history as the session would hold it, checked before the session changes, so a refused
+        # request leaves it as it was
+        new_events = list(zip(body.commands, times or [None] * len(body.commands), strict=True))
+        held = ([] if existing is None else list(existing.events)) + new_events
+        held = held[-config.session_events :]
+        held_times = [t for _, t in held]
+        attributes = {**({} if existing is None else existing.attributes), **(body.attributes or {})}
+        predictor.prepare([c for c, _ in held], None if None in held_times else held_times, attributes)
         session = service.sessions.append(
             session_id, body.commands, times, body.attributes, is_noise=lambda c: c in predictor.noise
         )

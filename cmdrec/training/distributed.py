@@ -85,10 +85,14 @@ def broadcast(world: World, value):
 
 
 def shard(indices, world: World):
-    """A rank's share of one global batch. A rank left with nothing (a last batch smaller than the
-    world) repeats the batch's first window with a zero loss weight, since every rank must step."""
+    """A rank's share of one global batch and its loss weight. DDP averages the ranks' gradients with
+    equal weight, so each rank's mean loss is weighted by its share of the batch (x world size); a rank
+    left with nothing (a last batch smaller than the world) repeats a window at weight 0, since every
+    rank must step."""
     mine = indices[world.rank :: world.size]
-    return (mine, 1.0) if len(mine) else (indices[:1], 0.0)
+    if not len(mine):
+        return indices[:1], 0.0
+    return mine, len(mine) * world.size / len(indices)
 
 
 def launch(argv: list[str], nproc: int, devices: tuple[int, ...] = ()) -> int:

@@ -157,7 +157,7 @@ class Trainer:
         for callback in self.callbacks:
             if self.world.main or callback.every_rank:
                 getattr(callback, hook)(self, *args)
-        if self.world.distributed and hook in ("on_step", "on_validation"):
+        if self.world.distributed and hook != "on_end":
             self.stop_reason = broadcast(self.world, self.stop_reason)  # every rank stops together
 
     @property
@@ -258,6 +258,7 @@ def write_checkpoint(trainer: Trainer, metrics: dict) -> None:
     rank's RNG state goes into the checkpoint, which rank 0 alone writes."""
     state, run, world = trainer.state, trainer.run, trainer.world
     per_rank = gather(world, torch.get_rng_state())
+    cuda_per_rank = gather(world, torch.cuda.get_rng_state()) if torch.cuda.is_available() else None
     if not world.main:
         barrier(world)
         return
@@ -267,6 +268,7 @@ def write_checkpoint(trainer: Trainer, metrics: dict) -> None:
             "torch": torch.get_rng_state(),
             **({"torch_per_rank": per_rank} if world.distributed else {}),
             **({"cuda": torch.cuda.get_rng_state()} if torch.cuda.is_available() else {}),
+            **({"cuda_per_rank": cuda_per_rank} if world.distributed and cuda_per_rank else {}),
         },
         "position": dataclasses.asdict(state),
         **({"ema_n_averaged": int(trainer.ema.n_averaged)} if trainer.ema is not None else {}),
@@ -506,7 +508,11 @@ def _build_trainer(config: RunConfig, run: RunDir, n_train: int, resume_from, wo
         own = per_rank[world.rank] if per_rank is not None and len(per_rank) == world.size else saved["rng"]["torch"]
         torch.set_rng_state(own)
         if "cuda" in saved["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state(saved["rng"]["cuda"])
+            cuda_states = saved["rng"].get("cuda_per_rank")
+            own_cuda = (
+                cuda_states[world.rank] if cuda_states and len(cuda_states) == world.size else saved["rng"]["cuda"]
+            )
+            torch.cuda.set_rng_state(own_cuda)
         if ema is not None:
             ema.n_averaged.fill_(saved["ema_n_averaged"])
         trainer.state = TrainerState(**saved["position"])
@@ -585,7 +591,8 @@ def _fit(trainer: Trainer, train_data: SequenceData, valid_data: SequenceData, s
                 log.info("%s", trainer.stop_reason)
                 return
         trainer.account_time()
-        metrics = validate(trainer, valid_data)
+        # rank 0's figures decide for every rank (GPU kernels may differ in the last bits between ranks)
+        metrics = broadcast(trainer.world, validate(trainer, valid_data))
         record_validation(trainer, epoch, metrics)
         trainer.emit("on_validation", metrics)
         if trainer.stop_reason:

@@ -23,7 +23,8 @@ def bundle(tiny_data, tmp_path_factory):
 
 @pytest.fixture
 def client(bundle):
-    with TestClient(create_app(bundle, ServingConfig(max_history=50, max_body_bytes=20_000))) as client:
+    config = ServingConfig(max_history=50, session_events=50, max_body_bytes=20_000)
+    with TestClient(create_app(bundle, config)) as client:
         yield client
 
 
@@ -136,3 +137,26 @@ def test_reload_needs_the_token_and_keeps_the_sessions(bundle, monkeypatch):
         assert reloaded.status_code == 200 and reloaded.json()["reloaded"]["name"] == "gpt2"
         assert client.get("/v1/sessions/kept").json()["recent"] == ["Wall"]
         assert 'cmdrec_reloads_total{status="ok"} 1.0' in client.get("/metrics").text
+
+
+def test_a_refused_append_leaves_the_session_as_it_was_and_odd_times_get_a_4xx(client):
+    ok = client.post("/v1/sessions/t/events", json={"commands": ["Wall"], "timestamps": ["2025-03-06T09:00:00Z"]})
+    assert ok.status_code == 200
+    plain = client.post("/v1/sessions/t/events", json={"commands": ["Door"], "timestamps": ["2025-03-06T09:01:00"]})
+    assert plain.status_code == 200  # a time without a zone after one with a zone: both read as UTC
+    earlier = client.post("/v1/sessions/t/events", json={"commands": ["Undo"], "timestamps": ["2025-03-06T08:00:00"]})
+    assert earlier.status_code == 422 and earlier.json()["error"]["field"] == "timestamps[0]"
+    assert client.get("/v1/sessions/t").json()["recent"] == ["Wall", "Door"]  # the refused event is not held
+    later = client.post("/v1/sessions/t/events", json={"commands": ["Window"], "timestamps": ["2025-03-06T09:02:00"]})
+    assert later.status_code == 200
+    ancient = client.post("/v1/recommend", json={"history": ["Wall"], "timestamps": ["0001-01-01T00:00:00+05:00"]})
+    assert ancient.status_code == 422 and ancient.json()["error"]["field"] == "timestamps[0]"
+
+
+def test_a_chunked_body_over_the_limit_gets_413(client):
+    def chunks():
+        for _ in range(30):
+            yield b" " * 1000
+
+    response = client.post("/v1/recommend", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413 and response.json()["error"]["field"] == "body"
