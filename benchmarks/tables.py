@@ -1,4 +1,4 @@
-"""Print the Markdown tables of docs/benchmarks.md and docs/serving.md for the baseline, full-model and Beauty benchmarks from their
+"""Print the Markdown tables of docs/benchmarks.md and docs/serving.md from their
 results files, so the figures quoted are the measured ones, never retyped.
 
     python benchmarks/tables.py [baselines_vs] [full_vs] [full_vs_10ep] [full_vs_copy] [full_vs_gpu]

@@ -122,8 +122,12 @@ class Service:
                     f"{prefix(index)}history", f"{len(commands)} events; at most {self.config.max_history} are accepted"
                 )
             times = None if stamps is None else parse_times(stamps, f"{prefix(index)}timestamps")
-            prepared.append((predictor, predictor.prepare(commands, times, attributes, prefix(index))))
-        answers = await self.batcher.submit(prepared, k, exclude_seen)
+            prepared.append(predictor.prepare(commands, times, attributes, prefix(index)))
+        return await self.score(predictor, prepared, k, exclude_seen)
+
+    async def score(self, predictor: Predictor, prepared: list, k: int, exclude_seen: bool) -> list[dict]:
+        """Histories `predictor` prepared, scored in a shared batch and answered by that predictor."""
+        answers = await self.batcher.submit([(predictor, p) for p in prepared], k, exclude_seen)
         return [self.response(answer, k, predictor) for answer, k in answers]
 
     def response(self, answer: Recommendation, k: int, predictor: Predictor) -> dict:
@@ -408,13 +412,13 @@ def create_app(path: str | Path, config: ServingConfig | None = None, predictor:
         held = held[-config.session_events :]
         held_times = [t for _, t in held]
         attributes = {**({} if existing is None else existing.attributes), **(body.attributes or {})}
-        predictor.prepare([c for c, _ in held], None if None in held_times else held_times, attributes)
+        service.check_k(body.k)
+        prepared = predictor.prepare([c for c, _ in held], None if None in held_times else held_times, attributes)
         session = service.sessions.append(
             session_id, body.commands, times, body.attributes, is_noise=lambda c: c in predictor.noise
         )
-        (answer,) = await service.recommend(
-            [(session.commands, session.timestamps, session.attributes)], body.k, body.exclude_seen
-        )
+        # the history just validated is the one the session now holds: score it, without preparing it again
+        (answer,) = await service.score(predictor, [prepared], body.k, body.exclude_seen)
         session.suggestions, session.shown = [s["command"] for s in answer["suggestions"]], answer["suggestions"]
         return JSONResponse({"session_id": session_id, "events_held": len(session.events), **answer})
 
