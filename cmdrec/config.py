@@ -30,9 +30,13 @@ class SourceConfig:
     user_column: str = "user_id"
     command_column: str = "command"
     timestamp_column: str | None = "timestamp"  # None: row order defines event order
-    timestamp_format: str | None = None  # strptime format; None: ISO 8601 or epoch seconds
+    timestamp_format: str | None = None  # strptime format; None: ISO 8601 or epoch numbers
+    timestamp_unit: Literal["s", "ms", "us", "ns"] = "s"  # of epoch numbers
     session_column: str | None = None  # use given session ids instead of an inactivity gap
     metadata_columns: tuple[str, ...] = ()
+    # values read as missing (an empty user or command is a bad row); the catalogue has the same list
+    null_values: tuple[str, ...] = ("", "NULL", "NA", "NaN")
+    strip_whitespace: bool = True  # " Wall" and "Wall " are "Wall"; the values changed are counted
     on_bad_rows: Literal["error", "skip"] = "error"
 
 
@@ -45,7 +49,8 @@ class CatalogueConfig:
     category_column: str | None = "category"
     description_column: str | None = "description"
     metadata_columns: tuple[str, ...] = ()
-    null_values: tuple[str, ...] = ("", "NULL", "NA")
+    null_values: tuple[str, ...] = ("", "NULL", "NA", "NaN")
+    strip_whitespace: bool = True
     describe_from_name: bool = False  # no description column: build one from the command name
     on_unknown_commands: Literal["report", "error"] = "report"
 
@@ -123,8 +128,16 @@ class DataConfig:
             raise InputError("split fractions must lie in [0, 1)")
         if split.valid_fraction + split.test_fraction >= 1:
             raise InputError("split.valid_fraction + split.test_fraction must be below 1")
-        if self.processing.min_session_length < 1:
+        processing = self.processing
+        if processing.min_session_length < 1:
             raise InputError("processing.min_session_length must be at least 1")
+        if processing.max_session_length is not None and processing.max_session_length < 1:
+            raise InputError("processing.max_session_length must be at least 1, or null to keep whole sessions")
+        if not processing.session_gap_minutes > 0:
+            raise InputError(
+                f"processing.session_gap_minutes must be above 0 (got {processing.session_gap_minutes:g}); "
+                "to keep a user's whole history as one session, set a gap longer than the log"
+            )
         for name in self.features.label_columns:
             if name not in self.features.categorical_columns:
                 raise InputError(f"features.label_columns: '{name}' must also be in features.categorical_columns")
@@ -208,7 +221,14 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise InputError(f"override '{override}': '{part}' is not a section")
-        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else None
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError as error:
+            reason = str(error).splitlines()[0]
+            raise InputError(
+                f"override '{override}': the value is not valid YAML ({reason}); quote it to pass it as text, "
+                f"e.g. {key}='\"{raw}\"'"
+            ) from None
     return data
 
 

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from cmdrec.config import DataConfig, apply_overrides, from_dict, load_data_config, to_dict
@@ -54,3 +56,23 @@ def test_every_shipped_data_config_loads():
     assert configs
     for path in configs:
         assert load_data_config(path).name == path.stem
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("processing.session_gap_minutes=0", "session_gap_minutes must be above 0"),
+        ("processing.session_gap_minutes=-5", "session_gap_minutes must be above 0"),
+        ("processing.max_session_length=0", "max_session_length must be at least 1, or null"),
+    ],
+)
+def test_settings_that_would_silently_lose_sessions_are_refused(override, message):
+    with pytest.raises(InputError, match=message):
+        load_data_config(None, [override])
+
+
+@pytest.mark.parametrize("value", ["%foo", "[a, b", "{a: 1"])
+def test_an_override_that_is_not_yaml_names_the_override_and_how_to_quote_it(value):
+    with pytest.raises(InputError, match=rf"override 'name={re.escape(value)}': the value is not valid YAML.*quote it"):
+        load_data_config(None, [f"name={value}"])
+    assert load_data_config(None, [f'name="{value}"']).name == value

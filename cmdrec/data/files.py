@@ -41,6 +41,7 @@ class LoadReport:
     rows_read: int = 0
     bad_rows: dict[str, int] = field(default_factory=dict)  # reason -> count
     examples: list[str] = field(default_factory=list)
+    stripped: dict[str, int] = field(default_factory=dict)  # column -> values with whitespace stripped
 
     def skip(self, reason: str, where: str) -> None:
         self.bad_rows[reason] = self.bad_rows.get(reason, 0) + 1
@@ -53,6 +54,7 @@ class LoadReport:
             "rows_read": self.rows_read,
             "bad_rows_skipped": self.bad_rows,
             "examples": self.examples,
+            "values_stripped": self.stripped,
         }
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import polars as pl
 
 from cmdrec.config import DataConfig, ProcessingConfig, from_dict, to_dict
+from cmdrec.data.files import LoadReport
 from cmdrec.data.presets import noise_commands
 from cmdrec.data.readers import bare_catalogue, join_catalogue, read_catalogue, read_events
 from cmdrec.data.sessions import process_events, session_statistics, split_sessions
@@ -36,8 +37,10 @@ def process_logs(config: DataConfig) -> dict:
     started = time.perf_counter()
     events, load_report = read_events(config.source)
     log.info("read %d events from %d file(s)", events.height, load_report.files)
-    catalogue = read_catalogue(config.catalogue) if config.catalogue.path else bare_catalogue(events)
+    catalogue_read = LoadReport()
+    catalogue = read_catalogue(config.catalogue, catalogue_read) if config.catalogue.path else bare_catalogue(events)
     events, catalogue_report = join_catalogue(events, catalogue, config.catalogue)
+    catalogue_report["values_stripped"] = catalogue_read.stripped
 
     before = session_statistics(split_sessions(events, config.processing.session_gap_minutes))
     sessions, steps = process_events(events, config.processing)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -22,6 +23,7 @@ TIME = "timestamp"
 ORDER = "event_index"
 COMMAND = "command"
 SESSION_KEY = "session_key"
+LOCAL_TIME = "local_time"  # wall clock where the event happened, when the log gives UTC offsets
 CATEGORY = "category"
 DESCRIPTION = "description"
 NO_CATEGORY = "<none>"
@@ -41,7 +43,6 @@ VS_CATALOGUE = CatalogueConfig(
     category_column="category",
     description_column=None,
     metadata_columns=(),
-    null_values=("", "NULL", "NA"),
     describe_from_name=True,
 )
 
@@ -70,7 +71,8 @@ def _read_one(path: Path, config: SourceConfig, report: LoadReport) -> pl.DataFr
     if config.format == "user_item":
         raw = read_table(path, report, skip, separator=" ", header=False, column_names=[USER, COMMAND])
         frame = raw.select(ROW, USER, COMMAND, pl.lit(None, dtype=pl.Datetime("us")).alias(TIME))
-        return _drop_or_fail_nulls(frame, path, {USER: USER, COMMAND: COMMAND}, skip, report)
+        frame = _clean_text(frame, path, {USER: USER, COMMAND: COMMAND}, config, report)
+        return _drop_or_fail_bad_values(frame, path, {USER: USER, COMMAND: COMMAND}, skip, report)
 
     raw = read_table(path, report, skip)
     wanted = _required_columns(
@@ -84,13 +86,25 @@ def _read_one(path: Path, config: SourceConfig, report: LoadReport) -> pl.DataFr
             **{name: name for name in config.metadata_columns},
         },
     )
+    nested = [source for source in wanted.values() if raw.schema[source].is_nested()]
+    if nested:
+        raise InputError(
+            located(
+                path, f"column(s) {nested} hold lists or structs ({raw.schema[nested[0]]}); expected one value per row"
+            )
+        )
 
     frame = raw.select(
         ROW,
         *[pl.col(source).cast(pl.Utf8).alias(name) for name, source in wanted.items() if name != TIME],
         *([pl.col(config.timestamp_column).alias(TIME)] if config.timestamp_column else []),
     )
-    frame = _drop_or_fail_nulls(frame, path, {USER: config.user_column, COMMAND: config.command_column}, skip, report)
+    text_fields = {name: source for name, source in wanted.items() if name != TIME}
+    frame = _clean_text(frame, path, text_fields, config, report)
+    identity = {USER: config.user_column, COMMAND: config.command_column}
+    if config.session_column:
+        identity[SESSION_KEY] = config.session_column  # a missing key would silently split its session
+    frame = _drop_or_fail_bad_values(frame, path, identity, skip, report)
     if config.timestamp_column:
         frame = _parse_timestamps(frame, path, config, skip, report)
     else:
@@ -109,33 +123,79 @@ def _required_columns(raw: pl.DataFrame, path: Path, mapping: dict[str, str | No
     return wanted
 
 
-def _drop_or_fail_nulls(frame, path, fields: dict[str, str], skip: bool, report: LoadReport) -> pl.DataFrame:
+def _clean_text(frame: pl.DataFrame, path, fields: dict[str, str], config, report: LoadReport) -> pl.DataFrame:
+    """Strip surrounding whitespace (counted per field) and read the configured null markers as missing."""
+    nulls = list(config.null_values)
     for name, source in fields.items():
-        empty = frame.filter(pl.col(name).is_null() | (pl.col(name).str.strip_chars() == ""))
-        if empty.height == 0:
-            continue
-        if not skip:
-            raise InputError(located(path, "value is empty", row=int(empty[ROW][0]), field=source))
-        for row in empty[ROW].to_list():
-            report.skip(f"empty {source}", located(path, "value is empty", row=row, field=source))
-        frame = frame.filter(~pl.col(ROW).is_in(empty[ROW].implode()))
+        column = pl.col(name)
+        if config.strip_whitespace:
+            changed = frame.select((column != column.str.strip_chars()).sum()).item()
+            if changed:
+                report.stripped[source] = report.stripped.get(source, 0) + changed
+            column = column.str.strip_chars()
+        frame = frame.with_columns(pl.when(column.is_in(nulls)).then(None).otherwise(column).alias(name))
     return frame
 
 
+CONTROL_CHARACTER = r"[\x00-\x08\x0b-\x1f\x7f]"
+
+
+def _drop_or_fail_bad_values(frame, path, fields: dict[str, str], skip: bool, report: LoadReport) -> pl.DataFrame:
+    """Missing values and control characters (a NUL inside a command name) in identity fields are bad rows."""
+    for name, source in fields.items():
+        for problem, bad in (
+            ("value is empty", pl.col(name).is_null() | (pl.col(name) == "")),
+            ("value contains a control character", pl.col(name).str.contains(CONTROL_CHARACTER)),
+        ):
+            rows = frame.filter(bad)
+            if rows.height == 0:
+                continue
+            if not skip:
+                detail = "" if problem == "value is empty" else f": {rows[name][0]!r}"
+                raise InputError(located(path, problem + detail, row=int(rows[ROW][0]), field=source))
+            reason = f"empty {source}" if problem == "value is empty" else f"control character in {source}"
+            for row in rows[ROW].to_list():
+                report.skip(reason, located(path, problem, row=row, field=source))
+            frame = frame.filter(~bad)
+    return frame
+
+
+EPOCH_UNITS = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 0.001}  # -> microseconds
+EARLIEST, LATEST = datetime(1971, 1, 1), datetime(2100, 1, 1)
+OFFSET = r"(Z|[+-]\d\d:?\d\d)$"
+
+
 def _parse_timestamps(frame, path, config: SourceConfig, skip: bool, report: LoadReport) -> pl.DataFrame:
+    """Parse to naive UTC. Times with a UTC offset also keep their local wall clock (`local_time`),
+    from which hour of day and weekday are computed: 09:00+01:00 is a morning, not 08:00."""
     column = frame[TIME]
+    local = None
     if column.dtype.is_temporal():
         parsed = column.cast(pl.Datetime("us"))
     elif column.dtype.is_numeric():
-        parsed = (column.cast(pl.Float64) * 1e6).cast(pl.Int64).cast(pl.Datetime("us"))
+        parsed = _from_epoch(column, config.timestamp_unit)
     else:
         text = column.cast(pl.Utf8).str.strip_chars()
         if config.timestamp_format:
             parsed = text.str.strptime(pl.Datetime("us"), config.timestamp_format, strict=False)
         elif text.str.contains(r"^-?\d+(\.\d+)?$").all():
-            parsed = (text.cast(pl.Float64) * 1e6).cast(pl.Int64).cast(pl.Datetime("us"))
+            parsed = _from_epoch(text.cast(pl.Float64), config.timestamp_unit)
         else:
+            with_offset = text.str.contains(OFFSET)
+            if with_offset.any() and not with_offset.all():
+                row = int(frame.filter(~with_offset)[ROW][0])
+                raise InputError(
+                    located(
+                        path,
+                        "some times carry a UTC offset and others do not; give every time an offset, or none",
+                        row=row,
+                        field=config.timestamp_column,
+                    )
+                )
             parsed = text.str.to_datetime(time_unit="us", strict=False, time_zone=None)
+            if with_offset.any():  # parsed to UTC; the naive column holds UTC like every other log's
+                parsed = parsed.dt.replace_time_zone(None)
+                local = text.str.replace(OFFSET, "").str.to_datetime(time_unit="us", strict=False, time_zone=None)
     bad = frame.filter(parsed.is_null())
     if bad.height:
         expected = f" (expected format {config.timestamp_format!r})" if config.timestamp_format else ""
@@ -153,13 +213,41 @@ def _parse_timestamps(frame, path, config: SourceConfig, skip: bool, report: Loa
                 "unparsable timestamp",
                 located(path, f"cannot parse timestamp {value!r}", row=row, field=config.timestamp_column),
             )
-    return frame.with_columns(parsed.alias(TIME)).filter(pl.col(TIME).is_not_null())
+    out_of_range = parsed.is_not_null() & ((parsed < EARLIEST) | (parsed >= LATEST))
+    if out_of_range.any():
+        outside = frame.filter(out_of_range)
+        hint = ""
+        if not column.dtype.is_temporal() and not config.timestamp_format:
+            hint = f"; epoch numbers are read in source.timestamp_unit={config.timestamp_unit!r}: is that their unit?"
+        # an out-of-range time is a misread column, not one bad row: never skipped
+        year = parsed.filter(out_of_range).dt.year()[0]
+        raise InputError(
+            located(
+                path,
+                f"timestamp {outside[TIME][0]!r} reads as a time in the year {year}, outside 1971-2100{hint}",
+                row=int(outside[ROW][0]),
+                field=config.timestamp_column,
+            )
+        )
+    frame = frame.with_columns(parsed.alias(TIME))
+    if local is not None:
+        frame = frame.with_columns(local.alias(LOCAL_TIME))
+    return frame.filter(pl.col(TIME).is_not_null())
+
+
+def _from_epoch(numbers: pl.Series, unit: str) -> pl.Series:
+    if numbers.dtype.is_integer():
+        scale = EPOCH_UNITS[unit]
+        micros = numbers.cast(pl.Int64) * scale if scale >= 1 else numbers.cast(pl.Int64) // 1000
+    else:
+        micros = (numbers.cast(pl.Float64) * EPOCH_UNITS[unit]).cast(pl.Int64)
+    return micros.cast(pl.Datetime("us"))
 
 
 # ---------------------------------------------------------------- catalogue
 
 
-def read_catalogue(config: CatalogueConfig) -> pl.DataFrame:
+def read_catalogue(config: CatalogueConfig, report: LoadReport | None = None) -> pl.DataFrame:
     """The command catalogue as `command`, `category`, `description` and metadata columns."""
     if config.path is None:
         raise InputError("catalogue.path is not set")
@@ -175,17 +263,8 @@ def read_catalogue(config: CatalogueConfig) -> pl.DataFrame:
             **{name: name for name in config.metadata_columns},
         },
     )
-    nulls = list(config.null_values)
-    frame = raw.select(
-        ROW,
-        *[
-            pl.when(pl.col(source).cast(pl.Utf8).is_in(nulls))
-            .then(None)
-            .otherwise(pl.col(source).cast(pl.Utf8))
-            .alias(name)
-            for name, source in wanted.items()
-        ],
-    )
+    frame = raw.select(ROW, *[pl.col(source).cast(pl.Utf8).alias(name) for name, source in wanted.items()])
+    frame = _clean_text(frame, path, wanted, config, LoadReport() if report is None else report)
     empty = frame.filter(pl.col(COMMAND).is_null())
     if empty.height:
         raise InputError(located(path, "command is empty", row=int(empty[ROW][0]), field=config.command_column))

@@ -19,7 +19,7 @@ import polars as pl
 
 from cmdrec import __version__
 from cmdrec.config import FeatureConfig, from_dict, to_dict
-from cmdrec.data.readers import COMMAND, DESCRIPTION, NO_CATEGORY, TIME, USER
+from cmdrec.data.readers import COMMAND, DESCRIPTION, LOCAL_TIME, NO_CATEGORY, TIME, USER
 from cmdrec.data.sessions import SESSION
 from cmdrec.errors import InputError
 from cmdrec.io import write_json_atomic, write_parquet_atomic
@@ -251,14 +251,16 @@ def event_attributes(workflow: Workflow) -> list[str]:
 
 
 def derive_continuous(events: pl.DataFrame, names: tuple[str, ...]) -> pl.DataFrame:
-    """Raw (unnormalised) continuous features of session-ordered events."""
+    """Raw (unnormalised) continuous features of session-ordered events. Hour and weekday are of the
+    local wall clock when the log gave UTC offsets (`local_time`), else of the time as logged."""
+    clock = pl.col(LOCAL_TIME) if LOCAL_TIME in events.columns else pl.col(TIME)
     expressions = {
         "position": pl.int_range(pl.len()).over(SESSION).cast(pl.Float64),
         "log_time_delta": (
             (pl.col(TIME) - pl.col(TIME).shift(1).over(SESSION)).dt.total_milliseconds().fill_null(0).clip(0) / 1000.0
         ).log1p(),
-        "hour": pl.col(TIME).dt.hour().cast(pl.Float64) + pl.col(TIME).dt.minute().cast(pl.Float64) / 60.0,
-        "weekday": pl.col(TIME).dt.weekday().cast(pl.Float64),
+        "hour": clock.dt.hour().cast(pl.Float64) + clock.dt.minute().cast(pl.Float64) / 60.0,
+        "weekday": clock.dt.weekday().cast(pl.Float64),
     }
     unknown = [n for n in names if n not in expressions]
     if unknown:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -103,9 +103,11 @@ def _continuous(name: str, times, start: int, end: int) -> list[float]:
     if name == "position":
         return [float(i) for i in range(start, end)]
     if name == "log_time_delta":
-        deltas = [0 if i == 0 else _milliseconds(times[i] - times[i - 1]) for i in range(start, end)]
+        deltas = [
+            0 if i == 0 else _milliseconds(utc_time(times[i]) - utc_time(times[i - 1])) for i in range(start, end)
+        ]
         return [math.log1p(max(d, 0) / 1000.0) for d in deltas]
-    if name == "hour":
+    if name == "hour":  # of the local wall clock: processing computes it so
         return [t.hour + t.minute / 60.0 for t in times[start:end]]
     if name == "weekday":
         return [float(t.isoweekday()) for t in times[start:end]]
@@ -116,3 +118,10 @@ def _milliseconds(delta) -> int:
     # polars' total_milliseconds truncates toward zero
     total = delta.days * 86_400_000_000 + delta.seconds * 1_000_000 + delta.microseconds
     return int(total / 1000) if total < 0 else total // 1000
+
+
+def utc_time(stamp: datetime) -> datetime:
+    """Naive UTC, as the training logs hold times. A time with an offset keeps it until here, since
+    hour of day and weekday are of its local wall clock (as processing computes them); a naive time
+    is taken as given."""
+    return stamp.astimezone(timezone.utc).replace(tzinfo=None) if stamp.tzinfo else stamp

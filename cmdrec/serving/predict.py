@@ -16,7 +16,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -34,7 +34,7 @@ from cmdrec.features.embeddings import mask_ids
 from cmdrec.models.build import input_columns
 from cmdrec.models.registry import component
 from cmdrec.schema import FIRST_VALUE_ID
-from cmdrec.serving.encode import HistoryEncoder
+from cmdrec.serving.encode import HistoryEncoder, utc_time
 from cmdrec.training.metrics import seen_items
 
 log = logging.getLogger(__name__)
@@ -239,20 +239,20 @@ def _checked_times(stamps, n_commands: int, where: str) -> list[datetime]:
         raise RequestError(where, f"expected a list of times, got {stamps!r}")
     if len(stamps) != n_commands:
         raise RequestError(where, f"{n_commands} commands but {len(stamps)} timestamps")
-    naive = []
+    previous = None
     for position, stamp in enumerate(stamps):
         if not isinstance(stamp, datetime):
             raise RequestError(f"{where}[{position}]", f"expected a date and time, got {stamp!r}")
-        # times with an offset are compared and featurised in UTC; the training logs' times are naive
         try:
-            naive.append(stamp.astimezone(timezone.utc).replace(tzinfo=None) if stamp.tzinfo else stamp)
+            moment = utc_time(stamp)
         except OverflowError:
             raise RequestError(f"{where}[{position}]", f"{stamp} is out of the range of times") from None
-        if position and naive[-1] < naive[-2]:
+        if previous is not None and moment < previous:
             raise RequestError(
                 f"{where}[{position}]", f"{stamp} is earlier than the event before it; send events in order"
             )
-    return naive
+        previous = moment
+    return list(stamps)
 
 
 def _missing_attribute(missing: list[str]) -> str:

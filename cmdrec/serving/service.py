@@ -18,7 +18,7 @@ import os
 import signal
 import time
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict
 from cmdrec.config import ServingConfig
 from cmdrec.errors import InputError, RequestError
 from cmdrec.serving.batching import DynamicBatcher, QueueFull
-from cmdrec.serving.predict import Predictor, Recommendation, check_k
+from cmdrec.serving.predict import Predictor, Recommendation, check_k, utc_time
 from cmdrec.serving.sessions import HIT_KS, SessionStore
 
 log = logging.getLogger(__name__)
@@ -194,14 +194,15 @@ class _StateCollector:
 
 
 def parse_times(stamps: list, field: str) -> list[datetime]:
-    """ISO 8601 strings as plain UTC times (a live session's held times are parsed already)."""
+    """ISO 8601 strings as times, offsets kept (a live session's held times are parsed already)."""
     times = []
     for index, stamp in enumerate(stamps):
         try:
             if not isinstance(stamp, datetime):
                 # Python 3.10's fromisoformat does not read a trailing Z
                 stamp = datetime.fromisoformat(stamp[:-1] + "+00:00" if stamp.endswith("Z") else stamp)
-            times.append(stamp.astimezone(timezone.utc).replace(tzinfo=None) if stamp.tzinfo else stamp)
+            utc_time(stamp)  # in range
+            times.append(stamp)
         except (ValueError, OverflowError):
             raise RequestError(f"{field}[{index}]", f"not an ISO 8601 time this service can use: {stamp!r}") from None
     return times
@@ -403,7 +404,12 @@ def create_app(path: str | Path, config: ServingConfig | None = None, predictor:
             raise RequestError(f"attributes.{unknown[0]}", f"unknown event attribute; this model's data has "
                                f"{predictor.attributes or 'none'}")  # fmt: skip
         existing = service.sessions.get(session_id)
-        if existing is not None and times is not None and existing.timestamps and times[0] < existing.timestamps[-1]:
+        if (
+            existing is not None
+            and times is not None
+            and existing.timestamps
+            and utc_time(times[0]) < utc_time(existing.timestamps[-1])
+        ):
             raise RequestError("timestamps[0]", "earlier than the session's last event; send events in order")
         # the history as the session would hold it, checked before the session changes, so a refused
         # request leaves it as it was

@@ -5,6 +5,7 @@ import polars as pl
 import pytest
 
 from cmdrec.config import CatalogueConfig, SourceConfig
+from cmdrec.data.files import LoadReport
 from cmdrec.data.readers import (
     CATEGORY,
     COMMAND,
@@ -215,3 +216,90 @@ def test_real_vs_logs(vs_dir):
     assert events.height == 2_745_281
     assert events[TIME].null_count() == 0
     assert catalogue.height == 463
+
+
+# ---------------------------------------------------------------- inputs that used to lose data silently
+
+
+def test_epoch_milliseconds_read_as_seconds_are_refused_naming_the_row_and_the_unit(tmp_path):
+    path = write(tmp_path / "log.csv", "user,time,cmd\nu1,1700000000000,A\nu1,1700000060000,B\n")
+    with pytest.raises(InputError, match=r"log.csv, row 1, field 'time'.*outside 1971-2100.*timestamp_unit='s'"):
+        read_events(source(path))
+    events, _ = read_events(source(path, timestamp_unit="ms"))
+    assert events[TIME].dt.year().to_list() == [2023, 2023]
+    assert (events[TIME][1] - events[TIME][0]).total_seconds() == 60
+
+
+def test_epoch_units_from_a_parquet_integer_column(tmp_path):
+    path = tmp_path / "log.parquet"
+    pl.DataFrame({"user": ["u1"], "time": [1_700_000_000_000_000], "cmd": ["A"]}).write_parquet(path)
+    events, _ = read_events(source(path, timestamp_unit="us"))
+    assert events[TIME][0].year == 2023
+
+
+def test_a_missing_session_id_is_a_bad_row_not_a_new_session(tmp_path):
+    path = write(tmp_path / "log.csv", "user,time,cmd,sid\nu1,2024-01-01 10:00:00,A,s1\nu1,2024-01-01 10:00:05,B,\n")
+    with pytest.raises(InputError, match=r"row 2, field 'sid': value is empty"):
+        read_events(source(path, session_column="sid"))
+    events, report = read_events(source(path, session_column="sid", on_bad_rows="skip"))
+    assert events.height == 1 and report.bad_rows == {"empty sid": 1}
+
+
+def test_a_nul_byte_in_a_command_is_refused_or_skipped_and_counted(tmp_path):
+    path = write(tmp_path / "log.csv", "user,time,cmd\nu1,2024-01-01 10:00:00,Wa\x00ll\nu1,2024-01-01 10:00:05,B\n")
+    with pytest.raises(InputError, match=r"row 1, field 'cmd': value contains a control character: 'Wa\\x00ll'"):
+        read_events(source(path))
+    events, report = read_events(source(path, on_bad_rows="skip"))
+    assert events[COMMAND].to_list() == ["B"] and report.bad_rows == {"control character in cmd": 1}
+
+
+def test_surrounding_whitespace_is_stripped_and_counted_in_log_and_catalogue(tmp_path):
+    log = write(
+        tmp_path / "log.csv",
+        "user,time,cmd\nu1,2024-01-01 10:00:00, Wall\nu1,2024-01-01 10:00:05,Wall \nu1 ,2024-01-01 10:00:09,Wall\n",
+    )
+    events, report = read_events(source(log))
+    assert events[COMMAND].unique().to_list() == ["Wall"] and events[USER].unique().to_list() == ["u1"]
+    assert report.to_dict()["values_stripped"] == {"cmd": 2, "user": 1}
+    kept, _ = read_events(source(log, strip_whitespace=False))
+    assert kept[COMMAND].n_unique() == 3
+
+    catalogue_path = write(tmp_path / "cat.csv", "command,category\n Wall ,Model\n")
+    catalogue_report = LoadReport()
+    catalogue = read_catalogue(CatalogueConfig(path=str(catalogue_path), description_column=None), catalogue_report)
+    assert catalogue[COMMAND].to_list() == ["Wall"] and catalogue_report.stripped == {"command": 1}
+
+
+@pytest.mark.parametrize("marker", ["NULL", "NA", "NaN"])
+def test_null_markers_are_missing_in_the_log_as_in_the_catalogue(tmp_path, marker):
+    path = write(tmp_path / "log.csv", f"user,time,cmd\nu1,2024-01-01 10:00:00,A\nu1,2024-01-01 10:00:05,{marker}\n")
+    with pytest.raises(InputError, match=r"row 2, field 'cmd': value is empty"):
+        read_events(source(path))
+    events, _ = read_events(source(path, null_values=()))
+    assert events[COMMAND].to_list() == ["A", marker]
+    assert CatalogueConfig().null_values == SourceConfig().null_values
+
+
+def test_a_parquet_list_column_is_refused_naming_file_and_column(tmp_path):
+    path = tmp_path / "log.parquet"
+    pl.DataFrame({"user": ["u1"], "time": ["2024-01-01 10:00:00"], "cmd": [["A", "B"]]}).write_parquet(path)
+    with pytest.raises(InputError, match=r"log.parquet: column\(s\) \['cmd'\] hold lists"):
+        read_events(source(path))
+
+
+def test_hour_and_weekday_come_from_the_local_clock_when_times_carry_an_offset(tmp_path):
+    from cmdrec.data.sessions import split_sessions
+    from cmdrec.data.workflow import derive_continuous
+
+    # 23:30 on Sunday in UTC+02:00 is 21:30 UTC the same day; the person's evening, not UTC's
+    path = write(
+        tmp_path / "log.csv", "user,time,cmd\nu1,2024-01-07T23:30:00+02:00,A\nu1,2024-01-08T00:10:00+02:00,B\n"
+    )
+    events, _ = read_events(source(path))
+    assert events[TIME].to_list()[0].hour == 21  # stored as naive UTC, as every other log
+    features = derive_continuous(split_sessions(events, 30), ("hour", "weekday", "log_time_delta"))
+    assert features["hour"].to_list() == [23.5, pytest.approx(0 + 10 / 60)]
+    assert features["weekday"].to_list() == [7.0, 1.0]
+    mixed = write(tmp_path / "mixed.csv", "user,time,cmd\nu1,2024-01-07T23:30:00+02:00,A\nu1,2024-01-08T00:10:00,B\n")
+    with pytest.raises(InputError, match=r"row 2, field 'time': some times carry a UTC offset and others do not"):
+        read_events(source(mixed))

@@ -78,3 +78,23 @@ def test_cleaning_a_history_keeps_what_processing_keeps_and_leaves_a_clean_one_u
     assert [commands[i] for i in keep] == expected
     assert sum(removed.values()) == len(commands) - len(keep)
     assert clean_history(expected, config, frozenset({"Noise"}))[0] == list(range(len(expected)))
+
+
+def test_times_with_an_offset_get_hour_and_weekday_of_their_local_clock_and_deltas_in_utc(tiny_data_with_developer):
+    from datetime import timezone
+
+    data_dir = tiny_data_with_developer
+    workflow, schema = Workflow.load(data_dir / WORKFLOW_DIR), load_schema(data_dir)
+    columns = ["command", "log_time_delta", "hour", "weekday"]
+    encoder = HistoryEncoder(workflow, schema, columns, data_dir, window=5)
+    plus_two = timezone(timedelta(hours=2))
+    local = [datetime(2025, 3, 9, 23, 30, tzinfo=plus_two), datetime(2025, 3, 10, 0, 10, tzinfo=plus_two)]
+    as_naive_local = [t.replace(tzinfo=None) for t in local]  # the wall clock, as processing keeps it
+    as_utc = [t.astimezone(timezone.utc) for t in local]  # the same moments written in UTC
+    aware = encoder.encode([["Wall", "Door"]], [local], [{}])
+    naive = encoder.encode([["Wall", "Door"]], [as_naive_local], [{}])
+    utc = encoder.encode([["Wall", "Door"]], [as_utc], [{}])
+    for name in ("hour", "weekday", "log_time_delta"):
+        assert torch.equal(aware.features[name], naive.features[name]), name
+    assert torch.equal(aware.features["log_time_delta"], utc.features["log_time_delta"])
+    assert not torch.equal(aware.features["hour"], utc.features["hour"])
