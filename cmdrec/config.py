@@ -63,6 +63,13 @@ class ProcessingConfig:
     collapse_repeats: bool = False
     min_session_length: int = 2
     max_session_length: int | None = None  # keep the most recent N events of longer sessions
+    # logs larger than memory are processed in partitions of users: a number, or None for as many as
+    # keep one partition within memory_budget_gb (estimated from the input files' sizes)
+    partitions: int | None = None
+    memory_budget_gb: float = 4.0
+    engine: Literal["polars", "dask"] = "polars"  # dask: partitions as tasks on a Dask cluster
+    dask_scheduler_address: str | None = None  # an existing cluster; None: a local one
+    dask_workers: int = 2  # of the local cluster
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,10 @@ class DataConfig:
             raise InputError("processing.min_session_length must be at least 1")
         if processing.max_session_length is not None and processing.max_session_length < 1:
             raise InputError("processing.max_session_length must be at least 1, or null to keep whole sessions")
+        if processing.partitions is not None and processing.partitions < 1:
+            raise InputError("processing.partitions must be at least 1, or null to size them by memory_budget_gb")
+        if not processing.memory_budget_gb > 0:
+            raise InputError("processing.memory_budget_gb must be above 0")
         if not processing.session_gap_minutes > 0:
             raise InputError(
                 f"processing.session_gap_minutes must be above 0 (got {processing.session_gap_minutes:g}); "

@@ -37,7 +37,11 @@ def format_processing(report: dict, out_dir: str) -> str:
         ends = ", ".join(f"{c} {s:.1%}" for c, s in stats["top_session_ends"].items())
         lines.append(f"{'':>8}top commands: {top}")
         lines.append(f"{'':>8}sessions end on: {ends}")
-    lines.append(f"wrote {out_dir}/events.parquet, catalogue.parquet, processing_report.json")
+    parts = report["partitions"]
+    events = "events.parquet" if parts["count"] == 1 else f"events/ ({len(parts['files'])} shards)"
+    if parts["count"] > 1:
+        lines.append(f"processed in {parts['count']} partitions of users by the {parts['engine']} engine")
+    lines.append(f"wrote {out_dir}/{events}, catalogue.parquet, processing_report.json")
     return "\n".join(lines)
 
 
@@ -58,7 +62,8 @@ def format_preprocess(report: dict, out_dir: str) -> str:
     lines.append(
         f"vocabulary sizes (with pad and OOV ids): {vocab}; continuous: {', '.join(report['continuous']) or 'none'}"
     )
-    lines.append(
-        f"wrote {out_dir}/{{train,valid,test}}.parquet, schema.json, items.parquet, workflow/, preprocess_report.json"
+    splits = (
+        "{train,valid,test}.parquet" if report["shards"] == 1 else f"{{train,valid,test}}/ ({report['shards']} shards)"
     )
+    lines.append(f"wrote {out_dir}/{splits}, schema.json, items.parquet, workflow/, preprocess_report.json")
     return "\n".join(lines)

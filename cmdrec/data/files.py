@@ -48,6 +48,14 @@ class LoadReport:
         if len(self.examples) < 10:
             self.examples.append(where)
 
+    def merge(self, other: LoadReport) -> None:
+        self.files += other.files
+        self.rows_read += other.rows_read
+        for mine, theirs in ((self.bad_rows, other.bad_rows), (self.stripped, other.stripped)):
+            for key, count in theirs.items():
+                mine[key] = mine.get(key, 0) + count
+        self.examples.extend(other.examples[: 10 - len(self.examples)])
+
     def to_dict(self) -> dict:
         return {
             "files": self.files,
@@ -220,3 +228,22 @@ def _as_text(value) -> str | None:
     if value is None:
         return None
     return value if isinstance(value, str) else json.dumps(value)
+
+
+# ---------------------------------------------------------------- written tables
+
+
+def table_parts(directory: Path, name: str) -> list[Path]:
+    """The files of table `name` in `directory`: `name.parquet`, or the shards `name/part-*.parquet`."""
+    single = directory / f"{name}.parquet"
+    if single.is_file():
+        return [single]
+    return sorted((directory / name).glob("part-*.parquet"))
+
+
+def read_table_parts(directory: Path, name: str, columns: list[str] | None = None) -> pl.DataFrame:
+    parts = table_parts(directory, name)
+    if not parts:
+        raise InputError(f"no {name} table at {directory / name}.parquet or {directory / name}/part-*.parquet")
+    frames = [pl.read_parquet(p, columns=columns) for p in parts]
+    return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")

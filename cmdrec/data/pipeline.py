@@ -5,24 +5,38 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
+import shutil
 import time
+from functools import partial, reduce
 from pathlib import Path
 
 import polars as pl
 
 from cmdrec.config import DataConfig, ProcessingConfig, from_dict, to_dict
-from cmdrec.data.files import LoadReport
+from cmdrec.data.files import LoadReport, table_parts
+from cmdrec.data.partitioned import (
+    EVENTS_FILE,
+    LocalEngine,
+    combine_transform_reports,
+    combined_statistics,
+    make_engine,
+    partition_count,
+    process_partitioned,
+    shard_keys,
+    shard_statistics,
+    shard_transform,
+)
 from cmdrec.data.presets import noise_commands
-from cmdrec.data.readers import bare_catalogue, join_catalogue, read_catalogue, read_events
-from cmdrec.data.sessions import process_events, session_statistics, split_sessions
-from cmdrec.data.splits import SPLITS, split_sessions_table
+from cmdrec.data.readers import bare_catalogue, read_catalogue
+from cmdrec.data.splits import SPLITS, assign_splits, split_sessions_table
+from cmdrec.data.splits import split_report as split_report_of
 from cmdrec.data.workflow import Workflow
 from cmdrec.errors import InputError
 from cmdrec.io import write_json_atomic, write_parquet_atomic
 
 log = logging.getLogger(__name__)
 
-EVENTS_FILE = "events.parquet"
 CATALOGUE_FILE = "catalogue.parquet"
 PROCESSING_REPORT = "processing_report.json"
 PREPROCESS_REPORT = "preprocess_report.json"
@@ -30,35 +44,43 @@ SCHEMA_FILE = "schema.json"
 ITEMS_FILE = "items.parquet"
 WORKFLOW_DIR = "workflow"
 PROCESSING_FILE = "processing.json"  # the cleaning the sessions went through, for serving to repeat
+SCRATCH_DIR = ".scratch"  # partitions between the passes of a log processed in parts
 
 
 def process_logs(config: DataConfig) -> dict:
     """Read the raw log, clean it into sessions and write them with a report of every step."""
     started = time.perf_counter()
-    events, load_report = read_events(config.source)
-    log.info("read %d events from %d file(s)", events.height, load_report.files)
     catalogue_read = LoadReport()
-    catalogue = read_catalogue(config.catalogue, catalogue_read) if config.catalogue.path else bare_catalogue(events)
-    events, catalogue_report = join_catalogue(events, catalogue, config.catalogue)
-    catalogue_report["values_stripped"] = catalogue_read.stripped
 
-    before = session_statistics(split_sessions(events, config.processing.session_gap_minutes))
-    sessions, steps = process_events(events, config.processing)
-    if sessions.height == 0:
-        raise InputError("no sessions are left after processing; see the step counts above")
-    after = session_statistics(sessions)
+    def catalogue_for(commands: pl.Series) -> pl.DataFrame:
+        if config.catalogue.path:
+            return read_catalogue(config.catalogue, catalogue_read)
+        return bare_catalogue(commands)
 
+    partitions = partition_count(config)
     out = Path(config.processed_dir)
-    write_parquet_atomic(sessions, out / EVENTS_FILE)
-    write_parquet_atomic(catalogue, out / CATALOGUE_FILE)
+    scratch = out / SCRATCH_DIR
+    engine = make_engine(config) if partitions > 1 else LocalEngine()
+    try:
+        processed, write_sessions = process_partitioned(config, catalogue_for, partitions, engine, scratch)
+        log.info("read %d events from %d file(s)", processed.load_report.rows_read, processed.load_report.files)
+        if all(r.after is None for r in processed.results):
+            raise InputError("no sessions are left after processing; see the step counts above")
+        shards = write_sessions(out)
+    finally:
+        engine.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    write_parquet_atomic(processed.catalogue, out / CATALOGUE_FILE)
+    catalogue_report = processed.catalogue_report | {"values_stripped": catalogue_read.stripped}
     report = {
         "dataset": config.name,
         "config": to_dict(config),
-        "read": load_report.to_dict(),
+        "read": processed.load_report.to_dict(),
         "catalogue": catalogue_report,
-        "steps": steps,
-        "before": before,
-        "after": after,
+        "steps": processed.steps,
+        "before": combined_statistics(processed.results, "before"),
+        "after": combined_statistics(processed.results, "after"),
+        "partitions": {"count": partitions, "engine": engine.name, "files": [p.name for p in shards]},
         "seconds": round(time.perf_counter() - started, 3),
     }
     write_json_atomic(out / PROCESSING_REPORT, report)
@@ -79,28 +101,25 @@ def processing_record(processed_dir: Path) -> dict:
 
 
 def preprocess(config: DataConfig) -> dict:
-    """Split processed sessions, fit the workflow on train, and write sequences for every split."""
+    """Split processed sessions, fit the workflow on train, and write sequences for every split.
+
+    Sessions in one file are preprocessed in memory; sessions in shards (a log processed in
+    partitions) shard by shard, the split assignment and the fitted workflow reduced over shards."""
     started = time.perf_counter()
     source = Path(config.processed_dir)
-    if not (source / EVENTS_FILE).is_file():
+    shards = table_parts(source, "events")
+    if not shards:
         raise InputError(f"no processed sessions at {source / EVENTS_FILE}; run the process step first")
-    sessions = pl.read_parquet(source / EVENTS_FILE)
     catalogue = pl.read_parquet(source / CATALOGUE_FILE)
-
-    parts, split_report = split_sessions_table(sessions, config.split)
-    if config.features.holdout_commands:
-        held_out = pl.col("command").is_in(list(config.features.holdout_commands))
-        split_report["holdout_events_removed_from_train"] = parts["train"].filter(held_out).height
-        parts["train"] = parts["train"].filter(~held_out)
-    workflow = Workflow.fit(parts["train"], catalogue, config.features)
     out = Path(config.preprocessed_dir)
+    for name in SPLITS:  # one layout at a time
+        (out / f"{name}.parquet").unlink(missing_ok=True)
+        shutil.rmtree(out / name, ignore_errors=True)
+    if len(shards) == 1:
+        workflow, split_report, transform_reports = _preprocess_in_memory(shards[0], catalogue, config, out)
+    else:
+        workflow, split_report, transform_reports = _preprocess_shards(shards, catalogue, config, out)
     workflow.save(out / WORKFLOW_DIR)
-    transform_reports = {}
-    for name in SPLITS:
-        if parts[name].height == 0:
-            log.warning("split %s is empty", name)
-        sequences, transform_reports[name] = workflow.transform(parts[name])
-        write_parquet_atomic(sequences, out / f"{name}.parquet")
     workflow.output_schema().to_json(out / SCHEMA_FILE)
     write_json_atomic(out / PROCESSING_FILE, processing_record(source))
     write_parquet_atomic(workflow.items(), out / ITEMS_FILE)
@@ -110,7 +129,59 @@ def preprocess(config: DataConfig) -> dict:
         "vocabulary": {name: fitted.cardinality for name, fitted in workflow.categorify.items()},
         "continuous": list(workflow.normalize),
         "transform": transform_reports,
+        "shards": len(shards),
         "seconds": round(time.perf_counter() - started, 3),
     }
     write_json_atomic(out / PREPROCESS_REPORT, report)
     return report
+
+
+def _preprocess_in_memory(path: Path, catalogue: pl.DataFrame, config: DataConfig, out: Path):
+    sessions = pl.read_parquet(path)
+    parts, split_report = split_sessions_table(sessions, config.split)
+    if config.features.holdout_commands:
+        held_out = pl.col("command").is_in(list(config.features.holdout_commands))
+        split_report["holdout_events_removed_from_train"] = parts["train"].filter(held_out).height
+        parts["train"] = parts["train"].filter(~held_out)
+    workflow = Workflow.fit(parts["train"], catalogue, config.features)
+    transform_reports = {}
+    for name in SPLITS:
+        if parts[name].height == 0:
+            log.warning("split %s is empty", name)
+        sequences, transform_reports[name] = workflow.transform(parts[name])
+        write_parquet_atomic(sequences, out / f"{name}.parquet")
+    return workflow, split_report, transform_reports
+
+
+def _preprocess_shards(shards: list[Path], catalogue: pl.DataFrame, config: DataConfig, out: Path):
+    engine = make_engine(config)
+    paths = [str(p) for p in shards]
+    try:
+        assignment = None
+        if config.split.method != "leave_one_out":
+            keys = engine.map(partial(shard_keys, config=config.split), paths, "collect split keys")
+            assignment = assign_splits(keys, config.split)
+        fitted = engine.map(
+            partial(shard_statistics, assignment=assignment, catalogue=catalogue, config=config),
+            paths,
+            "fit the feature workflow",
+        )
+        counts = [c for c, _ in fitted]
+        split_report = split_report_of(counts, config.split.method)
+        if config.features.holdout_commands:
+            split_report["holdout_events_removed_from_train"] = sum(
+                c["holdout_events_removed_from_train"] for c in counts
+            )
+        workflow = Workflow.from_statistics(reduce(operator.add, [s for _, s in fitted]), catalogue, config.features)
+        reports = engine.map(
+            partial(shard_transform, assignment=assignment, workflow=workflow, config=config, out_dir=str(out)),
+            paths,
+            "transform shards",
+        )
+    finally:
+        engine.close()
+    transform_reports = combine_transform_reports(reports)
+    for name in SPLITS:
+        if transform_reports[name]["events"] == 0:
+            log.warning("split %s is empty", name)
+    return workflow, split_report, transform_reports

@@ -52,10 +52,15 @@ def read_events(config: SourceConfig) -> tuple[pl.DataFrame, LoadReport]:
     report = LoadReport()
     frames, offset = [], 0
     for path in resolve_paths(config.path):
-        frame = _read_one(path, config, report)
+        frame = read_source_file(path, config, report)
         frames.append(frame.with_columns((pl.col(ROW) + offset).alias(ORDER)).drop(ROW))
         offset += frame.height
-    return pl.concat(frames, how="vertical"), report
+    return concat_events(frames), report
+
+
+def concat_events(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    # files differ only in whether their times carried offsets (a `local_time` column)
+    return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
 
 
 def read_vs_logs(directory: str | Path, on_bad_rows: str = "error") -> tuple[pl.DataFrame, pl.DataFrame, LoadReport]:
@@ -66,7 +71,8 @@ def read_vs_logs(directory: str | Path, on_bad_rows: str = "error") -> tuple[pl.
     return events, catalogue, report
 
 
-def _read_one(path: Path, config: SourceConfig, report: LoadReport) -> pl.DataFrame:
+def read_source_file(path: Path, config: SourceConfig, report: LoadReport) -> pl.DataFrame:
+    """One file of a source as canonical events with its file row numbers (`_row`)."""
     skip = config.on_bad_rows == "skip"
     if config.format == "user_item":
         raw = read_table(path, report, skip, separator=" ", header=False, column_names=[USER, COMMAND])
@@ -304,36 +310,44 @@ def describe_command(command: str, category: str | None) -> str:
 
 def join_catalogue(events: pl.DataFrame, catalogue: pl.DataFrame, config: CatalogueConfig) -> tuple[pl.DataFrame, dict]:
     """Attach per-command metadata to events; report commands missing on either side."""
-    used = set(events[COMMAND].unique().to_list())
+    report = catalogue_report(events[COMMAND].value_counts(), catalogue, config)
+    return attach_catalogue(events, catalogue), report
+
+
+def attach_catalogue(events: pl.DataFrame, catalogue: pl.DataFrame) -> pl.DataFrame:
+    columns = [c for c in catalogue.columns if c != DESCRIPTION]
+    return events.join(catalogue.select(columns), on=COMMAND, how="left").with_columns(
+        pl.col(CATEGORY).fill_null(NO_CATEGORY)
+    )
+
+
+def catalogue_report(command_counts: pl.DataFrame, catalogue: pl.DataFrame, config: CatalogueConfig) -> dict:
+    """Commands missing on either side, from the log's (command, count) table; with
+    `on_unknown_commands: error`, commands the catalogue lacks are refused."""
     listed = set(catalogue[COMMAND].to_list())
-    not_listed = sorted(used - listed)
-    never_used = sorted(listed - used)
-    events_not_listed = int(events.filter(pl.col(COMMAND).is_in(not_listed)).height) if not_listed else 0
-    if not_listed and config.on_unknown_commands == "error":
+    not_listed = command_counts.filter(~pl.col(COMMAND).is_in(list(listed)))
+    names = sorted(not_listed[COMMAND].to_list())
+    never_used = sorted(listed - set(command_counts[COMMAND].to_list()))
+    if names and config.on_unknown_commands == "error":
         raise InputError(
             located(
                 config.path,
-                f"{len(not_listed)} command(s) in the log are not in the catalogue, e.g. {not_listed[:5]}",
+                f"{len(names)} command(s) in the log are not in the catalogue, e.g. {names[:5]}",
                 field=config.command_column,
             )
         )
-    columns = [c for c in catalogue.columns if c != DESCRIPTION]
-    joined = events.join(catalogue.select(columns), on=COMMAND, how="left").with_columns(
-        pl.col(CATEGORY).fill_null(NO_CATEGORY)
-    )
-    report = {
-        "commands_in_log_not_in_catalogue": len(not_listed),
-        "events_with_commands_not_in_catalogue": events_not_listed,
-        "examples_not_in_catalogue": not_listed[:10],
+    return {
+        "commands_in_log_not_in_catalogue": len(names),
+        "events_with_commands_not_in_catalogue": int(not_listed["count"].sum()),
+        "examples_not_in_catalogue": names[:10],
         "commands_in_catalogue_never_used": len(never_used),
         "examples_never_used": never_used[:10],
     }
-    return joined, report
 
 
-def bare_catalogue(events: pl.DataFrame) -> pl.DataFrame:
+def bare_catalogue(commands: pl.Series) -> pl.DataFrame:
     """A catalogue with no metadata, for logs that come without one."""
-    commands = events[COMMAND].unique().sort()
+    commands = commands.unique().sort()
     return pl.DataFrame(
         {COMMAND: commands, CATEGORY: [NO_CATEGORY] * len(commands), DESCRIPTION: [None] * len(commands)},
         schema={COMMAND: pl.Utf8, CATEGORY: pl.Utf8, DESCRIPTION: pl.Utf8},

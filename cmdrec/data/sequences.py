@@ -20,6 +20,8 @@ import polars as pl
 import torch
 
 from cmdrec.batch import Batch
+from cmdrec.data.files import read_table_parts, table_parts
+from cmdrec.data.sessions import SESSION
 from cmdrec.errors import InputError
 from cmdrec.schema import PAD_ID, ColumnSpec, Schema, Tag
 
@@ -73,13 +75,16 @@ class SequenceData:
         so evaluation can exclude everything a user has seen, however long the session."""
         data_dir = Path(data_dir)
         schema = load_schema(data_dir)
-        path = data_dir / f"{split}.parquet"
-        if not path.is_file():
-            raise InputError(f"no {split} split at {path}; run preprocessing first")
+        parts = table_parts(data_dir, split)
+        if not parts:
+            raise InputError(f"no {split} split at {data_dir / split}.parquet; run preprocessing first")
         stored = [
             name for name in _wanted(schema, columns) if schema[name].properties.get("key") != schema.item_id.name
         ]
-        frame = pl.read_parquet(path, columns=["length", *stored])
+        frame = read_table_parts(data_dir, split, columns=[SESSION, "length", *dict.fromkeys(stored)])
+        if len(parts) > 1:  # shards of a log processed in partitions: in session order, as one file is
+            frame = frame.sort(SESSION)
+        frame = frame.drop(SESSION)
         return cls.from_frame(frame, schema, columns, max_length, mode, earlier_items, data_dir)
 
     @classmethod

@@ -83,10 +83,13 @@ def keep_recent(events: pl.DataFrame, max_length: int) -> tuple[pl.DataFrame, di
     return kept, step_report(f"keep the most recent {max_length} events", events, kept, sessions_truncated=truncated)
 
 
-def process_events(events: pl.DataFrame, config: ProcessingConfig) -> tuple[pl.DataFrame, list[dict]]:
-    """Run every configured cleaning step; return sessions and one report per step."""
+def process_events(
+    events: pl.DataFrame, config: ProcessingConfig, split: pl.DataFrame | None = None
+) -> tuple[pl.DataFrame, list[dict]]:
+    """Run every configured cleaning step; return sessions and one report per step. `split`: the
+    events split into sessions already."""
     reports = []
-    sessions = split_sessions(events, config.session_gap_minutes)
+    sessions = split_sessions(events, config.session_gap_minutes) if split is None else split
     reports.append(step_report(f"split sessions (gap {config.session_gap_minutes:g} min)", events, sessions))
     noise = noise_commands(config.noise_preset, config.noise_commands)
     if noise:
@@ -105,21 +108,35 @@ def process_events(events: pl.DataFrame, config: ProcessingConfig) -> tuple[pl.D
 
 def session_statistics(events: pl.DataFrame, top: int = 10) -> dict:
     """Events, sessions, length distribution, repeat rate, share of the top commands and of session ends."""
-    lengths = events.group_by(SESSION).len()["len"]
+    return combine_statistics([partial_statistics(events)], top)
+
+
+def partial_statistics(events: pl.DataFrame) -> dict:
+    """What `combine_statistics` needs of one partition of users (sessions never span partitions)."""
     repeat = (pl.col(COMMAND) == pl.col(COMMAND).shift(1)) & (pl.col(SESSION) == pl.col(SESSION).shift(1))
-    repeats = events.select(repeat.fill_null(False).sum()).item()
-    counts = events[COMMAND].value_counts().sort(["count", COMMAND], descending=[True, False])
-    last = (
-        events.group_by(SESSION)
-        .agg(pl.col(COMMAND).last())[COMMAND]
-        .value_counts()
-        .sort(["count", COMMAND], descending=[True, False])
-    )
-    n_sessions = lengths.len()
     return {
         "events": events.height,
-        "sessions": n_sessions,
         "users": events[USER].n_unique(),
+        "repeats": events.select(repeat.fill_null(False).sum()).item(),
+        "lengths": events.group_by(SESSION).len()["len"],
+        "commands": events[COMMAND].value_counts(),
+        "ends": events.group_by(SESSION).agg(pl.col(COMMAND).last())[COMMAND].value_counts(),
+    }
+
+
+def combine_statistics(partials: list[dict], top: int = 10) -> dict:
+    def summed(key: str) -> pl.DataFrame:
+        frames = pl.concat([p[key] for p in partials])
+        return frames.group_by(COMMAND).agg(pl.col("count").sum()).sort(["count", COMMAND], descending=[True, False])
+
+    events = sum(p["events"] for p in partials)
+    lengths = pl.concat([p["lengths"] for p in partials])
+    counts, last = summed("commands"), summed("ends")
+    n_sessions = lengths.len()
+    return {
+        "events": events,
+        "sessions": n_sessions,
+        "users": sum(p["users"] for p in partials),
         "commands": counts.height,
         "session_length": {
             "mean": round(float(lengths.mean()), 2),
@@ -127,10 +144,32 @@ def session_statistics(events: pl.DataFrame, top: int = 10) -> dict:
             "min": int(lengths.min()),
             "max": int(lengths.max()),
         },
-        "repeat_rate": round(repeats / max(events.height - n_sessions, 1), 4),
-        "top_commands": {c: round(n / events.height, 4) for c, n in counts.head(top).iter_rows()},
+        "repeat_rate": round(sum(p["repeats"] for p in partials) / max(events - n_sessions, 1), 4),
+        "top_commands": {c: round(n / events, 4) for c, n in counts.head(top).iter_rows()},
         "top_session_ends": {c: round(n / n_sessions, 4) for c, n in last.head(5).iter_rows()},
     }
+
+
+def combine_step_reports(partials: list[list[dict]]) -> list[dict]:
+    """Step reports of user partitions summed into the report of the whole log."""
+    combined = []
+    for steps in zip(*partials, strict=True):
+        merged = {"step": steps[0]["step"]}
+        for key in steps[0]:
+            if key == "step":
+                continue
+            if isinstance(steps[0][key], dict):
+                total: dict = {}
+                for step in steps:
+                    for name, count in step[key].items():
+                        total[name] = total.get(name, 0) + count
+                merged[key] = dict(sorted(total.items(), key=lambda item: (-item[1], item[0])))
+            elif steps[0][key] is None:  # sessions before they are split
+                merged[key] = None
+            else:
+                merged[key] = sum(step[key] for step in steps)
+        combined.append(merged)
+    return combined
 
 
 def clean_history(

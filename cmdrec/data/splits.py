@@ -24,23 +24,46 @@ SPLITS = ("train", "valid", "test")
 def split_sessions_table(sessions: pl.DataFrame, config: SplitConfig) -> tuple[dict[str, pl.DataFrame], dict]:
     if config.method == "leave_one_out":
         return _leave_one_out(sessions)
+    assignment = assign_splits([split_keys(sessions, config)], config)
+    parts = apply_split(sessions, assignment, config)
+    return parts, split_report([part_counts(parts)], config.method)
+
+
+def split_keys(sessions: pl.DataFrame, config: SplitConfig) -> pl.DataFrame:
+    """The keys one partition contributes to the assignment (session ids, session starts, users):
+    small, even for a large log."""
+    if config.method == "time":
+        return sessions.group_by(SESSION).agg(pl.col(TIME).min())
+    key = USER if config.method == "user" else SESSION
+    return sessions.select(pl.col(key).unique())
+
+
+def assign_splits(keys: list[pl.DataFrame], config: SplitConfig) -> pl.DataFrame:
+    """key -> `_split` for every key of every partition, as the whole log would be split."""
+    keys = pl.concat(keys)
     if config.method == "random_session":
-        keys = _shuffled(sessions[SESSION].unique().sort().to_numpy(), config.seed)
-        assignment = _assign(keys, config, SESSION)
+        assignment = _assign(_shuffled(keys[SESSION].unique().sort().to_numpy(), config.seed), config, SESSION)
     elif config.method == "time":
-        if sessions[TIME].null_count() == sessions.height:
+        if keys[TIME].null_count() == keys.height:
             raise InputError("split.method 'time' needs timestamps; this log has none")
-        starts = sessions.group_by(SESSION).agg(pl.col(TIME).min()).sort([TIME, SESSION])
+        starts = keys.sort([TIME, SESSION])
         assignment = _assign(starts[SESSION].to_numpy(), config, SESSION)
     elif config.method == "user":
-        keys = _shuffled(sessions[USER].unique().sort().to_numpy(), config.seed)
-        assignment = _assign(keys, config, USER)
+        assignment = _assign(_shuffled(keys[USER].unique().sort().to_numpy(), config.seed), config, USER)
     else:  # guarded by the config's Literal type
         raise InputError(f"unknown split method {config.method!r}")
+    return assignment
+
+
+def apply_split(
+    sessions: pl.DataFrame, assignment: pl.DataFrame | None, config: SplitConfig
+) -> dict[str, pl.DataFrame]:
+    """The three parts of one partition (leave_one_out needs no assignment: it is per user)."""
+    if config.method == "leave_one_out":
+        return _leave_one_out_parts(sessions)
     key = SESSION if config.method != "user" else USER
     labelled = sessions.join(assignment, on=key, how="left", maintain_order="left")
-    parts = {name: labelled.filter(pl.col("_split") == name).drop("_split") for name in SPLITS}
-    return parts, _report(parts, config.method)
+    return {name: labelled.filter(pl.col("_split") == name).drop("_split") for name in SPLITS}
 
 
 def _shuffled(keys: np.ndarray, seed: int) -> np.ndarray:
@@ -59,6 +82,11 @@ def _assign(ordered_keys: np.ndarray, config: SplitConfig, key: str) -> pl.DataF
 
 
 def _leave_one_out(sessions: pl.DataFrame) -> tuple[dict[str, pl.DataFrame], dict]:
+    parts = _leave_one_out_parts(sessions)
+    return parts, split_report([part_counts(parts)], "leave_one_out")
+
+
+def _leave_one_out_parts(sessions: pl.DataFrame) -> dict[str, pl.DataFrame]:
     history = sessions.sort([USER, TIME, ORDER], nulls_last=False)
     # One sequence per user: its id is the user's first session id.
     history = history.with_columns(
@@ -72,17 +100,29 @@ def _leave_one_out(sessions: pl.DataFrame) -> tuple[dict[str, pl.DataFrame], dic
         "valid": history.filter(evaluable & (pl.col("_from_end") > 1)),
         "test": history.filter(evaluable),
     }
-    parts = {name: frame.drop("_from_end", "_length") for name, frame in parts.items()}
-    report = _report(parts, "leave_one_out")
-    report["users_too_short_for_valid_and_test"] = history.filter(~evaluable)[USER].n_unique()
-    return parts, report
+    return {name: frame.drop("_from_end", "_length") for name, frame in parts.items()}
 
 
-def _report(parts: dict[str, pl.DataFrame], method: str) -> dict:
-    return {
+def part_counts(parts: dict[str, pl.DataFrame]) -> dict:
+    """Sessions, events and users of each part of one partition of users (they add up across partitions)."""
+    counts = {
+        name: {"sessions": frame[SESSION].n_unique(), "events": frame.height, "users": frame[USER].n_unique()}
+        for name, frame in parts.items()
+    }
+    train, test = parts["train"], parts["test"]
+    # leave_one_out: users too short for valid and test are in train only
+    counts["train_only_users"] = train.filter(~pl.col(USER).is_in(test[USER].unique().implode()))[USER].n_unique()
+    return counts
+
+
+def split_report(partials: list[dict], method: str) -> dict:
+    report = {
         "method": method,
         **{
-            name: {"sessions": frame[SESSION].n_unique(), "events": frame.height, "users": frame[USER].n_unique()}
-            for name, frame in parts.items()
+            name: {key: sum(p[name][key] for p in partials) for key in ("sessions", "events", "users")}
+            for name in SPLITS
         },
     }
+    if method == "leave_one_out":
+        report["users_too_short_for_valid_and_test"] = sum(p["train_only_users"] for p in partials)
+    return report

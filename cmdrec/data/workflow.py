@@ -12,6 +12,7 @@ the same steps.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,17 +45,20 @@ class Categorify:
 
     @classmethod
     def fit(cls, column: pl.Series, min_count: int, universe: pl.Series | None = None) -> Categorify:
-        """Ids by train frequency; `universe` values never seen in train follow with count 0."""
-        counts = (
-            column.value_counts()
-            .filter(pl.col("count") >= min_count)
-            .sort(["count", column.name], descending=[True, False])
-        )
-        values, frequencies = counts[column.name].to_list(), counts["count"].to_list()
+        return cls.from_counts(column.name, column.value_counts(), min_count, universe)
+
+    @classmethod
+    def from_counts(
+        cls, name: str, counts: pl.DataFrame, min_count: int, universe: pl.Series | None = None
+    ) -> Categorify:
+        """Ids by train frequency (`counts`: value, count); `universe` values never seen in train follow
+        with count 0."""
+        kept = counts.filter(pl.col("count") >= min_count).sort(["count", name], descending=[True, False])
+        values, frequencies = kept[name].to_list(), kept["count"].to_list()
         if universe is not None:
-            unseen = sorted(set(universe.to_list()) - set(column.unique().to_list()))
+            unseen = sorted(set(universe.to_list()) - set(counts[name].to_list()))
             values, frequencies = values + unseen, frequencies + [0] * len(unseen)
-        return cls(column.name, min_count, tuple(values), tuple(frequencies))
+        return cls(name, min_count, tuple(values), tuple(frequencies))
 
     def mapping(self) -> pl.DataFrame:
         return pl.DataFrame(
@@ -71,8 +75,59 @@ class Normalize:
 
     @classmethod
     def fit(cls, column: pl.Series) -> Normalize:
-        std = float(column.std() or 0.0)
-        return cls(column.name, float(column.mean()), std if std > 1e-12 else 1.0)
+        return cls.from_moments(column.name, Moments.of(column))
+
+    @classmethod
+    def from_moments(cls, name: str, moments: Moments) -> Normalize:
+        std = math.sqrt(moments.variance) if moments.variance is not None else 0.0
+        return cls(name, moments.mean, std if std > 1e-12 else 1.0)
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Count, mean and sample variance of a column; partitions combine exactly (Chan et al.)."""
+
+    count: int
+    mean: float
+    variance: float | None  # None below two values
+
+    @classmethod
+    def of(cls, column: pl.Series) -> Moments:
+        variance = column.var()
+        return cls(
+            column.len() - column.null_count(),
+            float(column.mean() or 0.0),
+            None if variance is None else float(variance),
+        )
+
+    def __add__(self, other: Moments) -> Moments:
+        if other.count == 0:
+            return self
+        if self.count == 0:
+            return other
+        count = self.count + other.count
+        delta = other.mean - self.mean
+        squares = (self.variance or 0.0) * (self.count - 1) + (other.variance or 0.0) * (other.count - 1)
+        squares += delta * delta * self.count * other.count / count
+        return Moments(count, self.mean + delta * other.count / count, squares / (count - 1))
+
+
+@dataclass
+class FitStatistics:
+    """What fitting the workflow needs from the training split, summed over partitions."""
+
+    events: int
+    counts: dict[str, pl.DataFrame]  # column -> (value, count)
+    moments: dict[str, Moments]
+    has_time: bool
+
+    def __add__(self, other: FitStatistics) -> FitStatistics:
+        counts = {
+            name: pl.concat([frame, other.counts[name]]).group_by(name).agg(pl.col("count").sum())
+            for name, frame in self.counts.items()
+        }
+        moments = {name: value + other.moments[name] for name, value in self.moments.items()}
+        return FitStatistics(self.events + other.events, counts, moments, self.has_time or other.has_time)
 
 
 @dataclass
@@ -86,17 +141,37 @@ class Workflow:
 
     @classmethod
     def fit(cls, train: pl.DataFrame, catalogue: pl.DataFrame, config: FeatureConfig) -> Workflow:
-        if train.height == 0:
-            raise InputError("cannot fit the feature workflow: the training split is empty")
+        return cls.from_statistics(cls.statistics(train, catalogue, config), catalogue, config)
+
+    @classmethod
+    def statistics(cls, train: pl.DataFrame, catalogue: pl.DataFrame, config: FeatureConfig) -> FitStatistics:
+        """The counts and moments of one partition of the training split."""
         workflow = cls(config, catalogue=catalogue)
         train = workflow._with_metadata(train)
+        has_time = train[TIME].null_count() < train.height
+        continuous = tuple(c for c in config.continuous_columns if has_time or c not in TIME_FEATURES)
+        raw = derive_continuous(train, continuous)
+        return FitStatistics(
+            train.height,
+            {name: train[name].value_counts() for name in dict.fromkeys((COMMAND, *config.categorical_columns))},
+            {name: Moments.of(raw[name]) for name in continuous},
+            has_time,
+        )
+
+    @classmethod
+    def from_statistics(cls, statistics: FitStatistics, catalogue: pl.DataFrame, config: FeatureConfig) -> Workflow:
+        if statistics.events == 0:
+            raise InputError("cannot fit the feature workflow: the training split is empty")
+        workflow = cls(config, catalogue=catalogue)
         universe = catalogue[COMMAND] if config.vocabulary == "catalogue" else None
-        workflow.categorify[COMMAND] = Categorify.fit(train[COMMAND], config.min_command_count, universe)
+        counts = statistics.counts
+        workflow.categorify[COMMAND] = Categorify.from_counts(
+            COMMAND, counts[COMMAND], config.min_command_count, universe
+        )
         for name in config.categorical_columns:
-            workflow.categorify[name] = Categorify.fit(train[name], config.min_category_count)
-        raw = derive_continuous(train, workflow.continuous_columns(train))
-        for name in workflow.continuous_columns(train):
-            workflow.normalize[name] = Normalize.fit(raw[name])
+            workflow.categorify[name] = Categorify.from_counts(name, counts[name], config.min_category_count)
+        for name, moments in statistics.moments.items():
+            workflow.normalize[name] = Normalize.from_moments(name, moments)
         return workflow
 
     def continuous_columns(self, events: pl.DataFrame | None = None) -> tuple[str, ...]:
@@ -253,7 +328,7 @@ def event_attributes(workflow: Workflow) -> list[str]:
 def derive_continuous(events: pl.DataFrame, names: tuple[str, ...]) -> pl.DataFrame:
     """Raw (unnormalised) continuous features of session-ordered events. Hour and weekday are of the
     local wall clock when the log gave UTC offsets (`local_time`), else of the time as logged."""
-    clock = pl.col(LOCAL_TIME) if LOCAL_TIME in events.columns else pl.col(TIME)
+    clock = pl.coalesce(LOCAL_TIME, TIME) if LOCAL_TIME in events.columns else pl.col(TIME)
     expressions = {
         "position": pl.int_range(pl.len()).over(SESSION).cast(pl.Float64),
         "log_time_delta": (
