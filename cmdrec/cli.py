@@ -33,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", default=SAMPLE_DIR)
     sample.add_argument("--users", type=int, default=60)
     sample.add_argument("--seed", type=int, default=7)
+    sample.add_argument(
+        "--events", type=int, default=None, help="write a log of N events in shards instead (for measuring scale)"
+    )
+    sample.add_argument("--format", choices=["parquet", "csv"], default="parquet", help="of the shards (csv: .csv.gz)")
+    sample.add_argument("--shard-events", type=int, default=10_000_000, help="events per shard")
     _data_parser("process", "raw command log -> cleaned sessions, with a report of every filter", sub)
     _data_parser("preprocess", "sessions -> split -> fitted feature workflow -> sequences + schema.json", sub)
     _data_parser(
@@ -197,8 +202,16 @@ def _config(args) -> DataConfig:
 
 
 def run_sample(args) -> int:
-    from cmdrec.data.synthetic import write_sample
+    from cmdrec.data.synthetic import write_large_sample, write_sample
 
+    if getattr(args, "events", None):
+        shards = write_large_sample(args.out, args.events, args.format, args.shard_events, seed=args.seed)
+        print(f"wrote {args.events:,} events in {len(shards)} shard(s) and catalogue.csv to {args.out}")
+        print(
+            f"process them with: cmdrec process source.path={args.out}/events catalogue.path={args.out}/catalogue.csv "
+            "source.timestamp_format=null processing.noise_preset=sample"
+        )
+        return 0
     events, catalogue = write_sample(args.out, users=args.users, seed=args.seed)
     print(f"wrote {events} and {catalogue}")
     return 0

@@ -92,16 +92,57 @@ def read_table(
     if name.endswith(".parquet"):
         frame = _read_parquet(path)
     elif name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
-        frame = _read_jsonl(path, _read_text_bytes(path), report, skip_bad_rows)
+        raw = _read_text_bytes(path)
+        frame = _read_jsonl_native(raw)
+        if frame is None:
+            frame = _read_jsonl(path, raw, report, skip_bad_rows)
     else:
         if name.endswith((".tsv", ".tsv.gz")):
             separator = "\t"
-        frame = _read_csv(path, _read_text_bytes(path), report, skip_bad_rows, separator, header, column_names)
+        frame = _read_csv_native(path, separator, header, column_names)
+        if frame is None:
+            frame = _read_csv(path, _read_text_bytes(path), report, skip_bad_rows, separator, header, column_names)
     if frame.height == 0:
         raise InputError(located(path, "no data rows"))
     report.files += 1
     report.rows_read += frame.height
     return frame
+
+
+# Well-formed files (the common case) go through polars' native readers, strict; a file they refuse
+# is read again by the diagnostic path below, which names the row and field at fault or skips it.
+
+
+def _read_csv_native(path: Path, separator: str, header: bool, column_names) -> pl.DataFrame | None:
+    if path.name.endswith(".gz"):
+        with open(path, "rb") as file:
+            if file.read(2) != b"\x1f\x8b":
+                return None  # not gzip at all: polars would read the bytes as text
+    try:
+        frame = pl.read_csv(
+            path, separator=separator, has_header=header, new_columns=column_names, infer_schema=False, quote_char='"'
+        )
+    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError, ValueError):
+        return None
+    return _numbered(frame) if frame.height else None  # no rows: the diagnostic path says why
+
+
+def _read_jsonl_native(raw: bytes) -> pl.DataFrame | None:
+    if b"\n\n" in raw or raw.startswith(b"\n"):
+        return None  # blank lines: polars would number the rows after them differently from the file
+    try:
+        inferred = pl.read_ndjson(io.BytesIO(raw), infer_schema_length=None)
+        if inferred.height == 0 or any(dtype.is_nested() for dtype in inferred.dtypes):
+            return None  # nested values are kept as JSON text, as the diagnostic path writes them
+        # read again as text: a number keeps the digits it was written with (1 stays "1" beside 2.5)
+        frame = pl.read_ndjson(io.BytesIO(raw), schema=dict.fromkeys(inferred.columns, pl.Utf8))
+    except (pl.exceptions.PolarsError, ValueError):
+        return None
+    return _numbered(frame)
+
+
+def _numbered(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64))
 
 
 def _read_text_bytes(path: Path) -> bytes:

@@ -10,14 +10,15 @@ noise preset removes, as the real IDE logs do.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import gzip
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from cmdrec.config import CatalogueConfig, DataConfig, ProcessingConfig, SourceConfig
-from cmdrec.io import write_bytes_atomic
+from cmdrec.io import write_bytes_atomic, write_parquet_atomic
 
 # command: (category, description)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -214,3 +215,156 @@ def sample_config(directory: str = "data/sample", outputs: str = "outputs/sample
         processed_dir=f"{outputs}/processed",
         preprocessed_dir=f"{outputs}/preprocessed",
     )
+
+
+def write_large_sample(
+    directory: str | Path,
+    events: int,
+    file_format: str = "parquet",
+    shard_events: int = 10_000_000,
+    seed: int = 7,
+    lanes: int = 50_000,
+) -> list[Path]:
+    """Write a log of `events` events from the same simulated application, in shards of `shard_events`
+    (`events/events-00000.parquet`, ... or `.csv.gz`) beside `catalogue.csv`, for measuring scale.
+
+    Generation is vectorised over `lanes` people working at once, each step one event of each, so
+    memory is bounded by a shard, not by the log. People come from 64 personas (each with its own
+    task preferences and command habits, as the small sample gives every user) and are replaced by
+    new people when their sessions run out."""
+    if events < 1 or shard_events < 1:
+        raise ValueError("events and shard_events must be at least 1")
+    if file_format not in ("parquet", "csv"):
+        raise ValueError(f"format must be parquet or csv, not {file_format!r}")
+    directory = Path(directory)
+    shards = directory / "events"
+    shards.mkdir(parents=True, exist_ok=True)
+    for old in shards.glob("events-*"):
+        old.unlink()
+    rng = np.random.default_rng(seed)
+    chains = _TransitionTables(rng)
+    lanes = max(1, min(lanes, events // 1000))  # a person works about 400 events: lanes see several
+    people = _People(lanes, chains, rng)
+    written, shard, buffer, buffered = [], 0, [], 0
+    produced = 0
+    while produced < events:
+        for columns in people.step(rng):
+            keep = min(len(columns[0]), events - produced)
+            buffer.append(tuple(column[:keep] for column in columns))
+            buffered += keep
+            produced += keep
+        if buffered >= shard_events or produced >= events:
+            written.append(_write_shard(shards, shard, buffer, file_format))
+            shard, buffer, buffered = shard + 1, [], 0
+    _, catalogue = generate_sample_log(users=1, sessions_per_user=1)
+    write_bytes_atomic(directory / "catalogue.csv", catalogue.write_csv().encode())
+    return written
+
+
+class _TransitionTables:
+    """Cumulative next-command probabilities per persona, task and command."""
+
+    PERSONAS = 64
+
+    def __init__(self, rng: np.random.Generator):
+        self.names = [*COMMANDS, NOISE_COMMAND]
+        index = {name: i for i, name in enumerate(self.names)}
+        tasks = list(TASKS)
+        n = len(self.names)
+        self.start = np.array([index[next(iter(TASKS[t]))] for t in tasks])
+        self.length = np.array([TASK_LENGTH[t] for t in tasks], dtype=float)
+        self.noise = index[NOISE_COMMAND]
+        habit = rng.gamma(1.0, 1.0, size=(self.PERSONAS, n))
+        self.task_cdf = np.cumsum(rng.dirichlet(np.full(len(tasks), 0.6), size=self.PERSONAS), axis=1)
+        weights = np.zeros((len(tasks), n, n))
+        for t, task in enumerate(tasks):
+            for command, options in TASKS[task].items():
+                for following, weight in options.items():
+                    weights[t, index[command], index[following]] = weight
+        personal = weights[None] * habit[:, None, None, :]  # persona, task, command, next
+        totals = personal.sum(axis=-1, keepdims=True)
+        self.dead_end = totals[..., 0] == 0  # the task ends after this command
+        self.cdf = np.cumsum(personal / np.where(totals == 0, 1, totals), axis=-1)
+
+
+class _People:
+    """The state of every lane: who, which task, how far into it, and the clock."""
+
+    def __init__(self, lanes: int, chains: _TransitionTables, rng: np.random.Generator):
+        self.chains = chains
+        self.next_user = 0
+        self.user = np.zeros(lanes, dtype=np.int64)
+        self.persona = np.zeros(lanes, dtype=np.int64)
+        self.pace = np.zeros(lanes)
+        self.clock = np.zeros(lanes, dtype=np.int64)  # microseconds since the epoch
+        self.sessions_left = np.zeros(lanes, dtype=np.int64)
+        self.tasks_left = np.zeros(lanes, dtype=np.int64)
+        self.steps_left = np.zeros(lanes, dtype=np.int64)
+        self.task = np.zeros(lanes, dtype=np.int64)
+        self.command = np.zeros(lanes, dtype=np.int64)
+        self._new_people(np.arange(lanes), rng)
+
+    def _new_people(self, lanes: np.ndarray, rng) -> None:
+        count = len(lanes)
+        self.user[lanes] = np.arange(self.next_user, self.next_user + count)
+        self.next_user += count
+        self.persona[lanes] = rng.integers(0, _TransitionTables.PERSONAS, count)
+        self.pace[lanes] = rng.uniform(3.0, 12.0, count)
+        start = int(datetime(2025, 3, 3, 8, tzinfo=timezone.utc).timestamp() * 1e6)
+        self.clock[lanes] = start + rng.integers(0, 5 * 86_400, count) * 1_000_000
+        self.sessions_left[lanes] = rng.integers(7, 22, count)
+        self.tasks_left[lanes] = 0
+        self.steps_left[lanes] = 0
+
+    def step(self, rng) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """One event of every lane (after a focus change on some): [(users, times, commands), ...]."""
+        chains = self.chains
+        ending = (self.steps_left <= 0) | chains.dead_end[self.persona, self.task, self.command]
+        new_session = ending & (self.tasks_left <= 0)
+        if new_session.any():
+            gone = np.flatnonzero(new_session & (self.sessions_left <= 0))
+            if len(gone):
+                self._new_people(gone, rng)
+            lanes = np.flatnonzero(new_session)
+            hours = rng.uniform(2.0, 30.0, len(lanes))
+            self.clock[lanes] += (hours * 3.6e9).astype(np.int64)
+            self.sessions_left[lanes] -= 1
+            self.tasks_left[lanes] = rng.integers(1, 6, len(lanes))
+        lanes = np.flatnonzero(ending)
+        if len(lanes):
+            draw = rng.random(len(lanes))[:, None]
+            task = (draw > chains.task_cdf[self.persona[lanes]]).sum(axis=1).clip(max=len(chains.start) - 1)
+            self.task[lanes] = task
+            self.command[lanes] = chains.start[task]
+            self.steps_left[lanes] = rng.poisson(chains.length[task]) + 1
+            self.tasks_left[lanes] -= 1
+        walking = np.flatnonzero(~ending)
+        if len(walking):
+            rows = chains.cdf[self.persona[walking], self.task[walking], self.command[walking]]
+            following = (rng.random(len(walking))[:, None] > rows).sum(axis=1).clip(max=len(chains.names) - 1)
+            self.command[walking] = following
+            self.steps_left[walking] -= 1
+        noisy = np.flatnonzero(rng.random(len(self.user)) < 0.06)
+        noise = (self.user[noisy], self.clock[noisy].copy(), np.full(len(noisy), chains.noise))
+        self.clock += ((rng.exponential(self.pace) + 1.0) * 1e6).astype(np.int64)
+        return [noise, (self.user.copy(), self.clock.copy(), self.command.copy())]
+
+
+def _write_shard(directory: Path, number: int, buffer: list, file_format: str) -> Path:
+    frame = pl.DataFrame(
+        {
+            "user_id": np.concatenate([b[0] for b in buffer]),
+            "timestamp": pl.Series(np.concatenate([b[1] for b in buffer])).cast(pl.Datetime("us")),
+            "command": pl.Series(np.concatenate([b[2] for b in buffer])).replace_strict(
+                dict(enumerate([*COMMANDS, NOISE_COMMAND])), return_dtype=pl.Utf8
+            ),
+        }
+    ).with_columns(pl.concat_str(pl.lit("u"), pl.col("user_id").cast(pl.Utf8).str.zfill(7)).alias("user_id"))
+    if file_format == "parquet":
+        path = directory / f"events-{number:05d}.parquet"
+        write_parquet_atomic(frame, path)
+    else:
+        path = directory / f"events-{number:05d}.csv.gz"
+        text = frame.with_columns(pl.col("timestamp").dt.strftime("%Y-%m-%d %H:%M:%S%.6f")).write_csv()
+        write_bytes_atomic(path, gzip.compress(text.encode(), compresslevel=1))
+    return path

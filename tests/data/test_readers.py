@@ -303,3 +303,21 @@ def test_hour_and_weekday_come_from_the_local_clock_when_times_carry_an_offset(t
     mixed = write(tmp_path / "mixed.csv", "user,time,cmd\nu1,2024-01-07T23:30:00+02:00,A\nu1,2024-01-08T00:10:00,B\n")
     with pytest.raises(InputError, match=r"row 2, field 'time': some times carry a UTC offset and others do not"):
         read_events(source(mixed))
+
+
+def test_native_readers_give_the_frames_of_the_diagnostic_path(tmp_path):
+    from cmdrec.data import files
+
+    csv_path = write(tmp_path / "log.csv", 'user,cmd,note\nu1,Open,"a, quoted"\nu2,Save,\n')
+    raw = csv_path.read_bytes()
+    native = files._read_csv_native(csv_path, ",", True, None)
+    diagnostic = files._read_csv_row_by_row(csv_path, raw, LoadReport(), False, ",", True, None)
+    assert native is not None and native.equals(diagnostic.with_columns(pl.col("note").replace("", None)))
+
+    lines = [{"user": "u1", "cmd": "Open", "n": 1, "ok": True}, {"user": "u2", "cmd": "Save", "n": 2.5}]
+    raw = "\n".join(json.dumps(line) for line in lines).encode()
+    native = files._read_jsonl_native(raw)
+    assert native is not None
+    assert native.equals(files._read_jsonl(tmp_path / "x.jsonl", raw, LoadReport(), False))
+    assert files._read_jsonl_native(b'{"user": "u1", "cmd": {"nested": 1}}\n') is None  # kept as JSON text
+    assert files._read_jsonl_native(b'{"user": "u1"}\n\n{"user": "u2"}\n') is None  # rows numbered as the file
