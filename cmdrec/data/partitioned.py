@@ -57,7 +57,7 @@ LOCAL_DIR = "local"
 # bytes an event takes in memory while a partition is cleaned (the frame, its sorted copy, joins),
 # per byte of input file: measured on the VS CSV.gz logs and on synthetic Parquet shards
 # (benchmarks/data_scale.py), rounded up
-MEMORY_PER_INPUT_BYTE = {".gz": 60.0, ".parquet": 40.0}
+MEMORY_PER_INPUT_BYTE = {".gz": 80.0, ".parquet": 50.0}
 MEMORY_PER_TEXT_BYTE = 8.0
 
 
@@ -124,11 +124,14 @@ def progress(items: Iterable, label: str, total: int | None = None):
 
 
 def partition_count(config: DataConfig) -> int:
-    """`processing.partitions`, or enough partitions for one to fit in `processing.memory_budget_gb`."""
-    if config.processing.partitions is not None:
-        return config.processing.partitions
+    """`processing.partitions`, or enough partitions for the ones cleaned at once (one; one per Dask
+    worker of a local cluster) to fit in `processing.memory_budget_gb`."""
+    processing = config.processing
+    if processing.partitions is not None:
+        return processing.partitions
     needed = sum(_memory_estimate(path) for path in resolve_paths(config.source.path))
-    return max(1, math.ceil(needed / (config.processing.memory_budget_gb * 2**30)))
+    at_once = processing.dask_workers if processing.engine == "dask" and not processing.dask_scheduler_address else 1
+    return max(1, math.ceil(needed * at_once / (processing.memory_budget_gb * 2**30)))
 
 
 def _memory_estimate(path: Path) -> float:
@@ -200,11 +203,12 @@ def number_sessions(number: int, first_ids: pl.DataFrame, scratch: str, out_dir:
     """Give one partition's sessions the ids the whole log, numbered in user order, gives them."""
     sessions = pl.read_parquet(_local_path(scratch, number))
     if sessions.height:
-        sessions = (
-            sessions.join(first_ids, on=USER, how="left", maintain_order="left")
-            .with_columns((pl.col(SESSION) - pl.col("first_session") + pl.col("global_first")).alias(SESSION))
-            .drop("first_session", "global_first")
-        )
+        # the frame is in user order: one shift per run of a user's events, looked up for the few runs
+        new_user = (pl.col(USER) != pl.col(USER).shift(1)).fill_null(True)
+        runs = sessions.filter(new_user).select(USER).join(first_ids, on=USER, how="left", maintain_order="left")
+        shift = (runs["global_first"] - runs["first_session"]).rename("_shift")
+        run = sessions.select(new_user.cum_sum().cast(pl.Int64) - 1).to_series()
+        sessions = sessions.with_columns(pl.col(SESSION) + shift.gather(run))
         write_parquet_atomic(sessions, Path(out_dir) / f"part-{number:05d}.parquet")
     return sessions.height
 

@@ -114,13 +114,14 @@ def session_statistics(events: pl.DataFrame, top: int = 10) -> dict:
 def partial_statistics(events: pl.DataFrame) -> dict:
     """What `combine_statistics` needs of one partition of users (sessions never span partitions)."""
     repeat = (pl.col(COMMAND) == pl.col(COMMAND).shift(1)) & (pl.col(SESSION) == pl.col(SESSION).shift(1))
+    per_session = events.group_by(SESSION).agg(pl.len(), pl.col(COMMAND).last())
     return {
         "events": events.height,
         "users": events[USER].n_unique(),
         "repeats": events.select(repeat.fill_null(False).sum()).item(),
-        "lengths": events.group_by(SESSION).len()["len"],
+        "lengths": per_session["len"],
         "commands": events[COMMAND].value_counts(),
-        "ends": events.group_by(SESSION).agg(pl.col(COMMAND).last())[COMMAND].value_counts(),
+        "ends": per_session[COMMAND].value_counts(),
     }
 
 

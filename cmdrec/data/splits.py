@@ -19,6 +19,7 @@ from cmdrec.data.sessions import SESSION
 from cmdrec.errors import InputError
 
 SPLITS = ("train", "valid", "test")
+SPLIT_CODES = {name: code for code, name in enumerate(SPLITS)}
 
 
 def split_sessions_table(sessions: pl.DataFrame, config: SplitConfig) -> tuple[dict[str, pl.DataFrame], dict]:
@@ -61,9 +62,17 @@ def apply_split(
     """The three parts of one partition (leave_one_out needs no assignment: it is per user)."""
     if config.method == "leave_one_out":
         return _leave_one_out_parts(sessions)
-    key = SESSION if config.method != "user" else USER
-    labelled = sessions.join(assignment, on=key, how="left", maintain_order="left")
-    return {name: labelled.filter(pl.col("_split") == name).drop("_split") for name in SPLITS}
+    codes = assignment.with_columns(pl.col("_split").replace_strict(SPLIT_CODES, return_dtype=pl.Int8))
+    if config.method == "user":
+        labelled = sessions.join(codes, on=USER, how="left", maintain_order="left")
+    else:
+        # session ids are small integers: a lookup by position costs far less than a join
+        table = np.full(int(max(codes[SESSION].max(), sessions[SESSION].max() or 0)) + 1, -1, dtype=np.int8)
+        table[codes[SESSION].to_numpy()] = codes["_split"].to_numpy()
+        labelled = sessions.with_columns(pl.Series("_split", table).gather(sessions[SESSION]))
+    parts = labelled.partition_by("_split", as_dict=True, include_key=False, maintain_order=True)
+    empty = labelled.clear().drop("_split")
+    return {name: parts.get((code,), empty) for name, code in SPLIT_CODES.items()}
 
 
 def _shuffled(keys: np.ndarray, seed: int) -> np.ndarray:

@@ -329,11 +329,19 @@ def derive_continuous(events: pl.DataFrame, names: tuple[str, ...]) -> pl.DataFr
     """Raw (unnormalised) continuous features of session-ordered events. Hour and weekday are of the
     local wall clock when the log gave UTC offsets (`local_time`), else of the time as logged."""
     clock = pl.coalesce(LOCAL_TIME, TIME) if LOCAL_TIME in events.columns else pl.col(TIME)
+    start = (pl.col(SESSION) != pl.col(SESSION).shift(1)).fill_null(True)
+    if events.select(start.sum()).item() == events[SESSION].n_unique():
+        # each session's events are together (as processing writes them): runs, not windows, which
+        # cost several times as much
+        row = pl.int_range(pl.len())
+        position = row - pl.when(start).then(row).otherwise(None).forward_fill()
+        previous_gap = pl.when(start).then(None).otherwise(pl.col(TIME).diff())
+    else:
+        position = pl.int_range(pl.len()).over(SESSION)
+        previous_gap = pl.col(TIME) - pl.col(TIME).shift(1).over(SESSION)
     expressions = {
-        "position": pl.int_range(pl.len()).over(SESSION).cast(pl.Float64),
-        "log_time_delta": (
-            (pl.col(TIME) - pl.col(TIME).shift(1).over(SESSION)).dt.total_milliseconds().fill_null(0).clip(0) / 1000.0
-        ).log1p(),
+        "position": position.cast(pl.Float64),
+        "log_time_delta": (previous_gap.dt.total_milliseconds().fill_null(0).clip(0) / 1000.0).log1p(),
         "hour": clock.dt.hour().cast(pl.Float64) + clock.dt.minute().cast(pl.Float64) / 60.0,
         "weekday": clock.dt.weekday().cast(pl.Float64),
     }
