@@ -1,14 +1,18 @@
-"""Print the Markdown tables of docs/benchmarks.md and docs/serving.md from their
-results files, so the figures quoted are the measured ones, never retyped.
+"""Print the Markdown tables of the docs from their results files, so the figures quoted are the
+measured ones, never retyped. In the docs and README each table sits between
+`<!-- table: NAME -->` and `<!-- /table -->`; `--write` regenerates those blocks and `--check`
+fails when one is stale (the test suite runs it).
 
+    python benchmarks/tables.py --write | --check
     python benchmarks/tables.py [baselines_vs] [full_vs] [full_vs_10ep] [full_vs_copy] [full_vs_gpu]
         [full_vs_developer] [ablation_developer] [context_length_gpu] [beauty] [new_commands_sample] [new_commands_vs]
-        [serving] [serving_http]
+        [serving] [serving_http] [data_scale] [nvtabular_peer]
 """
 
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -266,7 +270,75 @@ def serving_http() -> str:
     return "\n".join(lines)
 
 
+def data_scale() -> str:
+    """Process + preprocess at scale: in memory, streamed in partitions, on Dask."""
+    report = json.loads((RESULTS / "data_scale.json").read_text())
+    machine = report["machine"]
+    lines = [
+        f"`{report['command'].strip()}` ({machine['cpus']} CPUs, {machine['memory_gb']} GB, "
+        f"polars {machine['polars']})",
+        "",
+        "| log | run | partitions | seconds | events/s | peak memory (process tree) | outputs equal |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for dataset in report["datasets"]:
+        for run in dataset["runs"]:
+            checks = run.get("equal_to_in_memory") or run.get("equal_to_streamed")
+            against = "in memory" if "equal_to_in_memory" in run else "streamed"
+            equal = "-" if checks is None else f"{'yes' if all(checks.values()) else 'NO'} (vs {against})"
+            lines.append(
+                f"| {dataset['dataset']} | {run['case']} | {run['partitions']} | {run['seconds']:.1f} | "
+                f"{run['events_per_second']:,} | {run['peak_memory_gb']:.2f} GB | {equal} |"
+            )
+    if report.get("time_100m_over_10m_streamed"):
+        lines += ["", f"100M / 10M time (default path): {report['time_100m_over_10m_streamed']}x (target at most 11x)"]
+    return "\n".join(lines)
+
+
+def preprocess() -> str:
+    """Process + preprocess of the VS logs in memory."""
+    r = json.loads((RESULTS / "preprocess.json").read_text())
+    return (
+        f"{r['events']:,} events -> {r['sessions']:,} sessions in **{r['seconds']:.2f} s** (best of "
+        f"{len(r['seconds_all_runs'])}; {r['engine']}, {r['machine']['cpus']} CPUs, measured {r['measured_at'][:10]})"
+    )
+
+
+def data_scale_headline() -> str:
+    """One line for the README: the largest log streamed."""
+    report = json.loads((RESULTS / "data_scale.json").read_text())
+    largest = max((d for d in report["datasets"] if d["dataset"].startswith("synthetic")), key=lambda d: d["events"])
+    run = next(r for r in largest["runs"] if r["case"].startswith("streamed"))
+    return (
+        f"Logs beyond memory: {largest['events']:,} synthetic events processed and preprocessed in "
+        f"{run['partitions']} partitions in {run['seconds']:.0f} s ({run['events_per_second']:,} events/s; target "
+        f"1M/s not met) with peak memory {run['peak_memory_gb']:.2f} GB (target 6 GB); "
+        f"[data](docs/data.md#logs-larger-than-memory-and-on-a-dask-cluster)."
+    )
+
+
+def nvtabular_peer() -> str:
+    """cmdrec's feature workflow beside NVTabular's on the VS sessions."""
+    r = json.loads((RESULTS / "nvtabular_peer.json").read_text())
+    return "\n".join(
+        [
+            "| workflow (Categorify + Normalize + Groupby, all VS sessions) | seconds |",
+            "| --- | ---: |",
+            f"| cmdrec, polars {r['versions']['polars']} (time features included) | {r['cmdrec_seconds']:.2f} |",
+            f"| NVTabular {r['versions']['nvtabular']} CPU: fit + transform | {r['nvtabular_workflow_seconds']:.2f} |",
+            f"| NVTabular: time features in pandas before the workflow | {r['nvtabular_pandas_feature_seconds']:.2f} |",
+            "",
+            f"{r['events']:,} events; sessions out: cmdrec {r['sessions']['cmdrec']:,}, NVTabular "
+            f"{r['sessions']['nvtabular']:,}; `{r['command']}`",
+        ]
+    )
+
+
 TABLES = {
+    "preprocess": preprocess,
+    "data_scale": data_scale,
+    "data_scale_headline": data_scale_headline,
+    "nvtabular_peer": nvtabular_peer,
     "serving": serving,
     "serving_http": serving_http,
     "baselines_vs": baselines_vs,
@@ -282,7 +354,44 @@ TABLES = {
     "new_commands_vs": lambda: new_commands("vs"),
 }
 
+ROOT = RESULTS.parents[1]
+BLOCK = re.compile(r"(<!-- table: (?P<name>[a-z0-9_]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.DOTALL)
+
+
+def documents() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def regenerate(text: str) -> str:
+    def fill(match: re.Match) -> str:
+        name = match["name"]
+        if name not in TABLES:
+            raise SystemExit(f"unknown table {name!r} in a generated block; known: {sorted(TABLES)}")
+        return f"{match.group(1)}{TABLES[name]()}\n{match.group(4)}"
+
+    return BLOCK.sub(fill, text)
+
+
+def write_or_check(check: bool) -> int:
+    stale = []
+    for path in documents():
+        text = path.read_text()
+        fresh = regenerate(text)
+        if fresh != text:
+            stale.append(path.relative_to(ROOT))
+            if not check:
+                path.write_text(fresh)
+    if check and stale:
+        print(f"stale tables in {', '.join(map(str, stale))}: run python benchmarks/tables.py --write")
+        return 1
+    if not check:
+        print(f"regenerated {', '.join(map(str, stale)) or 'nothing (all current)'}")
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] in (["--write"], ["--check"]):
+        sys.exit(write_or_check(sys.argv[1] == "--check"))
     unknown = [name for name in sys.argv[1:] if name not in TABLES]
     if unknown:
         sys.exit(f"unknown table(s) {unknown}; known: {sorted(TABLES)}")
