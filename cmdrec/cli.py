@@ -172,6 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "overrides", nargs="*", help="overrides applied to every config, e.g. data_dir=outputs/vs/preprocessed"
     )
+
+    sweep = sub.add_parser("sweep", help="search hyperparameters with Optuna; resumes the study when run again")
+    sweep.add_argument("--config", required=True, help="the run config every trial starts from")
+    sweep.add_argument("--space", required=True, help="search space YAML, e.g. configs/sweeps/gpt2_sample.yaml")
+    sweep.add_argument("--trials", type=int, required=True, help="finished (complete or pruned) trials to reach")
+    sweep.add_argument("--jobs", type=int, default=1, help="processes sharing the study on this machine")
+    sweep.add_argument("--study", default=None, help="study name (default: the config's file name)")
+    sweep.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite in the study's folder)")
+    sweep.add_argument("--pruner", default="median", choices=["median", "halving", "none"])
+    sweep.add_argument("--top", type=int, default=3, help="best trials re-run on more seeds before one is best")
+    sweep.add_argument("--seeds", type=int, default=3, help="seeds of each top trial (its own included)")
+    sweep.add_argument("--no-finish", action="store_true", help=argparse.SUPPRESS)  # a worker of --jobs
+    sweep.add_argument("overrides", nargs="*", help="overrides for every trial, e.g. training.epochs=5")
     return parser
 
 
@@ -481,7 +494,40 @@ def _metrics_line(label: str, metrics: dict) -> str:
     return f"{label}: " + ", ".join(f"{k} {metrics[k]:.4f}" for k in keys)
 
 
+def run_sweep_command(args) -> int:
+    from cmdrec.training.sweep import Sweep, run_sweep
+
+    if args.trials < 1 or args.jobs < 1 or args.top < 1 or args.seeds < 1:
+        raise InputError("--trials, --jobs, --top and --seeds must be at least 1")
+    sweep = Sweep(
+        args.config,
+        args.overrides,
+        args.space,
+        args.study or Path(args.config).stem,
+        storage=args.storage,
+        pruner=args.pruner,
+        top=args.top,
+        seeds=args.seeds,
+    )
+    if args.no_finish:
+        sweep.optimize(args.trials)
+        return 0
+    summary = run_sweep(sweep, args.trials, args.jobs)
+    best = summary["best"]
+    states = {}
+    for row in summary["trials"]:
+        states[row["state"]] = states.get(row["state"], 0) + 1
+    print(f"study {summary['study']}: {', '.join(f'{n} {state}' for state, n in states.items())}")
+    print(
+        f"best: trial {best['trial']} ({best['run']}), valid {summary['monitor']} {best['mean']:.4f} "
+        f"± {best['std']:.4f} over {len(best['valid'])} seed(s): {best['params']}"
+    )
+    print(f"wrote {summary['best_config']} (cmdrec train --config it), trials.csv, trials.md, sweep.json and plots")
+    return 0
+
+
 COMMANDS = {
+    "sweep": run_sweep_command,
     "sample": run_sample,
     "process": run_process,
     "preprocess": run_preprocess,

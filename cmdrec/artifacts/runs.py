@@ -45,7 +45,7 @@ class RunDir:
         """The pid of another live process training this run (on this machine), if any."""
         status = self.status()
         pid = status.get("pid")
-        return pid if status.get("state") == "running" and pid != os.getpid() and _alive(pid) else None
+        return pid if status.get("state") == "running" and pid != os.getpid() and process_alive(pid) else None
 
 
 class CsvLog:
@@ -68,7 +68,7 @@ class CsvLog:
             csv.DictWriter(handle, fieldnames=self.fields, extrasaction="ignore").writerow(row)
 
 
-def _alive(pid: int | None) -> bool:
+def process_alive(pid: int | None) -> bool:
     if not pid:
         return False
     try:
@@ -89,7 +89,7 @@ def list_runs(root: str | Path) -> list[dict]:
         status = run.status()
         checkpoints = list_checkpoints(run.checkpoints)
         state = status.get("state", "unknown")
-        if state == "running" and not _alive(status.get("pid")):
+        if state == "running" and not process_alive(status.get("pid")):
             state = "resumable" if checkpoints else "failed"
         elif state in ("failed", "interrupted") and checkpoints:
             state = "resumable"
