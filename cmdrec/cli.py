@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -52,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", required=True, help="run config YAML, e.g. configs/baselines/gpt2.yaml")
     train.add_argument(
         "--nproc", type=int, default=1, help="data-parallel processes on this machine (gloo on a CPU, NCCL on GPUs)"
+    )
+    train.add_argument(
+        "--restart", action="store_true", help="delete what the run holds and train it again from the start"
     )
     train.add_argument(
         "overrides", nargs="*", help="overrides such as data_dir=outputs/vs/preprocessed training.epochs=30"
@@ -132,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--max-seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
 
     runs = sub.add_parser("runs", help="list runs with their state, last step and best validation metric")
-    runs.add_argument("--runs-dir", default="runs")
+    runs.add_argument("runs_dir_arg", nargs="?", default=None, metavar="RUNS_DIR", help="default: runs")
+    runs.add_argument("--runs-dir", default=None)
 
     suite = sub.add_parser("baselines", help="train and evaluate the baseline suite; write a results table")
     suite.add_argument(
@@ -173,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", help="overrides applied to every config, e.g. data_dir=outputs/vs/preprocessed"
     )
 
+    vocab = sub.add_parser("vocab", help="the command vocabulary: ids, categories, train counts, OOV mapping")
+    vocab.add_argument("path", help="a preprocessed data directory or a bundle")
+    vocab.add_argument("--search", default=None, help="only commands whose name or category contains TEXT")
+    vocab.add_argument("--csv", default=None, help="write the table to this CSV file instead")
+
     sweep = sub.add_parser("sweep", help="search hyperparameters with Optuna; resumes the study when run again")
     sweep.add_argument("--config", required=True, help="the run config every trial starts from")
     sweep.add_argument("--space", required=True, help="search space YAML, e.g. configs/sweeps/gpt2_sample.yaml")
@@ -199,11 +209,23 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    if not args.verbose:
+        quiet_libraries()
     try:
         return COMMANDS[args.command](args)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+# libraries that report every request, load or optional kernel they lack; `--verbose` shows them
+NOISY_LOGGERS = ("httpx", "httpcore", "openai", "bitsandbytes", "sentence_transformers", "urllib3", "distributed")
+
+
+def quiet_libraries() -> None:
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if name != "bitsandbytes" else logging.ERROR)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read when transformers is imported
 
 
 def _config(args) -> DataConfig:
@@ -315,8 +337,9 @@ def run_train(args) -> int:
     if not launched and (args.nproc > 1 or len(devices) > 1):
         if args.nproc > 1 and len(devices) > 1 and args.nproc != len(devices):
             raise InputError(f"--nproc {args.nproc} and training.devices {list(devices)} disagree; give one")
-        return launch(["train", "--config", args.config, *args.overrides], max(args.nproc, len(devices)), devices)
-    result = train(config)
+        argv = ["train", "--config", args.config, *(["--restart"] if args.restart else []), *args.overrides]
+        return launch(argv, max(args.nproc, len(devices)), devices)
+    result = train(config, restart=args.restart)
     if from_environment().main:
         print(_metrics_line(f"{config.name} test", result["test"]))
         print(f"run directory: {Path(config.runs_dir) / config.name}")
@@ -432,17 +455,18 @@ def _attributes(pairs: list[str]) -> dict[str, str]:
 def run_runs(args) -> int:
     from cmdrec.artifacts.runs import list_runs
 
-    rows = list_runs(args.runs_dir)
+    root = args.runs_dir_arg or args.runs_dir or "runs"
+    rows = list_runs(root)
     if not rows:
-        print(f"no runs in {args.runs_dir}")
+        print(f"no runs in {root}")
         return 0
     width = max(len("run"), *(len(row["name"]) for row in rows)) + 2
-    print(f"{'run':<{width}}{'state':<12}{'step':>8}  {'best':>10}  updated")
+    print(f"{'run':<{width}}{'state':<12}{'step':>8}  {'valid':>8}  {'test':>8}  {'updated':<19}  monitor")
     for row in rows:
-        best = "-" if row["best"] is None else f"{row['best']:.4f}"
+        valid, test = ("-" if row[k] is None else f"{row[k]:.4f}" for k in ("best", "test"))
         print(
-            f"{row['name']:<{width}}{row['state']:<12}{row['step']:>8}  {best:>10}  {row['updated'] or '-'}  "
-            f"{row['monitor'] or ''}"
+            f"{row['name']:<{width}}{row['state']:<12}{row['step']:>8}  {valid:>8}  {test:>8}  "
+            f"{row['updated'] or '-':<19}  {row['monitor'] or ''}"
         )
     return 0
 
@@ -494,6 +518,41 @@ def _metrics_line(label: str, metrics: dict) -> str:
     return f"{label}: " + ", ".join(f"{k} {metrics[k]:.4f}" for k in keys)
 
 
+def run_vocab(args) -> int:
+    import polars as pl
+
+    from cmdrec.data.workflow import vocabulary
+
+    table = vocabulary(args.path)
+    if args.search:
+        text = args.search.lower()
+        table = table.filter(
+            pl.col("command").str.to_lowercase().str.contains(text, literal=True)
+            | pl.col("category").fill_null("").str.to_lowercase().str.contains(text, literal=True)
+        )
+    if args.csv:
+        table.write_csv(args.csv)
+        print(f"wrote {table.height} commands to {args.csv}")
+        return 0
+    in_vocabulary = table.filter(pl.col("maps_to").is_null())
+    rows = [
+        (
+            row["id"],
+            row["command"] if row["maps_to"] is None else f"{row['command']} (-> {row['maps_to']})",
+            row["category"] or "-",
+            "-" if row["train_count"] is None else f"{row['train_count']:,}",
+        )
+        for row in table.iter_rows(named=True)
+    ]
+    name_width = max([len("command"), *(len(r[1]) for r in rows)]) + 2
+    category_width = max([len("category"), *(len(r[2]) for r in rows)]) + 2
+    print(f"{'id':>5}  {'command':<{name_width}}{'category':<{category_width}}{'train count':>12}")
+    for number, name, category, count in rows:
+        print(f"{number:>5}  {name:<{name_width}}{category:<{category_width}}{count:>12}")
+    print(f"{in_vocabulary.height} commands with ids, {table.height - in_vocabulary.height} mapped to the OOV id")
+    return 0
+
+
 def run_sweep_command(args) -> int:
     from cmdrec.training.sweep import Sweep, run_sweep
 
@@ -528,6 +587,7 @@ def run_sweep_command(args) -> int:
 
 COMMANDS = {
     "sweep": run_sweep_command,
+    "vocab": run_vocab,
     "sample": run_sample,
     "process": run_process,
     "preprocess": run_preprocess,

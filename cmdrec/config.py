@@ -266,7 +266,19 @@ def load_config(cls, path: str | Path | None = None, overrides: list[str] = ()):
     try:
         return from_dict(cls, apply_overrides(data, list(overrides)))
     except InputError as error:
+        if overrides and _valid(cls, data):  # the file alone is fine: the command line is at fault
+            raise InputError(
+                f"command-line override(s) {' '.join(overrides)} on {path or 'the defaults'}: {error}"
+            ) from error
         raise InputError(f"{path or 'config'}: {error}") from error
+
+
+def _valid(cls, data: dict) -> bool:
+    try:
+        from_dict(cls, data)
+    except InputError:
+        return False
+    return True
 
 
 def load_data_config(path: str | Path | None = None, overrides: list[str] = ()) -> DataConfig:

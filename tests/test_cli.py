@@ -1,6 +1,7 @@
 """End to end through the `cmdrec` command, as a user runs it."""
 
 import json
+import os
 
 import polars as pl
 import pytest
@@ -140,3 +141,51 @@ def test_overrides_may_follow_options(monkeypatch):
     assert main(["serve", "bundle", "nosuchkey=1"]) == 2  # unknown settings are refused
     with pytest.raises(SystemExit):
         main(["serve", "bundle", "--no-such-option"])
+
+
+def test_runs_looks_into_folders_of_runs_and_shows_the_test_figure(in_tmp, capsys):
+    import json as json_module
+
+    from cmdrec.artifacts.runs import RunDir
+
+    run = RunDir("elsewhere/sweeps/study", "trial-0001")
+    run.path.mkdir(parents=True)
+    run.set_status("finished", step=3, best=0.61, monitor="ndcg@10")
+    (run.path / "results.json").write_text(json_module.dumps({"test": {"ndcg@10": 0.5925}}))
+    assert main(["runs", "elsewhere"]) == 0  # the folder as an argument, as --runs-dir
+    header, row = capsys.readouterr().out.splitlines()
+    assert row.split()[:5] == ["sweeps/study/trial-0001", "finished", "3", "0.6100", "0.5925"]
+    assert "test" in header and "sweeps " not in header
+
+
+def test_library_chatter_is_quiet_unless_verbose(in_tmp, monkeypatch):
+    import logging
+
+    monkeypatch.delenv("TRANSFORMERS_VERBOSITY", raising=False)
+    logging.getLogger("httpx").setLevel(logging.NOTSET)
+    assert main(["runs"]) == 0
+    assert logging.getLogger("httpx").level == logging.WARNING
+    assert logging.getLogger("bitsandbytes").level == logging.ERROR
+    assert os.environ["TRANSFORMERS_VERBOSITY"] == "error"
+
+
+def test_vocab_lists_ids_counts_and_the_commands_mapped_to_oov(tiny_data, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    catalogue = pl.read_parquet(data / "workflow" / "catalogue.parquet")
+    extra = catalogue.head(1).with_columns(pl.lit("NeverUsed").alias("command"))
+    pl.concat([catalogue, extra]).write_parquet(data / "workflow" / "catalogue.parquet")
+    assert main(["vocab", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "    2  " in out and "NeverUsed (-> <oov>)" in out and "mapped to the OOV id" in out
+    assert main(["vocab", str(data), "--search", "wall"]) == 0
+    listed = capsys.readouterr().out.splitlines()[1:-1]
+    assert listed and all("wall" in line.lower() for line in listed)
+    assert main(["vocab", str(data), "--csv", str(tmp_path / "v.csv")]) == 0
+    table = pl.read_csv(tmp_path / "v.csv")
+    assert table.columns == ["id", "command", "category", "train_count", "maps_to"]
+    assert table.filter(pl.col("command") == "NeverUsed")["id"].to_list() == [1]
+    assert main(["vocab", str(tmp_path)]) == 2
+    assert "give a preprocessed data directory or a bundle" in capsys.readouterr().err

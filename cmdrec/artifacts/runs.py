@@ -81,26 +81,41 @@ def process_alive(pid: int | None) -> bool:
 
 
 def list_runs(root: str | Path) -> list[dict]:
-    """Each run's state (running / finished / failed / resumable), last step and best validation metric."""
-    rows = []
+    """Each run's state (running / finished / failed / resumable / pruned), last step, best validation
+    metric and its test figure. Folders that hold runs (`runs/sweeps/<study>/`) are looked into; a run
+    is named by its path under `root`."""
     root = Path(root)
-    for path in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
-        run = RunDir(root, path.name)
-        status = run.status()
-        checkpoints = list_checkpoints(run.checkpoints)
-        state = status.get("state", "unknown")
-        if state == "running" and not process_alive(status.get("pid")):
-            state = "resumable" if checkpoints else "failed"
-        elif state in ("failed", "interrupted") and checkpoints:
-            state = "resumable"
-        rows.append(
-            {
-                "name": path.name,
-                "state": state,
-                "step": status.get("step", int(checkpoints[-1].name) if checkpoints else 0),
-                "monitor": status.get("monitor"),
-                "best": status.get("best"),
-                "updated": status.get("updated"),
-            }
-        )
-    return rows
+    return [_describe(root, path) for path in _run_dirs(root)] if root.is_dir() else []
+
+
+def _run_dirs(folder: Path) -> list[Path]:
+    found = []
+    for path in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if (path / STATUS).is_file() or (path / "config.yaml").is_file() or (path / "checkpoints").is_dir():
+            found.append(path)
+        else:
+            found.extend(_run_dirs(path))
+    return found
+
+
+def _describe(root: Path, path: Path) -> dict:
+    run = RunDir(path.parent, path.name)
+    status = run.status()
+    checkpoints = list_checkpoints(run.checkpoints)
+    state = status.get("state", "unknown")
+    if state == "running" and not process_alive(status.get("pid")):
+        state = "resumable" if checkpoints else "failed"
+    elif state in ("failed", "interrupted") and checkpoints:
+        state = "resumable"
+    monitor = status.get("monitor")
+    results = path / "results.json"
+    test = json.loads(results.read_text()).get("test", {}).get(monitor) if results.is_file() and monitor else None
+    return {
+        "name": str(path.relative_to(root)),
+        "state": state,
+        "step": status.get("step", int(checkpoints[-1].name) if checkpoints else 0),
+        "monitor": monitor,
+        "best": status.get("best"),
+        "test": test,
+        "updated": status.get("updated"),
+    }

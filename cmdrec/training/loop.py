@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -362,12 +363,23 @@ class EarlyStopping(Callback):
 
 
 def train(
-    config: RunConfig, *, resume: bool = True, callbacks: list[Callback] = (), show_progress: bool = True
+    config: RunConfig,
+    *,
+    resume: bool = True,
+    restart: bool = False,
+    callbacks: list[Callback] = (),
+    show_progress: bool = True,
 ) -> dict:
     """Train and evaluate one run; returns (and writes to `results.json`) its metrics. `callbacks`
-    observe the run after the built-in ones (logging, checkpointing, early stopping). Under a
-    distributed launcher (WORLD_SIZE > 1) every rank calls this; rank 0 alone writes files."""
+    observe the run after the built-in ones (logging, checkpointing, early stopping). `restart`
+    deletes what the run holds and trains it from the start. Under a distributed launcher
+    (WORLD_SIZE > 1) every rank calls this; rank 0 alone writes files."""
     world = from_environment()
+    if restart and world.main:
+        run = RunDir(config.runs_dir, config.name)
+        if (pid := run.trainer_elsewhere()) is not None:
+            raise InputError(f"run {run.path} is being trained by process {pid}; stop it before restarting it")
+        shutil.rmtree(run.path, ignore_errors=True)
     if world.distributed:
         if not component(config.model.backbone).neural:
             raise InputError(f"{config.model.backbone!r} is a count baseline: fit it in one process, without --nproc")
@@ -408,27 +420,51 @@ def _train_run(config: RunConfig, resume: bool, callbacks: list[Callback], show_
     return result
 
 
+# settings a resumed run may change: none alters what it has learned so far
+RESUMABLE_CHANGES = (
+    "name",
+    "runs_dir",
+    "data_dir",
+    "training.epochs",
+    "training.early_stopping_patience",
+    "training.checkpoint_every_steps",
+    "training.keep_checkpoints",
+    "training.num_threads",
+    "training.wandb_project",
+    "training.device",
+    "training.devices",
+    "eval.",
+)
+
+
 def _resumed_config(config: RunConfig, run: RunDir, resume_from) -> RunConfig:
     saved = run.read_config() or {}
-    if saved.get("training", {}).get("seed") not in (None, config.training.seed):
+    changed = [
+        f"{key} {old!r} -> {new!r}"
+        for key, (old, new) in _differences(saved, to_dict(config)).items()
+        if not any(
+            key == allowed or (allowed.endswith(".") and key.startswith(allowed)) for allowed in RESUMABLE_CHANGES
+        )
+    ]
+    if saved and changed:
         raise InputError(
-            f"resuming {run.path}: training.seed {config.training.seed} differs from the run's "
-            f"{saved['training']['seed']}"
+            f"run {run.path} exists and was trained with other settings ({'; '.join(changed)}); train these under "
+            "another name, or pass --restart to train this run again from the start"
         )
     # the architecture comes from the checkpoint, never from a possibly edited config
-    saved_model = from_dict(ModelConfig, read_model_config(resume_from))
-    changed = [
-        f.name for f in dataclasses.fields(ModelConfig) if getattr(saved_model, f.name) != getattr(config.model, f.name)
-    ]
-    if changed:
-        log.warning(
-            "resuming %s: model settings %s differ from its checkpoint's and are ignored; train them under another "
-            "name",
-            run.path,
-            ", ".join(changed),
-        )
     log.info("resuming %s from %s", run.path, resume_from)
-    return dataclasses.replace(config, model=saved_model)
+    return dataclasses.replace(config, model=from_dict(ModelConfig, read_model_config(resume_from)))
+
+
+def _differences(saved: dict, current: dict, prefix: str = "") -> dict[str, tuple]:
+    differences = {}
+    for key in saved:  # a setting newer than the run has its default, which the run was trained with
+        old, new = saved[key], current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            differences |= _differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            differences[f"{prefix}{key}"] = (old, new)
+    return differences
 
 
 def _load_splits(config: RunConfig, columns: list[str]) -> tuple[SequenceData, SequenceData, SequenceData]:

@@ -134,7 +134,7 @@ def test_resume_with_another_seed_is_refused(tiny_data, tmp_path):
         )
 
 
-def test_resume_keeps_the_checkpoints_architecture_and_warns_about_changed_model_settings(tiny_data, tmp_path, caplog):
+def test_resuming_with_changed_settings_is_refused_naming_them_and_restart_trains_anew(tiny_data, tmp_path):
     with pytest.raises(Kill):
         train(
             tiny_run(tiny_data, tmp_path, "edited", training={"checkpoint_every_steps": 1}),
@@ -142,10 +142,15 @@ def test_resume_keeps_the_checkpoints_architecture_and_warns_about_changed_model
             show_progress=False,
         )
     edited = tiny_run(tiny_data, tmp_path, "edited", model={"dropout": 0.25}, training={"checkpoint_every_steps": 1})
-    with caplog.at_level("WARNING", logger="cmdrec.training.loop"):
+    with pytest.raises(InputError, match=r"other settings \(model.dropout 0.1 -> 0.25\).*another name.*--restart"):
         train(edited, show_progress=False)
-    assert "model settings dropout differ from its checkpoint's and are ignored" in caplog.text
-    assert RunDir(tmp_path, "edited").read_config()["model"]["dropout"] != 0.25
+    # what does not change what was learned may change: more epochs, patience, threads
+    longer = tiny_run(
+        tiny_data, tmp_path, "edited", training={"checkpoint_every_steps": 1, "epochs": 3, "num_threads": 1}
+    )
+    assert train(longer, show_progress=False)["test"]
+    restarted = train(edited, restart=True, show_progress=False)
+    assert restarted["test"] and RunDir(tmp_path, "edited").read_config()["model"]["dropout"] == 0.25
 
 
 def test_gpu_only_precision_fails_at_start_on_cpu(tiny_data, tmp_path):
