@@ -11,12 +11,17 @@ def format_processing(report: dict, out_dir: str) -> str:
         f"{read['bad_rows_skipped'] or 'none'}"
     )
     catalogue = report["catalogue"]
-    if "commands_in_log_not_in_catalogue" in catalogue:
+    if report["config"]["catalogue"]["path"] is None:
+        lines.append("catalogue: none given (commands have no category or description)")
+    elif "commands_in_log_not_in_catalogue" in catalogue:
         lines.append(
             f"catalogue: {catalogue['commands_in_log_not_in_catalogue']} command(s) in the log not in the catalogue "
             f"({catalogue['events_with_commands_not_in_catalogue']:,} events), "
             f"{catalogue['commands_in_catalogue_never_used']} catalogue command(s) never used"
         )
+    stripped = {**read.get("values_stripped", {}), **catalogue.get("values_stripped", {})}
+    if stripped:
+        lines.append(f"values with surrounding whitespace stripped: {stripped}")
     lines.append(f"{'step':<44}{'events removed':>16}{'sessions removed':>18}{'events left':>14}{'sessions left':>15}")
     for step in report["steps"]:
         lines.append(

@@ -13,7 +13,21 @@ from cmdrec.models.build import build_baseline, build_model, is_neural
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_CONFIGS = sorted((ROOT / "configs").glob("*/*.yaml"))
-RUN_CONFIGS = [p for p in RUN_CONFIGS if p.parent.name != "data"]
+RUN_CONFIGS = [p for p in RUN_CONFIGS if p.parent.name not in ("data", "sweeps")]
+SWEEP_SPACES = {  # each shipped search space and the run config it is made for
+    "gpt2_sample": "configs/baselines/gpt2.yaml",
+    "llama_vs": "configs/baselines/llama.yaml",
+    "full_vs": "configs/full/mixtral_full.yaml",
+}
+
+
+def test_every_shipped_search_space_loads_against_its_config():
+    from cmdrec.config import load_yaml
+    from cmdrec.training.sweep import load_space
+
+    assert {p.stem for p in (ROOT / "configs/sweeps").glob("*.yaml")} == set(SWEEP_SPACES)
+    for space, config in SWEEP_SPACES.items():
+        assert load_space(ROOT / f"configs/sweeps/{space}.yaml", load_yaml(ROOT / config))
 
 
 def test_there_is_a_config_for_each_baseline():

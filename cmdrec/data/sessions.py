@@ -90,7 +90,8 @@ def process_events(
     events split into sessions already."""
     reports = []
     sessions = split_sessions(events, config.session_gap_minutes) if split is None else split
-    reports.append(step_report(f"split sessions (gap {config.session_gap_minutes:g} min)", events, sessions))
+    how = "given session ids" if SESSION_KEY in events.columns else f"gap {config.session_gap_minutes:g} min"
+    reports.append(step_report(f"split sessions ({how})", events, sessions))
     noise = noise_commands(config.noise_preset, config.noise_commands)
     if noise:
         sessions, report = drop_commands(sessions, noise)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
@@ -18,8 +20,33 @@ def is_neural(config: ModelConfig) -> bool:
     return component(config.backbone).neural
 
 
+AUTO = "auto"
+
+
+def resolve_input_features(config: ModelConfig, schema: Schema) -> ModelConfig:
+    """`input_features: [auto]` becomes every side feature the data has (categorical and continuous
+    columns beside the item id, in schema order), so one config runs on logs with and without
+    timestamps; a named feature the data lacks is refused, saying which and how to drop it."""
+    side = [
+        c.name for c in schema.columns if (c.has(Tag.CATEGORICAL) or c.has(Tag.CONTINUOUS)) and not c.has(Tag.ITEM_ID)
+    ]
+    features = config.input_features
+    if AUTO in features:
+        if len(features) > 1:
+            raise InputError(f"model.input_features: 'auto' stands alone, got {list(features)}")
+        return dataclasses.replace(config, input_features=tuple(side))
+    missing = [name for name in features if name not in schema.names]
+    if missing:
+        kept = [name for name in features if name not in missing]
+        raise InputError(
+            f"model.input_features {missing} are not in this data (it has {side}): drop them "
+            f"(model.input_features=[{','.join(kept)}]) or use model.input_features=[auto]"
+        )
+    return config
+
+
 def input_columns(config: ModelConfig, schema: Schema) -> list[str]:
-    return [schema.item_id.name, *config.input_features]
+    return [schema.item_id.name, *resolve_input_features(config, schema).input_features]
 
 
 def data_columns(config: ModelConfig, schema: Schema) -> list[str]:
@@ -34,6 +61,7 @@ def build_model(
     loaded pretrained decoder (see cmdrec.artifacts.adapters), when the backbone wraps one."""
     if not is_neural(config):
         raise InputError(f"{config.backbone!r} is a non-neural baseline; use build_baseline")
+    config = resolve_input_features(config, schema)
     spec = component(config.backbone)
     if not spec.feed_forward and (config.ffn_dim or config.ffn_activation):
         raise InputError(

@@ -39,7 +39,7 @@ from cmdrec.data.sequences import SequenceData, batches_per_epoch, epoch_order, 
 from cmdrec.errors import InputError
 from cmdrec.features.embeddings import mask_ids as build_mask_ids
 from cmdrec.io import write_json_atomic
-from cmdrec.models.build import build_baseline, data_columns
+from cmdrec.models.build import build_baseline, data_columns, resolve_input_features
 from cmdrec.models.registry import component
 from cmdrec.schema import FIRST_VALUE_ID
 from cmdrec.training.distributed import (
@@ -395,6 +395,8 @@ def _train_run(config: RunConfig, resume: bool, callbacks: list[Callback], show_
     if world.main and (pid := run.trainer_elsewhere()) is not None:
         # two trainers on one run would write over each other's checkpoints and logs
         raise InputError(f"run {run.path} is being trained by process {pid}; wait for it to end or stop it first")
+    if component(config.model.backbone).neural:
+        config = dataclasses.replace(config, model=resolve_input_features(config.model, load_schema(config.data_dir)))
     checkpoints = broadcast(world, list_checkpoints(run.checkpoints))  # every rank resumes from the same one
     resume_from = checkpoints[-1] if resume and checkpoints else None
     if checkpoints and not resume:

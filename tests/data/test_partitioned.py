@@ -164,3 +164,25 @@ def test_vs_logs_in_partitions_and_on_dask_equal_the_logs_in_memory(vs_dir, tmp_
     for name, settings in (("polars", {}), ("dask", {"engine": "dask", "dask_workers": 2})):
         parts = run(config, tmp_path, name, partitions=4, **settings)
         assert_same_outputs(config, tmp_path, ("one", *whole[1:]), (name, *parts[1:]))
+
+
+def test_the_report_says_how_sessions_were_cut_and_that_there_was_no_catalogue(tmp_path):
+    from cmdrec.report import format_processing
+
+    (tmp_path / "log.csv").write_text("user,sid,cmd\nu1,a, Open\nu1,a,Save\nu1,b,Open\nu1,b,Close\n")
+    config = load_data_config(
+        None,
+        [
+            f"source.path={tmp_path}/log.csv",
+            "source.user_column=user",
+            "source.command_column=cmd",
+            "source.timestamp_column=null",
+            "source.session_column=sid",
+            f"processed_dir={tmp_path}/out",
+        ],
+    )
+    report = process_logs(config)
+    assert report["steps"][0]["step"] == "split sessions (given session ids)"
+    text = format_processing(report, str(tmp_path / "out"))
+    assert "catalogue: none given" in text and "not in the catalogue" not in text
+    assert "whitespace stripped: {'cmd': 1}" in text

@@ -293,3 +293,24 @@ def test_a_fitted_baseline_is_saved_with_its_run(tiny_data, tmp_path):
     assert (tmp_path / "markov" / "baseline.safetensors").is_file()
     model, _ = load_trained(tmp_path / "markov")
     assert model.counts.sum() > 0
+
+
+def test_input_features_auto_resolves_to_the_side_features_the_data_has(tiny_data, tmp_path):
+    import dataclasses
+
+    from cmdrec.data.sequences import load_schema
+    from cmdrec.models.build import resolve_input_features
+
+    schema = load_schema(tiny_data)
+    config = tiny_run(tiny_data, tmp_path, "auto", model={"input_features": ["auto"], "fusion": "attention"})
+    train(config, show_progress=False)
+    saved = RunDir(tmp_path, "auto").read_config()["model"]["input_features"]
+    assert saved == ["category", "log_time_delta", "position", "hour", "weekday"]
+    # a log without timestamps: its schema has no time features, and auto leaves them out
+    untimed = dataclasses.replace(
+        schema, columns=tuple(c for c in schema.columns if c.name not in ("log_time_delta", "hour", "weekday"))
+    )
+    assert resolve_input_features(config.model, untimed).input_features == ("category", "position")
+    named = dataclasses.replace(config.model, input_features=("category", "log_time_delta"))
+    with pytest.raises(InputError, match=r"\['log_time_delta'\] are not in this data.*input_features=\[category\]"):
+        resolve_input_features(named, untimed)
