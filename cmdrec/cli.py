@@ -67,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--data", default=None, help="preprocessed dataset to evaluate on (required for a bundle; default: the run's)"
     )
+    evaluate.add_argument(
+        "--analysis",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="DIR",
+        help="also write where the model goes wrong (category confusion, most missed commands, accuracy by "
+        "history length, next-category prediction) to DIR (default: RUN/analysis_SPLIT)",
+    )
     evaluate.add_argument("overrides", nargs="*", help="evaluation overrides such as positions=all exclude_seen=true")
 
     export = sub.add_parser(
@@ -368,6 +377,25 @@ def run_evaluate(args) -> int:
         name = f"evaluation_{args.split}_{eval_config.positions}{'_unseen' if eval_config.exclude_seen else ''}.json"
         write_json_atomic(Path(args.run) / name, result)
     print(_metrics_line(f"{Path(args.run).name} {args.split} ({eval_config.positions})", result))
+    if args.analysis is not None:
+        from cmdrec.training.analysis import analyse
+
+        if bundle and not args.analysis:
+            raise InputError("--analysis of a bundle needs a folder to write to: --analysis DIR")
+        out = args.analysis or str(Path(args.run) / f"analysis_{args.split}")
+        summary = analyse(model, config, args.split, out)
+        print(f"{summary['predictions']:,} predictions analysed; by history length:")
+        for row in summary["by_history_length"]:
+            scores = f"recall@10 {row['recall@10']:.4f}, ndcg@10 {row['ndcg@10']:.4f}"
+            print(f"  {row['history']:>7}: {scores} ({row['positions']:,})")
+        missed = ", ".join(f"{r['command']} {r['misses']:,} ({r['miss_rate']:.0%})" for r in summary["most_missed"][:5])
+        print(f"most missed: {missed}")
+        for key, value in summary.items():
+            if key.startswith("next_"):
+                print(f"{key.replace('_', ' ')}: precision {value['precision']:.4f}, recall {value['recall']:.4f}")
+        if "category_confusion" in summary:
+            print(f"top suggestion in the right category: {summary['category_confusion']['accuracy']:.1%}")
+        print(f"wrote {out}/ (analysis.json, CSVs and PNGs)")
     return 0
 
 
