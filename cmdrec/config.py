@@ -56,10 +56,28 @@ class CatalogueConfig:
 
 
 @dataclass(frozen=True)
+class UndoConfig:
+    """Undo/redo reconstruction: an undo cancels the most recent not-yet-cancelled undoable command
+    of its session and is removed itself; a redo restores the last one cancelled."""
+
+    preset: str | None = None  # rules of a known application (see cmdrec.data.undo.UNDO_PRESETS)
+    undo: tuple[str, ...] = ()  # the undo commands
+    redo: tuple[str, ...] = ()
+    undoable: tuple[str, ...] = ()  # commands or categories an undo can cancel; () = every command
+    pattern: str | None = None  # a regex whose group 1 names the undone command ("Undo Event: (.+)")
+    max_distance: int | None = None  # how far back (in events still kept) the undone command may be
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.preset or self.undo or self.pattern)
+
+
+@dataclass(frozen=True)
 class ProcessingConfig:
     session_gap_minutes: float = 30.0
     noise_preset: str | None = None
     noise_commands: tuple[str, ...] = ()
+    undo: UndoConfig = field(default_factory=UndoConfig)  # runs after the noise filter, before repeats
     collapse_repeats: bool = False
     min_session_length: int = 2
     max_session_length: int | None = None  # keep the most recent N events of longer sessions

@@ -28,6 +28,11 @@ def format_processing(report: dict, out_dir: str) -> str:
             f"{step['step']:<44}{step['events_removed']:>16,}{step.get('sessions_removed', 0):>18,}"
             f"{step['events_after']:>14,}{step.get('sessions_after', 0):>15,}"
         )
+        if "undos_applied" in step:
+            lines.append(
+                f"{'':<4}undos applied {step['undos_applied']:,}, unmatched {step['undos_unmatched']:,}; redos applied "
+                f"{step['redos_applied']:,}, unmatched {step['redos_unmatched']:,}"
+            )
         if step.get("sessions_truncated"):
             lines.append(f"{'':<4}sessions truncated: {step['sessions_truncated']:,}")
     for label in ("before", "after"):

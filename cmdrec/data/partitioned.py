@@ -44,6 +44,7 @@ from cmdrec.data.sessions import (
     split_sessions,
 )
 from cmdrec.data.splits import SPLITS, apply_split, part_counts, split_keys
+from cmdrec.data.undo import resolve_rules
 from cmdrec.data.workflow import FitStatistics, Workflow
 from cmdrec.errors import InputError
 from cmdrec.io import write_parquet_atomic
@@ -160,7 +161,8 @@ def process_frame(
 ) -> tuple[pl.DataFrame, PartitionResult]:
     """Clean one partition's events (or a whole log held in memory); session ids are local."""
     split = split_sessions(attach_catalogue(events, catalogue), config.processing.session_gap_minutes)
-    sessions, steps = process_events(events, config.processing, split=split)
+    undo = resolve_rules(config.processing.undo, catalogue)
+    sessions, steps = process_events(events, config.processing, split=split, undo=undo)
     users = split.group_by(USER).agg(
         pl.col(SESSION).n_unique().alias("sessions"), pl.col(SESSION).min().alias("first_session")
     )

@@ -31,6 +31,7 @@ from cmdrec.data.presets import noise_commands
 from cmdrec.data.readers import bare_catalogue, read_catalogue
 from cmdrec.data.splits import SPLITS, assign_splits, split_sessions_table
 from cmdrec.data.splits import split_report as split_report_of
+from cmdrec.data.undo import resolve_rules
 from cmdrec.data.workflow import Workflow
 from cmdrec.errors import InputError
 from cmdrec.io import write_json_atomic, write_parquet_atomic
@@ -94,9 +95,12 @@ def processing_record(processed_dir: Path) -> dict:
         return {"processing": None, "noise_commands": None}
     settings = json.loads(report_path.read_text())["config"]["processing"]
     processing = from_dict(ProcessingConfig, settings)
+    catalogue_path = processed_dir / CATALOGUE_FILE
+    rules = resolve_rules(processing.undo, pl.read_parquet(catalogue_path) if catalogue_path.is_file() else None)
     return {
         "processing": settings,
         "noise_commands": list(noise_commands(processing.noise_preset, processing.noise_commands)),
+        "undo": None if rules is None else rules.to_dict(),
     }
 
 

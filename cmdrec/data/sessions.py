@@ -15,6 +15,7 @@ import polars as pl
 from cmdrec.config import ProcessingConfig
 from cmdrec.data.presets import noise_commands
 from cmdrec.data.readers import COMMAND, ORDER, SESSION_KEY, TIME, USER
+from cmdrec.data.undo import UndoRules, reconstruct, reconstruct_sessions
 
 SESSION = "session_id"
 
@@ -84,10 +85,10 @@ def keep_recent(events: pl.DataFrame, max_length: int) -> tuple[pl.DataFrame, di
 
 
 def process_events(
-    events: pl.DataFrame, config: ProcessingConfig, split: pl.DataFrame | None = None
+    events: pl.DataFrame, config: ProcessingConfig, split: pl.DataFrame | None = None, undo: UndoRules | None = None
 ) -> tuple[pl.DataFrame, list[dict]]:
     """Run every configured cleaning step; return sessions and one report per step. `split`: the
-    events split into sessions already."""
+    events split into sessions already; `undo`: the undo/redo rules resolved for this log."""
     reports = []
     sessions = split_sessions(events, config.session_gap_minutes) if split is None else split
     how = "given session ids" if SESSION_KEY in events.columns else f"gap {config.session_gap_minutes:g} min"
@@ -96,6 +97,10 @@ def process_events(
     if noise:
         sessions, report = drop_commands(sessions, noise)
         reports.append(report)
+    if undo is not None:
+        reconstructed, counts = reconstruct_sessions(sessions, undo, SESSION, COMMAND)
+        reports.append(step_report("undo/redo reconstruction", sessions, reconstructed, **counts))
+        sessions = reconstructed
     if config.collapse_repeats:
         sessions, report = collapse_repeats(sessions)
         reports.append(report)
@@ -178,6 +183,7 @@ def clean_history(
     commands: list[str],
     config: ProcessingConfig,
     noise: frozenset[str],
+    undo: UndoRules | None = None,
 ) -> tuple[list[int], dict]:
     """The events of one live history that `process_events` keeps, as indices into it: noise dropped,
     repeats collapsed, the most recent `max_session_length`. Every step is idempotent, so a history
@@ -186,6 +192,10 @@ def clean_history(
     past its TTL is forgotten anyway. Returns what each step removed."""
     kept = [i for i in range(len(commands)) if commands[i] not in noise]
     removed = {"noise": len(commands) - len(kept), "repeats": 0, "truncated": 0}
+    if undo is not None:
+        standing, _ = reconstruct([commands[i] for i in kept], undo)
+        removed["undone"] = len(kept) - len(standing)
+        kept = [kept[i] for i in standing]
     if config.collapse_repeats:
         collapsed = [i for n, i in enumerate(kept) if n == 0 or commands[i] != commands[kept[n - 1]]]
         removed["repeats"] = len(kept) - len(collapsed)

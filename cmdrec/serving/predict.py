@@ -28,6 +28,7 @@ from cmdrec.data.masking import next_event
 from cmdrec.data.pipeline import ITEMS_FILE, PROCESSING_FILE, WORKFLOW_DIR
 from cmdrec.data.sequences import load_schema
 from cmdrec.data.sessions import clean_history
+from cmdrec.data.undo import UndoRules
 from cmdrec.data.workflow import TIME_FEATURES, Workflow
 from cmdrec.errors import RequestError
 from cmdrec.features.embeddings import mask_ids
@@ -84,7 +85,7 @@ class Predictor:
         self._index = {name: i for i, name in enumerate(self.names)}
         self.categories = _column(items, "category_name")
         self.descriptions = _column(items, "description")
-        self.processing, self.noise = _processing(data_dir)
+        self.processing, self.noise, self.undo = _processing(data_dir)
         if self.processing is None:
             log.warning("%s records no processing settings: histories are scored as given, uncleaned", data_dir)
 
@@ -170,7 +171,7 @@ class Predictor:
         if self.processing is None:
             keep, counts = list(range(len(history))), {}
         else:
-            keep, counts = clean_history(list(history), self.processing, self.noise)
+            keep, counts = clean_history(list(history), self.processing, self.noise, self.undo)
         if not keep:
             raise RequestError(field, f"nothing is left after cleaning it as the training log was ({counts})")
         return PreparedHistory(
@@ -274,11 +275,12 @@ def _column(items: pl.DataFrame, name: str) -> list[str | None]:
     return items[name].to_list() if name in items.columns else [None] * items.height
 
 
-def _processing(data_dir: Path) -> tuple[ProcessingConfig | None, frozenset[str]]:
+def _processing(data_dir: Path) -> tuple[ProcessingConfig | None, frozenset[str], UndoRules | None]:
     path = data_dir / PROCESSING_FILE
     if not path.is_file():
-        return None, frozenset()
+        return None, frozenset(), None
     record = json.loads(path.read_text())
     if record.get("processing") is None:
-        return None, frozenset()
-    return from_dict(ProcessingConfig, record["processing"]), frozenset(record["noise_commands"])
+        return None, frozenset(), None
+    undo = None if record.get("undo") is None else UndoRules.from_dict(record["undo"])
+    return from_dict(ProcessingConfig, record["processing"]), frozenset(record["noise_commands"]), undo
