@@ -96,6 +96,9 @@ class SplitConfig:
     valid_fraction: float = 0.05
     test_fraction: float = 0.15
     seed: int = 42
+    # random_session: every command of at least two sessions also in train and in valid (sessions
+    # moved to make it so are counted); needs each session's set of commands in memory
+    balance_commands: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,8 @@ class DataConfig:
         split = self.split
         if not 0 <= split.valid_fraction < 1 or not 0 <= split.test_fraction < 1:
             raise InputError("split fractions must lie in [0, 1)")
+        if split.balance_commands and split.method != "random_session":
+            raise InputError("split.balance_commands needs split.method random_session")
         if split.valid_fraction + split.test_fraction >= 1:
             raise InputError("split.valid_fraction + split.test_fraction must be below 1")
         processing = self.processing

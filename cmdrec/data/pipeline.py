@@ -161,17 +161,17 @@ def _preprocess_shards(shards: list[Path], catalogue: pl.DataFrame, config: Data
     engine = make_engine(config)
     paths = [str(p) for p in shards]
     try:
-        assignment = None
+        assignment, balance = None, {}
         if config.split.method != "leave_one_out":
             keys = engine.map(partial(shard_keys, config=config.split), paths, "collect split keys")
-            assignment = assign_splits(keys, config.split)
+            assignment, balance = assign_splits(keys, config.split)
         fitted = engine.map(
             partial(shard_statistics, assignment=assignment, catalogue=catalogue, config=config),
             paths,
             "fit the feature workflow",
         )
         counts = [c for c, _ in fitted]
-        split_report = split_report_of(counts, config.split.method)
+        split_report = split_report_of(counts, config.split.method) | balance
         if config.features.holdout_commands:
             split_report["holdout_events_removed_from_train"] = sum(
                 c["holdout_events_removed_from_train"] for c in counts

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from cmdrec.config import SplitConfig
-from cmdrec.data.readers import ORDER, TIME, USER
+from cmdrec.data.readers import COMMAND, ORDER, TIME, USER
 from cmdrec.data.sessions import SESSION
 from cmdrec.errors import InputError
 
@@ -25,9 +25,9 @@ SPLIT_CODES = {name: code for code, name in enumerate(SPLITS)}
 def split_sessions_table(sessions: pl.DataFrame, config: SplitConfig) -> tuple[dict[str, pl.DataFrame], dict]:
     if config.method == "leave_one_out":
         return _leave_one_out(sessions)
-    assignment = assign_splits([split_keys(sessions, config)], config)
+    assignment, balance = assign_splits([split_keys(sessions, config)], config)
     parts = apply_split(sessions, assignment, config)
-    return parts, split_report([part_counts(parts)], config.method)
+    return parts, split_report([part_counts(parts)], config.method) | balance
 
 
 def split_keys(sessions: pl.DataFrame, config: SplitConfig) -> pl.DataFrame:
@@ -35,15 +35,21 @@ def split_keys(sessions: pl.DataFrame, config: SplitConfig) -> pl.DataFrame:
     small, even for a large log."""
     if config.method == "time":
         return sessions.group_by(SESSION).agg(pl.col(TIME).min())
+    if config.balance_commands:
+        return sessions.select(SESSION, COMMAND).unique()
     key = USER if config.method == "user" else SESSION
     return sessions.select(pl.col(key).unique())
 
 
-def assign_splits(keys: list[pl.DataFrame], config: SplitConfig) -> pl.DataFrame:
-    """key -> `_split` for every key of every partition, as the whole log would be split."""
+def assign_splits(keys: list[pl.DataFrame], config: SplitConfig) -> tuple[pl.DataFrame, dict]:
+    """key -> `_split` for every key of every partition, as the whole log would be split, and a
+    report of the command balancing (when asked)."""
     keys = pl.concat(keys)
     if config.method == "random_session":
-        assignment = _assign(_shuffled(keys[SESSION].unique().sort().to_numpy(), config.seed), config, SESSION)
+        order = _shuffled(keys[SESSION].unique().sort().to_numpy(), config.seed)
+        assignment = _assign(order, config, SESSION)
+        if config.balance_commands:
+            return balance_commands(assignment, keys, order)
     elif config.method == "time":
         if keys[TIME].null_count() == keys.height:
             raise InputError("split.method 'time' needs timestamps; this log has none")
@@ -53,7 +59,66 @@ def assign_splits(keys: list[pl.DataFrame], config: SplitConfig) -> pl.DataFrame
         assignment = _assign(_shuffled(keys[USER].unique().sort().to_numpy(), config.seed), config, USER)
     else:  # guarded by the config's Literal type
         raise InputError(f"unknown split method {config.method!r}")
-    return assignment
+    return assignment, {}
+
+
+def balance_commands(assignment: pl.DataFrame, pairs: pl.DataFrame, order: np.ndarray) -> tuple[pl.DataFrame, dict]:
+    """Move sessions so that every command found in at least two sessions is in train and in valid:
+    first into train (from valid or test) where train lacks a command, then into valid, from test
+    if possible, else from train when that leaves every command it holds in train. Sessions are
+    taken in the seeded order of the split, so the result is as reproducible as the split."""
+    split = dict(zip(assignment[SESSION].to_list(), assignment["_split"].to_list(), strict=True))
+    rank = {int(s): n for n, s in enumerate(order)}
+    commands_of: dict[int, set[str]] = {}
+    sessions_of: dict[str, list[int]] = {}
+    for session, command in pairs.select(SESSION, COMMAND).iter_rows():
+        commands_of.setdefault(session, set()).add(command)
+        sessions_of.setdefault(command, []).append(session)
+    counts = {name: {} for name in SPLITS}
+    for session, commands in commands_of.items():
+        for command in commands:
+            counts[split[session]][command] = counts[split[session]].get(command, 0) + 1
+
+    def move(session: int, to: str) -> None:
+        for command in commands_of[session]:
+            counts[split[session]][command] -= 1
+            counts[to][command] = counts[to].get(command, 0) + 1
+        split[session] = to
+
+    shared = sorted(c for c, sessions in sessions_of.items() if len(sessions) >= 2)
+    for command in shared:
+        sessions_of[command].sort(key=rank.__getitem__)
+    moved = {"to_train": 0, "to_valid": 0}
+    for command in shared:
+        if not counts["train"].get(command):
+            move(next(s for s in sessions_of[command] if split[s] != "train"), "train")
+            moved["to_train"] += 1
+    impossible = []
+    for command in shared:
+        if counts["valid"].get(command):
+            continue
+        candidates = [s for s in sessions_of[command] if split[s] == "test"]
+        candidates += [
+            s
+            for s in sessions_of[command]
+            if split[s] == "train" and all(counts["train"][c] >= 2 for c in commands_of[s])
+        ]
+        if candidates:
+            move(candidates[0], "valid")
+            moved["to_valid"] += 1
+        else:
+            impossible.append(command)
+    balanced = pl.DataFrame({SESSION: list(split), "_split": list(split.values())}, schema=assignment.schema)
+    report = {
+        "balance_commands": {
+            "commands_in_two_or_more_sessions": len(shared),
+            "sessions_moved_to_train": moved["to_train"],
+            "sessions_moved_to_valid": moved["to_valid"],
+            "commands_not_in_valid": len(impossible),
+            "examples_not_in_valid": impossible[:10],
+        }
+    }
+    return balanced, report
 
 
 def apply_split(

@@ -64,10 +64,14 @@ def sample(tmp_path_factory):
     return root, sample_config(str(root / "raw"), str(root / "unused"))
 
 
-@pytest.mark.parametrize("method", ["random_session", "time", "user", "leave_one_out"])
+@pytest.mark.parametrize("method", ["random_session", "balanced", "time", "user", "leave_one_out"])
 def test_partitions_give_the_outputs_of_the_whole_log_in_memory(sample, method):
     root, config = sample
-    config = dataclasses.replace(config, split=dataclasses.replace(config.split, method=method))
+    balanced = method == "balanced"
+    split = dataclasses.replace(
+        config.split, method="random_session" if balanced else method, balance_commands=balanced
+    )
+    config = dataclasses.replace(config, split=split)
     config = dataclasses.replace(config, features=dataclasses.replace(config.features, holdout_commands=("Print",)))
     whole = run(config, root, f"{method}-one", partitions=1)
     parts = run(config, root, f"{method}-four", partitions=4)

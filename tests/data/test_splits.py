@@ -1,3 +1,4 @@
+import numpy as np
 import polars as pl
 import pytest
 
@@ -83,3 +84,27 @@ def test_leave_one_out_joins_a_users_sessions_into_one_sequence():
     parts, _ = split_sessions_table(sessions, SplitConfig(method="leave_one_out"))
     assert parts["test"][SESSION].n_unique() == 1
     assert parts["test"][COMMAND].to_list() == ["A", "B", "C", "D"]
+
+
+def test_balanced_split_puts_every_shared_command_in_train_and_valid(tmp_path):
+    import dataclasses
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for session in range(1, 61):
+        for position in range(5):
+            # a few rare commands occur in only two or three sessions
+            command = f"rare{session % 7}" if position == 0 and session % 5 == 0 else f"c{rng.integers(0, 8)}"
+            rows.append({"user_id": f"u{session}", "session_id": session, "command": command, "event_index": position})
+    sessions = pl.DataFrame(rows).with_columns(pl.lit(None, dtype=pl.Datetime("us")).alias("timestamp"))
+    plain_config = SplitConfig(valid_fraction=0.1, test_fraction=0.2, seed=3)
+    plain, _ = split_sessions_table(sessions, plain_config)
+    parts, report = split_sessions_table(sessions, dataclasses.replace(plain_config, balance_commands=True))
+    shared = sessions.group_by("command").agg(pl.col("session_id").n_unique()).filter(pl.col("session_id") >= 2)
+    for name in ("train", "valid"):
+        missing = set(shared["command"]) - set(parts[name]["command"])
+        assert not missing, (name, missing)
+    assert set(shared["command"]) - set(plain["valid"]["command"])  # the plain split lacks some in valid
+    balance = report["balance_commands"]
+    assert balance["sessions_moved_to_valid"] > 0 and balance["commands_not_in_valid"] == 0
+    assert sum(report[name]["sessions"] for name in ("train", "valid", "test")) == 60
