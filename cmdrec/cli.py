@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
     )
 
+    mine = _data_parser("mine", "find commands that almost always accompany another (candidate redundant pairs)", sub)
+    mine.add_argument("--window", type=int, default=1, help="events either side that count as together")
+    mine.add_argument("--min-count", type=int, default=20, help="ignore commands rarer than this")
+    mine.add_argument("--top", type=int, default=50, help="pairs in the Markdown table")
+    mine.add_argument("--out", default=None, help="default: the config's processed_dir/mining")
+
     _data_parser("embed", "embed every command's text (optionally LLM-augmented) -> text_embeddings.safetensors", sub)
 
     train = sub.add_parser("train", help="train and evaluate one model (resumes the run if it has checkpoints)")
@@ -546,6 +552,32 @@ def _metrics_line(label: str, metrics: dict) -> str:
     return f"{label}: " + ", ".join(f"{k} {metrics[k]:.4f}" for k in keys)
 
 
+def run_mine(args) -> int:
+    from cmdrec.data.mining import mine_pairs, write_mined
+    from cmdrec.data.presets import noise_commands
+    from cmdrec.data.readers import read_events
+    from cmdrec.data.sessions import split_sessions
+
+    config = _config(args)
+    events, _ = read_events(config.source)
+    sessions = split_sessions(events, config.processing.session_gap_minutes)
+    pairs = mine_pairs(sessions, args.window, args.min_count)
+    out = args.out or str(Path(config.processed_dir) / "mining")
+    processing = config.processing
+    ranks = write_mined(pairs, out, args.top, noise_commands(processing.noise_preset, processing.noise_commands))
+    for row in pairs.head(10).iter_rows(named=True):
+        print(
+            f"{row['rank']:>4}. {row['accompanying']} with {row['main']}: confidence {row['confidence']:.3f}, "
+            f"lift {row['lift']:.1f}, {row['together']:,} of {row['occurrences']:,}"
+        )
+    if ranks:
+        found = sorted((v["rank"], k) for k, v in ranks.items() if v)
+        print(f"noise commands of the config among the candidates: {len(found)} of {len(ranks)}, at ranks "
+              f"{[r for r, _ in found]}")  # fmt: skip
+    print(f"wrote {out}/redundant_pairs.md and redundant_pairs.parquet ({pairs.height:,} pairs)")
+    return 0
+
+
 def run_vocab(args) -> int:
     import polars as pl
 
@@ -616,6 +648,7 @@ def run_sweep_command(args) -> int:
 COMMANDS = {
     "sweep": run_sweep_command,
     "vocab": run_vocab,
+    "mine": run_mine,
     "sample": run_sample,
     "process": run_process,
     "preprocess": run_preprocess,

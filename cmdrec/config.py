@@ -73,11 +73,27 @@ class UndoConfig:
 
 
 @dataclass(frozen=True)
+class RedundantConfig:
+    """Commands that only accompany another (found by `cmdrec mine`, reviewed by a person): the first
+    of each pair is dropped where the second is within `window` events in the session."""
+
+    pairs: tuple[tuple[str, ...], ...] = ()  # [[accompanying, main], ...]
+    window: int = 1
+
+    def __post_init__(self):
+        if any(len(pair) != 2 for pair in self.pairs):
+            raise InputError("processing.redundant.pairs: each pair is [accompanying, main]")
+        if self.window < 1:
+            raise InputError("processing.redundant.window must be at least 1")
+
+
+@dataclass(frozen=True)
 class ProcessingConfig:
     session_gap_minutes: float = 30.0
     noise_preset: str | None = None
     noise_commands: tuple[str, ...] = ()
-    undo: UndoConfig = field(default_factory=UndoConfig)  # runs after the noise filter, before repeats
+    redundant: RedundantConfig = field(default_factory=RedundantConfig)  # after the noise filter
+    undo: UndoConfig = field(default_factory=UndoConfig)  # after the noise filter, before repeats
     collapse_repeats: bool = False
     min_session_length: int = 2
     max_session_length: int | None = None  # keep the most recent N events of longer sessions

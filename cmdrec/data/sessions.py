@@ -13,6 +13,7 @@ from __future__ import annotations
 import polars as pl
 
 from cmdrec.config import ProcessingConfig
+from cmdrec.data.mining import drop_redundant
 from cmdrec.data.presets import noise_commands
 from cmdrec.data.readers import COMMAND, ORDER, SESSION_KEY, TIME, USER
 from cmdrec.data.undo import UndoRules, reconstruct, reconstruct_sessions
@@ -97,6 +98,10 @@ def process_events(
     if noise:
         sessions, report = drop_commands(sessions, noise)
         reports.append(report)
+    if config.redundant.pairs:
+        kept, per_pair = drop_redundant(sessions, config.redundant)
+        reports.append(step_report("drop redundant commands", sessions, kept, removed_per_pair=per_pair))
+        sessions = kept
     if undo is not None:
         reconstructed, counts = reconstruct_sessions(sessions, undo, SESSION, COMMAND)
         reports.append(step_report("undo/redo reconstruction", sessions, reconstructed, **counts))
@@ -192,6 +197,19 @@ def clean_history(
     past its TTL is forgotten anyway. Returns what each step removed."""
     kept = [i for i in range(len(commands)) if commands[i] not in noise]
     removed = {"noise": len(commands) - len(kept), "repeats": 0, "truncated": 0}
+    if config.redundant.pairs:
+        names = [commands[i] for i in kept]
+        window = config.redundant.window
+        mains = {}
+        for accompanying, main in config.redundant.pairs:
+            mains.setdefault(accompanying, set()).add(main)
+        redundant = {
+            n
+            for n, name in enumerate(names)
+            if name in mains and any(other in mains[name] for other in names[max(0, n - window) : n + window + 1])
+        }
+        removed["redundant"] = len(redundant)
+        kept = [i for n, i in enumerate(kept) if n not in redundant]
     if undo is not None:
         standing, _ = reconstruct([commands[i] for i in kept], undo)
         removed["undone"] = len(kept) - len(standing)
