@@ -193,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", help="overrides applied to every config, e.g. data_dir=outputs/vs/preprocessed"
     )
 
+    plot = sub.add_parser("plot", help="pictures: a processed log's data, a model's command embeddings")
+    plot.add_argument("what", choices=["data", "embeddings"])
+    plot.add_argument("path", help="data: a processed directory; embeddings: a run or a bundle")
+    plot.add_argument("--out", default=None, help="default: PATH/plots")
+
     vocab = sub.add_parser("vocab", help="the command vocabulary: ids, categories, train counts, OOV mapping")
     vocab.add_argument("path", help="a preprocessed data directory or a bundle")
     vocab.add_argument("--search", default=None, help="only commands whose name or category contains TEXT")
@@ -578,6 +583,15 @@ def run_mine(args) -> int:
     return 0
 
 
+def run_plot(args) -> int:
+    from cmdrec.plots import plot_data, plot_embeddings
+
+    out = args.out or str(Path(args.path) / "plots")
+    written = (plot_data if args.what == "data" else plot_embeddings)(args.path, out)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
 def run_vocab(args) -> int:
     import polars as pl
 
@@ -649,6 +663,7 @@ COMMANDS = {
     "sweep": run_sweep_command,
     "vocab": run_vocab,
     "mine": run_mine,
+    "plot": run_plot,
     "sample": run_sample,
     "process": run_process,
     "preprocess": run_preprocess,

@@ -20,6 +20,7 @@ LAYERS = {
     "training": 4,
     "serving": 5,
     "report": 6,
+    "plots": 6,
     "cli": 7,
     "__main__": 8,
     "__init__": 0,

@@ -158,8 +158,17 @@ def combine_statistics(partials: list[dict], top: int = 10) -> dict:
         },
         "repeat_rate": round(sum(p["repeats"] for p in partials) / max(events - n_sessions, 1), 4),
         "top_commands": {c: round(n / events, 4) for c, n in counts.head(top).iter_rows()},
+        # for the data plots: session lengths by power-of-two bin, and the 200 most frequent commands' counts
+        "length_histogram": _length_histogram(lengths),
+        "command_counts": counts.head(200)["count"].to_list(),
         "top_session_ends": {c: round(n / n_sessions, 4) for c, n in last.head(5).iter_rows()},
     }
+
+
+def _length_histogram(lengths: pl.Series) -> dict[str, int]:
+    """Sessions by length: 1, 2-3, 4-7, 8-15, ... (bins of powers of two)."""
+    bins = lengths.cast(pl.Float64).log(2).floor().cast(pl.Int64).value_counts().sort(lengths.name)
+    return {f"{2**b}-{2 ** (b + 1) - 1}" if b else "1": int(n) for b, n in bins.iter_rows()}
 
 
 def combine_step_reports(partials: list[list[dict]]) -> list[dict]:
