@@ -118,6 +118,16 @@ class SplitConfig:
 
 
 @dataclass(frozen=True)
+class ChunkingConfig:
+    min: int = 10
+    max: int = 100
+
+    def __post_init__(self):
+        if not 2 <= self.min <= self.max:
+            raise InputError(f"features.chunking: need 2 <= min <= max, got min {self.min}, max {self.max}")
+
+
+@dataclass(frozen=True)
 class FeatureConfig:
     min_command_count: int = 1  # commands seen fewer times in train map to the OOV id
     # "catalogue": every catalogue command gets an id (train frequency still orders them, unseen ones
@@ -135,6 +145,7 @@ class FeatureConfig:
     # commands whose events are removed from the training split (counted in the report): with
     # vocabulary "catalogue" they keep ids, which measures how well brand-new commands are ranked
     holdout_commands: tuple[str, ...] = ()
+    chunking: ChunkingConfig | None = None  # cut train sessions into seeded random-length chunks
 
 
 @dataclass(frozen=True)

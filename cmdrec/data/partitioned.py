@@ -25,6 +25,7 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from cmdrec.config import DataConfig, SourceConfig, SplitConfig
+from cmdrec.data.chunks import chunk_sequences
 from cmdrec.data.files import ROW, LoadReport, resolve_paths
 from cmdrec.data.readers import (
     ORDER,
@@ -328,6 +329,10 @@ def shard_transform(shard: str, assignment, workflow: Workflow, config: DataConf
     reports = {}
     for split in SPLITS:
         sequences, reports[split] = workflow.transform(parts[split])
+        if split == "train" and config.features.chunking is not None:
+            sequences, reports[split]["chunking"] = chunk_sequences(
+                sequences, config.features.chunking, config.split.seed
+            )
         write_parquet_atomic(sequences, Path(out_dir) / split / Path(shard).name)
     return reports
 
@@ -351,4 +356,6 @@ def combine_transform_reports(reports: list[dict]) -> dict:
             "sessions": sum(p["sessions"] for p in parts),
             "oov_events": oov,
         }
+        if "chunking" in parts[0]:
+            combined[split]["chunking"] = {k: sum(p["chunking"][k] for p in parts) for k in ("sessions", "chunks")}
     return combined

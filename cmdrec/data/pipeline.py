@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from cmdrec.config import DataConfig, ProcessingConfig, from_dict, to_dict
+from cmdrec.data.chunks import chunk_sequences
 from cmdrec.data.files import LoadReport, table_parts
 from cmdrec.data.partitioned import (
     EVENTS_FILE,
@@ -153,6 +154,10 @@ def _preprocess_in_memory(path: Path, catalogue: pl.DataFrame, config: DataConfi
         if parts[name].height == 0:
             log.warning("split %s is empty", name)
         sequences, transform_reports[name] = workflow.transform(parts[name])
+        if name == "train" and config.features.chunking is not None:
+            sequences, transform_reports[name]["chunking"] = chunk_sequences(
+                sequences, config.features.chunking, config.split.seed
+            )
         write_parquet_atomic(sequences, out / f"{name}.parquet")
     return workflow, split_report, transform_reports
 

@@ -83,7 +83,7 @@ class SequenceData:
         ]
         frame = read_table_parts(data_dir, split, columns=[SESSION, "length", *dict.fromkeys(stored)])
         if len(parts) > 1:  # shards of a log processed in partitions: in session order, as one file is
-            frame = frame.sort(SESSION)
+            frame = frame.sort(SESSION, maintain_order=True)  # a session's chunks stay in order
         frame = frame.drop(SESSION)
         return cls.from_frame(frame, schema, columns, max_length, mode, earlier_items, data_dir)
 
