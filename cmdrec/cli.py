@@ -331,11 +331,19 @@ def run_embed(args) -> int:
 
     config = _config(args)
     report = embed_commands(config.preprocessed_dir, config.text)
+    shared = report["commands"] - report["distinct_texts"]
+    same = f" ({shared} command(s) share a text with another, embedded once)" if shared else ""
     print(
         f"embedded {report['commands']} commands with {report['provider']} {report['model']} "
-        f"({report['dimension']} dimensions): "
-        f"{report['embedded_now']} new, {report['from_cache']} from cache; wrote {report['path']}"
+        f"({report['dimension']} dimensions): {report['distinct_texts']} distinct texts{same}, "
+        f"{report['embedded_now']} new, {report['from_cache']} from cache (in {report['cache_dir']}); "
+        f"wrote {report['path']}"
     )
+    if report["described"] < report["commands"]:
+        print(
+            f"note: {report['commands'] - report['described']} command(s) have no description in the catalogue and "
+            "were embedded from their bare names; give a catalogue with descriptions, or text.augment=true"
+        )
     if report["label_columns"]:
         print(
             "LLM label columns (usable in model.aux_tasks): "
@@ -433,8 +441,9 @@ def run_recommend(args) -> int:
         print(
             f"not in the vocabulary, read as out-of-vocabulary: {', '.join(answer.unknown_commands)}", file=sys.stderr
         )
+    print(f"{'rank':>4}  {'command':<40}score (the model's logit: higher is likelier; not a probability)")
     for rank, (command, score) in enumerate(zip(answer.commands, answer.scores, strict=False), 1):
-        print(f"{rank:>3}  {command}  {score:.4f}")
+        print(f"{rank:>4}  {command:<40}{score:.4f}")
     return 0
 
 

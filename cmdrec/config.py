@@ -156,7 +156,7 @@ class TextConfig:
     model: str | None = None  # None: all-MiniLM-L6-v2 (offline) / text-embedding-3-large (openai)
     base_url: str | None = None  # any OpenAI-compatible server
     batch_size: int = 64
-    cache_dir: str = "outputs/cache/text"
+    cache_dir: str | None = None  # None: `cache/text` beside the preprocessed directory
     augment: bool = False  # ask an LLM for a summary, classification and target of each command
     llm_model: str = "gpt-4o-mini"
     llm_base_url: str | None = None

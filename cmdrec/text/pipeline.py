@@ -47,6 +47,8 @@ def embed_commands(data_dir: str | Path, config: TextConfig, provider=None) -> d
         raise InputError(f"no {ITEMS_FILE} in {data_dir}; run preprocessing first")
     items = pl.read_parquet(path)
     commands = items.slice(FIRST_VALUE_ID)
+    # the cache sits with the data unless placed elsewhere, never in whatever directory this runs from
+    cache_dir = Path(config.cache_dir) if config.cache_dir else data_dir.parent / "cache" / "text"
     augmented = None
     if config.augment:
         from cmdrec.text.augment import DescriptionAugmenter
@@ -54,7 +56,7 @@ def embed_commands(data_dir: str | Path, config: TextConfig, provider=None) -> d
         augmenter = DescriptionAugmenter(
             config.llm_model,
             config.llm_base_url,
-            config.cache_dir,
+            cache_dir,
             config.application,
             timeout_seconds=config.timeout_seconds,
             max_retry_seconds=config.max_retry_seconds,
@@ -76,7 +78,7 @@ def embed_commands(data_dir: str | Path, config: TextConfig, provider=None) -> d
         timeout_seconds=config.timeout_seconds,
         max_retry_seconds=config.max_retry_seconds,
     )
-    cache = EmbeddingCache(config.cache_dir, provider.name, provider.model_id)
+    cache = EmbeddingCache(cache_dir, provider.name, provider.model_id)
     missing = cache.missing(texts)
     if missing:
         cache.add(missing, provider.embed(missing))
@@ -90,6 +92,9 @@ def embed_commands(data_dir: str | Path, config: TextConfig, provider=None) -> d
     )
     return {
         "commands": len(texts),
+        "distinct_texts": len(set(texts)),
+        "described": int(commands["description"].is_not_null().sum()) if "description" in commands.columns else 0,
+        "cache_dir": str(cache_dir),
         "embedded_now": len(missing),
         "from_cache": len(set(texts)) - len(missing),
         "dimension": int(vectors.shape[1]),

@@ -122,7 +122,8 @@ def test_an_empty_history_is_refused(tiny_data, tmp_path):
 def test_the_recommend_command_prints_ranked_suggestions(tiny_data, tmp_path, capsys):
     run = trained(tiny_data, tmp_path, "run")
     assert main(["recommend", str(run), "--history", "Wall", "Door", "-k", "3"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert "logit" in header and "not a probability" in header  # scores are said to be raw
     assert [line.split()[0] for line in lines] == ["1", "2", "3"]
     assert [line.split()[1] for line in lines] == Predictor(run).recommend(["Wall", "Door"], k=3).commands
     assert main(["recommend", str(run), "--history", "Wall", "--timestamps", "not-a-time"]) == 2
