@@ -161,6 +161,8 @@ class TextConfig:
     llm_model: str = "gpt-4o-mini"
     llm_base_url: str | None = None
     application: str = "a software application"
+    documents: str | None = None  # the product's manual (Markdown/text): its nearest chunks go into the prompt
+    documents_top_k: int = 3
     timeout_seconds: float = 60.0  # per request to a remote embedding or LLM server
     max_retry_seconds: float = 300.0  # all retries of one request together
 

@@ -65,3 +65,21 @@ def test_no_module_is_longer_than_the_limit():
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert not long, long
+
+
+def test_no_string_is_left_dangling_after_a_split_line():
+    """A long f-string split over two lines without parentheses leaves its second half as a statement
+    of its own, silently dropped (ruff does not flag it)."""
+    dangling = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            body = getattr(node, "body", None)
+            for position, statement in enumerate(body if isinstance(body, list) else []):
+                if not isinstance(statement, ast.Expr):
+                    continue
+                value = statement.value
+                if isinstance(value, ast.JoinedStr) or (
+                    position > 0 and isinstance(value, ast.Constant) and isinstance(value.value, str)
+                ):
+                    dangling.append(f"{path.relative_to(PACKAGE)}:{statement.lineno}")
+    assert not dangling, dangling

@@ -218,8 +218,10 @@ def _read_csv_row_by_row(path, raw, report, skip_bad_rows, separator, header, co
             report.skip("blank line", located(path, "blank line", row=number))
             continue
         if len(fields) != len(names):
-            message = f"expected {len(names)} fields ({', '.join(names)}), found {len(fields)}: "
-            f"{separator.join(fields)[:120]!r}"
+            message = (
+                f"expected {len(names)} fields ({', '.join(names)}), found {len(fields)}: "
+                f"{separator.join(fields)[:120]!r}"
+            )
             if not skip_bad_rows:
                 raise InputError(located(path, message, row=number))
             report.skip("wrong number of fields", located(path, message, row=number))

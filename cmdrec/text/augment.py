@@ -11,13 +11,15 @@ from pathlib import Path
 
 from cmdrec.errors import InputError
 from cmdrec.io import write_json_atomic
+from cmdrec.text.documents import documentation_prompt, sources
 from cmdrec.text.providers import Remote
 
 log = logging.getLogger(__name__)
 FIELDS = ("summary", "classification", "target")
 SYSTEM = "You explain commands of a software application to a recommender system. Answer with one JSON object only."
 PROMPT = (
-    "Application: {application}\nCommand: {command}\nCategory: {category}\nDescription: {description}\n\n"
+    "Application: {application}\nCommand: {command}\nCategory: {category}\nDescription: {description}\n"
+    "{documentation}\n"
     'Return JSON with keys "summary" (one sentence: what the command does), "classification" (one word: '
     'the kind of action) and "target" (one word: what it acts on).'
 )
@@ -39,12 +41,20 @@ class DescriptionAugmenter:
         self.remote = Remote(base_url, timeout_seconds, max_retries, max_retry_seconds)
         self.calls = 0
 
-    def describe(self, command: str, category: str | None, description: str | None) -> dict[str, str]:
+    def describe(
+        self, command: str, category: str | None, description: str | None, documentation: list | None = None
+    ) -> dict:
+        """`documentation`: chunks of the product's manual (cmdrec.text.documents), quoted in the prompt;
+        the answer records their ids and hashes."""
+        quoted = ""
+        if documentation:
+            quoted = "From the application's documentation:\n" + documentation_prompt(documentation) + "\n"
         prompt = PROMPT.format(
             application=self.application,
             command=command,
             category=category or "unknown",
             description=description or "none",
+            documentation=quoted,
         )
         digest = hashlib.sha256(f"{self.model}\n{prompt}".encode()).hexdigest()
         path = self.cache_dir / f"{digest}.json"
@@ -64,6 +74,8 @@ class DescriptionAugmenter:
         try:
             answer = json.loads(content)
             answer = {field: str(answer[field]).strip() for field in FIELDS}
+            if documentation:
+                answer["sources"] = sources(documentation)
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise InputError(
                 f"LLM answer for command {command!r} is not JSON with keys {list(FIELDS)}: {content[:200]!r}"

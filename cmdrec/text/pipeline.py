@@ -34,8 +34,10 @@ def command_texts(items: pl.DataFrame, augmented: dict[str, dict[str, str]] | No
         text = row.get("description") or row["name"]
         if augmented and row["name"] in augmented:
             answer = augmented[row["name"]]
-            text = f"{row['name']}: {answer['summary']} Action: {answer['classification']}. Target: "
-            f"{answer['target']}. {text}"
+            text = (
+                f"{row['name']}: {answer['summary']} Action: {answer['classification']}. Target: "
+                f"{answer['target']}. {text}"
+            )
         texts.append(text)
     return texts
 
@@ -49,7 +51,17 @@ def embed_commands(data_dir: str | Path, config: TextConfig, provider=None) -> d
     commands = items.slice(FIRST_VALUE_ID)
     # the cache sits with the data unless placed elsewhere, never in whatever directory this runs from
     cache_dir = Path(config.cache_dir) if config.cache_dir else data_dir.parent / "cache" / "text"
-    augmented = None
+    if config.documents and not config.augment:
+        raise InputError("text.documents grounds the LLM's descriptions: set text.augment=true as well")
+    provider = provider or build_provider(
+        config.provider,
+        model=config.model,
+        base_url=config.base_url,
+        batch_size=config.batch_size,
+        timeout_seconds=config.timeout_seconds,
+        max_retry_seconds=config.max_retry_seconds,
+    )
+    augmented, retrieval = None, None
     if config.augment:
         from cmdrec.text.augment import DescriptionAugmenter
 
@@ -61,23 +73,24 @@ def embed_commands(data_dir: str | Path, config: TextConfig, provider=None) -> d
             timeout_seconds=config.timeout_seconds,
             max_retry_seconds=config.max_retry_seconds,
         )
+        rows = list(commands.iter_rows(named=True))
+        documentation = [None] * len(rows)
+        if config.documents:
+            from cmdrec.text.documents import DocumentIndex
+
+            index = DocumentIndex(config.documents, provider, cache_dir)
+            queries = [f"{row['name']}: {row.get('description') or ''}" for row in rows]
+            documentation = index.search(queries, config.documents_top_k)
+            retrieval = {"chunks": len(index.chunks), "index": str(index.index_path), "rebuilt": index.rebuilt}
         augmented = {
-            row["name"]: augmenter.describe(row["name"], row.get("category_name"), row.get("description"))
-            for row in commands.iter_rows(named=True)
+            row["name"]: augmenter.describe(row["name"], row.get("category_name"), row.get("description"), chunks)
+            for row, chunks in zip(rows, documentation, strict=True)
         }
         log.info(
             "LLM descriptions: %d new request(s), %d from cache", augmenter.calls, len(augmented) - augmenter.calls
         )
     texts = command_texts(commands, augmented)
     label_columns = write_command_labels(data_dir, items, augmented)
-    provider = provider or build_provider(
-        config.provider,
-        model=config.model,
-        base_url=config.base_url,
-        batch_size=config.batch_size,
-        timeout_seconds=config.timeout_seconds,
-        max_retry_seconds=config.max_retry_seconds,
-    )
     cache = EmbeddingCache(cache_dir, provider.name, provider.model_id)
     missing = cache.missing(texts)
     if missing:
@@ -102,6 +115,7 @@ def embed_commands(data_dir: str | Path, config: TextConfig, provider=None) -> d
         "model": provider.model_id,
         "path": str(data_dir / TEXT_EMBEDDINGS),
         "label_columns": label_columns,
+        "documents": retrieval,
     }
 
 
