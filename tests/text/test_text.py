@@ -7,6 +7,7 @@ import re
 import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -281,3 +282,39 @@ def test_text_output_ranks_commands_held_out_of_training_better_than_an_id_head(
         scores[name] = evaluate_run(tmp_path / "runs" / name)
     assert scores["text"]["unseen/positions"] > 0
     assert scores["text"]["unseen/recall@10"] > scores["id"].get("unseen/recall@10", 0.0)
+
+
+def test_descriptions_grounded_in_the_shipped_manual_through_a_vector_index(tiny_data, tmp_path, openai_server):
+    pytest.importorskip("faiss")
+    from cmdrec.text.documents import read_chunks
+
+    manual = tmp_path / "manual"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "data" / "sample_manual", manual)
+    config = TextConfig(
+        provider="openai",
+        model="text-embedding-3-large",
+        base_url=openai_server,
+        llm_base_url=openai_server,
+        augment=True,
+        documents=str(manual),
+        documents_top_k=2,
+        cache_dir=str(tmp_path / "cache"),
+    )
+    report = embed_commands(tiny_data, config)
+    chunks = read_chunks(manual)
+    assert report["documents"]["chunks"] == len(chunks) > 9 and report["documents"]["rebuilt"]
+    answers = [json.loads(p.read_text()) for p in (tmp_path / "cache" / "llm").glob("*.json")]
+    assert len(answers) == report["commands"]
+    known = {c.id: c.hash for c in chunks}
+    assert all(len(a["sources"]) == 2 and all(known[s["id"]] == s["hash"] for s in a["sources"]) for a in answers)
+    calls = OpenAIStub.calls["chat"]
+    again = embed_commands(tiny_data, config)  # the index is reloaded, every answer read from the cache
+    assert not again["documents"]["rebuilt"] and OpenAIStub.calls["chat"] == calls
+    used = next(c for c in chunks if c.id == answers[0]["sources"][0]["id"])  # a chunk some prompt quoted
+    edited = manual / used.id.split("#")[0]
+    last_line = used.text.splitlines()[-1]
+    edited.write_text(edited.read_text().replace(last_line, last_line + " Revised in a new release."))
+    changed = embed_commands(tiny_data, config)  # a new index, and the commands given that page asked again
+    assert changed["documents"]["rebuilt"] and OpenAIStub.calls["chat"] > calls
+    with pytest.raises(InputError, match="set text.augment=true"):
+        embed_commands(tiny_data, dataclasses.replace(config, augment=False))
