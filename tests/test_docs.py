@@ -25,3 +25,10 @@ def test_a_stale_table_is_caught():
     fresh = tables.regenerate(text)
     assert "an old figure" not in fresh and fresh.startswith("before\n") and fresh.endswith("after\n")
     assert tables.regenerate(fresh) == fresh
+
+
+def test_the_config_reference_is_current():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "config_reference.py"), "--check"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
