@@ -8,7 +8,6 @@ timestamps), `command` (str), an optional given `session_key`, then the metadata
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -28,24 +27,6 @@ CATEGORY = "category"
 DESCRIPTION = "description"
 NO_CATEGORY = "<none>"
 
-# The Visual Studio interaction logs (ABB Developer Interaction Logs, Damevski et al., TSE 2016).
-VS_SOURCE = SourceConfig(
-    format="events",
-    path="BlazeData_Dev_*.csv.gz",
-    user_column="developer_id",
-    command_column="message",
-    timestamp_column="timestamp",
-    timestamp_format="%Y-%m-%d %H:%M:%S",
-)
-VS_CATALOGUE = CatalogueConfig(
-    path="MessageList.csv",
-    command_column="message",
-    category_column="category",
-    description_column=None,
-    metadata_columns=(),
-    describe_from_name=True,
-)
-
 
 def read_events(config: SourceConfig) -> tuple[pl.DataFrame, LoadReport]:
     """Read every file of a source into the canonical event table, in input order."""
@@ -61,14 +42,6 @@ def read_events(config: SourceConfig) -> tuple[pl.DataFrame, LoadReport]:
 def concat_events(frames: list[pl.DataFrame]) -> pl.DataFrame:
     # files differ only in whether their times carried offsets (a `local_time` column)
     return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
-
-
-def read_vs_logs(directory: str | Path, on_bad_rows: str = "error") -> tuple[pl.DataFrame, pl.DataFrame, LoadReport]:
-    """The Visual Studio logs of a directory and their `MessageList.csv` catalogue."""
-    directory = Path(directory)
-    events, report = read_events(replace(VS_SOURCE, path=str(directory / VS_SOURCE.path), on_bad_rows=on_bad_rows))
-    catalogue = read_catalogue(replace(VS_CATALOGUE, path=str(directory / VS_CATALOGUE.path)))
-    return events, catalogue, report
 
 
 def read_source_file(path: Path, config: SourceConfig, report: LoadReport) -> pl.DataFrame:

@@ -18,7 +18,6 @@ from cmdrec.data.readers import (
     join_catalogue,
     read_catalogue,
     read_events,
-    read_vs_logs,
 )
 from cmdrec.errors import InputError
 from tests.conftest import write
@@ -211,7 +210,15 @@ def test_describe_command():
 
 
 def test_real_vs_logs(vs_dir):
-    events, catalogue, report = read_vs_logs(vs_dir)
+    from cmdrec.config import load_data_config
+
+    # the VS preset is configs/data/vs.yaml, defined once
+    config = load_data_config(
+        "configs/data/vs.yaml",
+        [f"source.path={vs_dir}/BlazeData_Dev_*.csv.gz", f"catalogue.path={vs_dir}/MessageList.csv"],
+    )
+    events, report = read_events(config.source)
+    catalogue = read_catalogue(config.catalogue)
     assert report.files == 99
     assert events.height == 2_745_281
     assert events[TIME].null_count() == 0
