@@ -83,3 +83,16 @@ def test_no_string_is_left_dangling_after_a_split_line():
                 ):
                     dangling.append(f"{path.relative_to(PACKAGE)}:{statement.lineno}")
     assert not dangling, dangling
+
+
+def test_training_serving_and_the_cli_do_not_load_the_research_harness_or_optional_engines():
+    import subprocess
+    import sys
+
+    heavy = ["matplotlib", "optuna", "distributed", "faiss", "cmdrec.training.compare", "cmdrec.training.suite"]
+    code = (
+        "import sys, cmdrec, cmdrec.training.loop, cmdrec.serving.service, cmdrec.cli; "
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]", loaded
