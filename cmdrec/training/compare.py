@@ -11,8 +11,10 @@ import dataclasses
 import logging
 import multiprocessing
 import statistics
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+
+from tqdm.auto import tqdm
 
 from cmdrec.config import LossConfig, RunConfig, TextConfig, to_dict
 from cmdrec.errors import InputError
@@ -145,10 +147,21 @@ def run_compare(
 def _train_all(runs: list[RunConfig], jobs: int, show_progress: bool) -> list[dict]:
     """Train the runs in order, `jobs` at a time: the small models compared here leave a GPU, or
     all but one core, idle. Spawned processes, since CUDA cannot be forked once initialised."""
+    overall = tqdm(total=len(runs), desc="runs", unit="run", disable=not show_progress)  # done / total, ETA
     if jobs == 1 or len(runs) <= 1:
-        return [train(run, show_progress=show_progress) for run in runs]
+        results = []
+        for run in runs:
+            overall.set_postfix_str(run.name)
+            results.append(train(run, show_progress=show_progress))
+            overall.update()
+        overall.close()
+        return results
     with ProcessPoolExecutor(min(jobs, len(runs)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(_train_quietly, runs))
+        futures = [pool.submit(_train_quietly, run) for run in runs]
+        for _ in as_completed(futures):
+            overall.update()
+        overall.close()
+        return [f.result() for f in futures]
 
 
 def _train_quietly(run: RunConfig) -> dict:

@@ -250,7 +250,9 @@ def record_validation(trainer: Trainer, epoch: int, metrics: dict) -> bool:
     state.bad_epochs = 0 if improved else state.bad_epochs + 1
     if improved:
         state.best, state.best_step = score, state.step
-    log.info("epoch %d: valid %s %.4f (best %.4f)", epoch + 1, training.monitor, score, state.best)
+    log.info(
+        "%s epoch %d: valid %s %.4f (best %.4f)", trainer.config.name, epoch + 1, training.monitor, score, state.best
+    )
     return improved
 
 
@@ -594,7 +596,7 @@ def _fit(trainer: Trainer, train_data: SequenceData, valid_data: SequenceData, s
     for epoch in range(state.epoch, training.epochs):
         trainer.emit("before_epoch")
         if trainer.stop_reason:
-            log.info("%s", trainer.stop_reason)
+            log.info("%s: %s", trainer.config.name, trainer.stop_reason)
             return
         order = epoch_order(len(train_data), training.seed, epoch)
         start_batch = state.batch if epoch == state.epoch else 0
@@ -626,7 +628,7 @@ def _fit(trainer: Trainer, train_data: SequenceData, valid_data: SequenceData, s
             progress.set_postfix(loss=f"{row['loss']:.4f}")
             trainer.emit("on_step", row)
             if trainer.stop_reason:
-                log.info("%s", trainer.stop_reason)
+                log.info("%s: %s", trainer.config.name, trainer.stop_reason)
                 return
         trainer.account_time()
         # rank 0's figures decide for every rank (GPU kernels may differ in the last bits between ranks)
@@ -634,7 +636,7 @@ def _fit(trainer: Trainer, train_data: SequenceData, valid_data: SequenceData, s
         record_validation(trainer, epoch, metrics)
         trainer.emit("on_validation", metrics)
         if trainer.stop_reason:
-            log.info("%s", trainer.stop_reason)
+            log.info("%s: %s", trainer.config.name, trainer.stop_reason)
             return
 
 
