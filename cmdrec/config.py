@@ -442,6 +442,8 @@ class TrainingConfig:
     devices: tuple[int, ...] = ()  # GPU indices: more than one trains data-parallel, one process per GPU
     num_threads: int | None = None
     deterministic: bool = False  # torch's deterministic algorithms (slower on a GPU; CPU kernels already are)
+    # read the training split one shard at a time (a split larger than memory); its own seeded order
+    streaming: bool = False
     wandb_project: str | None = None
 
     def __post_init__(self):

@@ -36,6 +36,7 @@ from cmdrec.artifacts.runs import CsvLog, RunDir
 from cmdrec.config import ModelConfig, RunConfig, from_dict, to_dict
 from cmdrec.data.masking import mask_batch
 from cmdrec.data.sequences import SequenceData, batches_per_epoch, epoch_order, load_schema
+from cmdrec.data.streaming import StreamingSequences
 from cmdrec.errors import InputError
 from cmdrec.features.embeddings import mask_ids as build_mask_ids
 from cmdrec.io import write_json_atomic
@@ -476,14 +477,18 @@ def _load_splits(config: RunConfig, columns: list[str]) -> tuple[SequenceData, S
         earlier = mode == "eval" and config.eval.exclude_seen
         return SequenceData.load(config.data_dir, split, columns, config.model.max_length, mode, earlier_items=earlier)
 
-    return load("train", "train"), load("valid", "eval"), load("test", "eval")
+    # a streamed training split is read shard by shard while training, never here
+    train = None if config.training.streaming else load("train", "train")
+    return train, load("valid", "eval"), load("test", "eval")
 
 
 def _fit_baseline(config: RunConfig, run: RunDir) -> dict:
     schema = load_schema(config.data_dir)
     columns = data_columns(config.model, schema)
     mask_ids = build_mask_ids(schema, columns)
-    train_data, valid_data, test_data = _load_splits(config, columns)
+    # counts are fitted over the whole split at once: a baseline never streams (it keeps only counts)
+    in_memory = dataclasses.replace(config, training=dataclasses.replace(config.training, streaming=False))
+    train_data, valid_data, test_data = _load_splits(in_memory, columns)
     started = time.perf_counter()
     baseline = build_baseline(config.model, schema).fit(train_data.arrays[schema.item_id.name], train_data.lengths)
     fit_seconds = time.perf_counter() - started
@@ -498,7 +503,7 @@ def _fit_baseline(config: RunConfig, run: RunDir) -> dict:
     return result
 
 
-def _build_trainer(config: RunConfig, run: RunDir, n_train: int, resume_from, world: World) -> Trainer:
+def _build_trainer(config: RunConfig, run: RunDir, n_batches: int, resume_from, world: World) -> Trainer:
     training, model_config = config.training, config.model
     device = rank_device(resolve_device(training.device), world)
     check_training_machine(model_config, device)
@@ -516,7 +521,6 @@ def _build_trainer(config: RunConfig, run: RunDir, n_train: int, resume_from, wo
     # fused: one kernel for the whole update instead of a loop over tensors (~6x faster step on CPU for small models)
     optimizer = torch.optim.AdamW(_param_groups(model, training.weight_decay), lr=training.learning_rate, fused=True)
     amp_dtype = autocast_dtype(training.mixed_precision, device)
-    n_batches = batches_per_epoch(n_train, training.batch_size)
     total_steps = training.epochs * -(-n_batches // training.grad_accumulation)
     warmup = effective_warmup(training.warmup_steps, training.warmup_ratio, total_steps)
     if total_steps and warmup >= 0.5 * total_steps:
@@ -574,7 +578,14 @@ def _train_neural(
         torch.use_deterministic_algorithms(True)
     schema = load_schema(config.data_dir)
     train_data, valid_data, test_data = _load_splits(config, data_columns(config.model, schema))
-    trainer = _build_trainer(config, run, len(train_data), resume_from, world)
+    if config.training.streaming:
+        train_data = StreamingSequences(
+            config.data_dir, "train", data_columns(config.model, schema), config.model.max_length
+        )
+        n_batches = train_data.batches_per_epoch(config.training.batch_size)
+    else:
+        n_batches = batches_per_epoch(len(train_data), config.training.batch_size)
+    trainer = _build_trainer(config, run, n_batches, resume_from, world)
     resume_step = trainer.state.step if resume_from is not None else None
     logs = [CsvLogs(trainer, resume_step), TrackerLogs(trainer)] if world.main else []
     trainer.callbacks = [
@@ -598,13 +609,19 @@ def _fit(trainer: Trainer, train_data: SequenceData, valid_data: SequenceData, s
         if trainer.stop_reason:
             log.info("%s: %s", trainer.config.name, trainer.stop_reason)
             return
-        order = epoch_order(len(train_data), training.seed, epoch)
         start_batch = state.batch if epoch == state.epoch else 0
+        if isinstance(train_data, StreamingSequences):
+            batches = streamed_rank_batches(
+                train_data, training.batch_size, training.seed, epoch, start_batch, trainer.world
+            )
+        else:
+            order = epoch_order(len(train_data), training.seed, epoch)
+            batches = rank_batches(train_data, training.batch_size, order, start_batch, trainer.world)
         trainer.module.train()
         accumulated = 0
         trainer.restart_clock()
         progress = tqdm(
-            rank_batches(train_data, training.batch_size, order, start_batch, trainer.world),
+            batches,
             total=trainer.n_batches,
             initial=start_batch,
             desc=f"{config.name} epoch {epoch + 1}/{training.epochs}",
@@ -665,6 +682,15 @@ def _final_evaluation(trainer: Trainer, test_data: SequenceData) -> dict:
     if trainer.world.main:
         write_json_atomic(trainer.run.path / RESULTS, result)
     return result
+
+
+def streamed_rank_batches(
+    data: StreamingSequences, batch_size: int, seed: int, epoch: int, start_batch: int, world: World
+):
+    """As `rank_batches`, over a split read one shard at a time."""
+    for number, windows, indices in data.epoch(batch_size, seed, epoch, start_batch):
+        mine, weight = shard(indices, world)
+        yield number, windows.batch(mine), weight, len(indices)
 
 
 def rank_batches(data: SequenceData, batch_size: int, order, start_batch: int, world: World):
