@@ -7,6 +7,10 @@ import os
 import tempfile
 from pathlib import Path
 
+import yaml
+
+from cmdrec.errors import InputError
+
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     path = Path(path)
@@ -45,3 +49,21 @@ def write_parquet_atomic(frame, path: str | Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_json(path: str | Path):
+    """A JSON file written by cmdrec; a damaged one is an error naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"{path} is damaged: not valid JSON ({error})") from None
+
+
+def read_yaml(path: str | Path):
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        reason = str(error).splitlines()[0]
+        raise InputError(f"{path} is damaged: not valid YAML ({reason})") from None

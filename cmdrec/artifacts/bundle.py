@@ -44,7 +44,7 @@ from cmdrec.data.pipeline import ITEMS_FILE, PROCESSING_FILE, WORKFLOW_DIR
 from cmdrec.data.sequences import SCHEMA_FILE, load_schema
 from cmdrec.data.workflow import WORKFLOW_FILE, Workflow, event_attributes
 from cmdrec.errors import InputError
-from cmdrec.io import write_json_atomic, write_text_atomic
+from cmdrec.io import read_json, read_yaml, write_json_atomic, write_text_atomic
 from cmdrec.models.registry import component
 from cmdrec.text.pipeline import COMMAND_LABELS, TEXT_EMBEDDINGS
 
@@ -150,7 +150,7 @@ def _copy_data(data_dir: Path, target: Path) -> None:
 def _hash_attributes(directory: Path) -> dict[str, str]:
     """Replace the vocabulary of every event attribute by salted hashes; returns each column's salt."""
     path = directory / WORKFLOW_DIR / WORKFLOW_FILE
-    state = json.loads(path.read_text())
+    state = read_json(path)
     salts = {}
     for column in event_attributes(Workflow.load(directory / WORKFLOW_DIR)):
         salts[column] = secrets.token_hex(16)
@@ -216,7 +216,7 @@ def _commands(directory: Path) -> list[dict]:
 def read_bundle_info(path: str | Path) -> dict:
     path = Path(path)
     try:
-        info = json.loads((path / BUNDLE_FILE).read_text())
+        info = read_json(path / BUNDLE_FILE)
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"{path / BUNDLE_FILE} cannot be read as a bundle manifest: {error}") from error
     if not isinstance(info, dict) or info.get("format") != BUNDLE_FORMAT:
@@ -255,7 +255,7 @@ def load_bundle(path: str | Path, device: str = "cpu") -> tuple[object, RunConfi
     path = Path(path).resolve()
     info = read_bundle_info(path)
     verify_bundle(path, info)
-    config = from_dict(RunConfig, yaml.safe_load((path / CONFIG_FILE).read_text()))
+    config = from_dict(RunConfig, read_yaml(path / CONFIG_FILE))
     model_config = config.model
     if model_config.pretrained == DECODER_DIR:
         model_config = dataclasses.replace(model_config, pretrained=str(path / DECODER_DIR))

@@ -18,7 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from cmdrec.errors import InputError
-from cmdrec.io import write_json_atomic
+from cmdrec.io import read_json, write_json_atomic
 
 WEIGHTS = "model.safetensors"
 EMA_WEIGHTS = "ema.safetensors"
@@ -93,12 +93,20 @@ def _no_space_message(directory: Path, final: Path, writing: str) -> str:
     return f"checkpoint {final}: could not write {writing}: no space left on device ({size}{free:,} free){resume}"
 
 
-def verify_checkpoint(path: Path) -> None:
+def verify_checkpoint(path: Path, ignore: tuple[str, ...] = ()) -> None:
+    """Every file the manifest lists is there with its size and checksum; `ignore`: files the caller
+    does not read (evaluation never reads the optimizer state)."""
+    if not path.is_dir():
+        raise InputError(f"checkpoint {path} is missing; its run's best step points at it")
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise InputError(f"checkpoint {path} is incomplete: {MANIFEST} is missing")
-    manifest = json.loads(manifest_path.read_text())
+    manifest = read_json(manifest_path)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise InputError(f"{manifest_path} is damaged: it lists no files")
     for name, expected in manifest["files"].items():
+        if name in ignore:
+            continue
         file = path / name
         if not file.is_file():
             raise InputError(f"checkpoint {path} is incomplete: {name} is missing")
@@ -149,7 +157,7 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
 
 
 def read_model_config(path: Path) -> dict:
-    return json.loads((path / MODEL_CONFIG).read_text())
+    return read_json(path / MODEL_CONFIG)
 
 
 def list_checkpoints(directory: Path) -> list[Path]:

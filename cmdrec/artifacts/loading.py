@@ -7,7 +7,6 @@ before that record existed fall back to the config's `data_dir` as given."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from pathlib import Path
@@ -19,6 +18,7 @@ from cmdrec.artifacts.adapters import load_decoder
 from cmdrec.artifacts.checkpoint import (
     EMA_WEIGHTS,
     METRICS,
+    TRAINER_STATE,
     WEIGHTS,
     load_weights,
     read_model_config,
@@ -28,7 +28,7 @@ from cmdrec.artifacts.runs import RunDir
 from cmdrec.config import ModelConfig, RunConfig, from_dict
 from cmdrec.data.sequences import SCHEMA_FILE, SequenceData, load_schema
 from cmdrec.errors import InputError
-from cmdrec.io import write_json_atomic
+from cmdrec.io import read_json, write_json_atomic
 from cmdrec.models.build import build_baseline, build_model, data_columns
 from cmdrec.models.registry import component
 from cmdrec.text.pipeline import TEXT_EMBEDDINGS
@@ -69,7 +69,7 @@ def build_neural(model_config: ModelConfig, schema, data_dir: str | Path, device
 
 
 def read_valid(checkpoint_path: Path) -> dict:
-    return json.loads((checkpoint_path / METRICS).read_text())
+    return read_json(checkpoint_path / METRICS)
 
 
 # ---------------------------------------------------------------- run directories
@@ -91,7 +91,7 @@ def resolve_data_dir(run_dir: Path, config: RunConfig) -> Path:
     record_path = run_dir / RUN_RECORD
     candidates = []
     if record_path.is_file():
-        recorded = _read_json(record_path)["data_dir"]
+        recorded = read_json(record_path)["data_dir"]
         candidates += [run_dir / recorded["relative_to_run"], Path(recorded["absolute"])]
     candidates.append(Path(config.data_dir))
     for candidate in candidates:
@@ -99,13 +99,6 @@ def resolve_data_dir(run_dir: Path, config: RunConfig) -> Path:
             return candidate.resolve()
     tried = ", ".join(str(c) for c in dict.fromkeys(candidates))
     raise InputError(f"{run_dir}: its data directory is not found (no {SCHEMA_FILE} at {tried}); move it with the run")
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"{path} is damaged: not valid JSON ({error})") from error
 
 
 def read_run_config(run_dir: str | Path) -> RunConfig:
@@ -136,7 +129,7 @@ def best_checkpoint(run_dir: Path) -> Path:
     results_path = run_dir / RESULTS
     if not results_path.is_file():
         raise InputError(f"{run_dir} has not finished (no {RESULTS}); resume it with `cmdrec train` first")
-    results = _read_json(results_path)
+    results = read_json(results_path)
     if not isinstance(results, dict) or "best_step" not in results:
         raise InputError(f"{results_path} is damaged: it names no best_step; resume the run to rewrite it")
     path = run_dir / "checkpoints" / f"{results['best_step']:08d}"
@@ -153,7 +146,7 @@ def load_trained(run_dir: str | Path, device: str = "cpu") -> tuple[object, RunC
     if not component(config.model.backbone).neural:
         return load_baseline(config.model, schema, config.data_dir, run_dir / BASELINE_STATE), config
     path = best_checkpoint(run_dir)
-    verify_checkpoint(path)
+    verify_checkpoint(path, ignore=(TRAINER_STATE,))  # the optimizer state is for resuming only: not read here
     model_config = from_dict(ModelConfig, read_model_config(path))
     model = build_neural(model_config, schema, config.data_dir, torch.device(device))
     load_weights(model, path / (EMA_WEIGHTS if config.training.ema_decay else WEIGHTS))

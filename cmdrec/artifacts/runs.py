@@ -4,7 +4,6 @@ and the listing behind `cmdrec runs`."""
 from __future__ import annotations
 
 import csv
-import json
 import os
 import time
 from pathlib import Path
@@ -12,7 +11,8 @@ from pathlib import Path
 import yaml
 
 from cmdrec.artifacts.checkpoint import list_checkpoints
-from cmdrec.io import write_json_atomic, write_text_atomic
+from cmdrec.errors import InputError
+from cmdrec.io import read_json, read_yaml, write_json_atomic, write_text_atomic
 
 STATUS = "status.json"
 
@@ -28,7 +28,7 @@ class RunDir:
 
     def read_config(self) -> dict | None:
         path = self.path / "config.yaml"
-        return yaml.safe_load(path.read_text()) if path.is_file() else None
+        return read_yaml(path) if path.is_file() else None
 
     def set_status(self, state: str, **extra) -> None:
         previous = self.status()
@@ -39,7 +39,7 @@ class RunDir:
 
     def status(self) -> dict:
         path = self.path / STATUS
-        return json.loads(path.read_text()) if path.is_file() else {}
+        return read_json(path) if path.is_file() else {}
 
     def trainer_elsewhere(self) -> int | None:
         """The pid of another live process training this run (on this machine), if any."""
@@ -100,7 +100,10 @@ def _run_dirs(folder: Path) -> list[Path]:
 
 def _describe(root: Path, path: Path) -> dict:
     run = RunDir(path.parent, path.name)
-    status = run.status()
+    try:
+        status = run.status()
+    except InputError:  # a listing shows every run; a damaged status reads as unknown
+        status = {}
     checkpoints = list_checkpoints(run.checkpoints)
     state = status.get("state", "unknown")
     if state == "running" and not process_alive(status.get("pid")):
@@ -109,7 +112,12 @@ def _describe(root: Path, path: Path) -> dict:
         state = "resumable"
     monitor = status.get("monitor")
     results = path / "results.json"
-    test = json.loads(results.read_text()).get("test", {}).get(monitor) if results.is_file() and monitor else None
+    test = None
+    if results.is_file() and monitor:
+        try:
+            test = read_json(results).get("test", {}).get(monitor)
+        except (InputError, AttributeError):
+            test = None
     return {
         "name": str(path.relative_to(root)),
         "state": state,
