@@ -216,7 +216,7 @@ def _commands(directory: Path) -> list[dict]:
 def read_bundle_info(path: str | Path) -> dict:
     path = Path(path)
     try:
-        info = read_json(path / BUNDLE_FILE)
+        info = json.loads((path / BUNDLE_FILE).read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"{path / BUNDLE_FILE} cannot be read as a bundle manifest: {error}") from error
     if not isinstance(info, dict) or info.get("format") != BUNDLE_FORMAT:

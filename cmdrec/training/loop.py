@@ -28,12 +28,11 @@ from cmdrec.artifacts.checkpoint import (
     list_checkpoints,
     load_checkpoint,
     prune_checkpoints,
-    read_model_config,
     save_checkpoint,
 )
 from cmdrec.artifacts.loading import RESULTS, build_neural, is_adapter_run, read_valid, record_data_dir, save_baseline
 from cmdrec.artifacts.runs import CsvLog, RunDir
-from cmdrec.config import ModelConfig, RunConfig, from_dict, to_dict
+from cmdrec.config import RunConfig, to_dict
 from cmdrec.data.masking import mask_batch
 from cmdrec.data.sequences import SequenceData, batches_per_epoch, epoch_order, load_schema
 from cmdrec.data.streaming import StreamingSequences
@@ -57,6 +56,7 @@ from cmdrec.training.distributed import (
 from cmdrec.training.evaluate import evaluate, load_buckets
 from cmdrec.training.metrics import UNSEEN
 from cmdrec.training.objective import objective
+from cmdrec.training.resume import resumed_config
 from cmdrec.training.schedule import effective_warmup, lr_multiplier
 from cmdrec.training.trackers import Trackers
 
@@ -405,7 +405,7 @@ def _train_run(config: RunConfig, resume: bool, callbacks: list[Callback], show_
     if checkpoints and not resume:
         raise InputError(f"run {run.path} already has checkpoints; resume it, or choose another name")
     if resume_from is not None:
-        config = _resumed_config(config, run, resume_from)
+        config = resumed_config(config, run, resume_from)
     if world.main:
         run.path.mkdir(parents=True, exist_ok=True)
         run.write_config(to_dict(config))
@@ -423,53 +423,6 @@ def _train_run(config: RunConfig, resume: bool, callbacks: list[Callback], show_
     if world.main:
         run.set_status("finished", step=result.get("steps", 0), best=result["valid"].get(config.training.monitor))
     return result
-
-
-# settings a resumed run may change: none alters what it has learned so far
-RESUMABLE_CHANGES = (
-    "name",
-    "runs_dir",
-    "data_dir",
-    "training.epochs",
-    "training.early_stopping_patience",
-    "training.checkpoint_every_steps",
-    "training.keep_checkpoints",
-    "training.num_threads",
-    "training.wandb_project",
-    "training.device",
-    "training.devices",
-    "eval.",
-)
-
-
-def _resumed_config(config: RunConfig, run: RunDir, resume_from) -> RunConfig:
-    saved = run.read_config() or {}
-    changed = [
-        f"{key} {old!r} -> {new!r}"
-        for key, (old, new) in _differences(saved, to_dict(config)).items()
-        if not any(
-            key == allowed or (allowed.endswith(".") and key.startswith(allowed)) for allowed in RESUMABLE_CHANGES
-        )
-    ]
-    if saved and changed:
-        raise InputError(
-            f"run {run.path} exists and was trained with other settings ({'; '.join(changed)}); train these under "
-            "another name, or pass --restart to train this run again from the start"
-        )
-    # the architecture comes from the checkpoint, never from a possibly edited config
-    log.info("resuming %s from %s", run.path, resume_from)
-    return dataclasses.replace(config, model=from_dict(ModelConfig, read_model_config(resume_from)))
-
-
-def _differences(saved: dict, current: dict, prefix: str = "") -> dict[str, tuple]:
-    differences = {}
-    for key in saved:  # a setting newer than the run has its default, which the run was trained with
-        old, new = saved[key], current.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            differences |= _differences(old, new, f"{prefix}{key}.")
-        elif old != new:
-            differences[f"{prefix}{key}"] = (old, new)
-    return differences
 
 
 def _load_splits(config: RunConfig, columns: list[str]) -> tuple[SequenceData, SequenceData, SequenceData]:
