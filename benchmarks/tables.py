@@ -295,6 +295,30 @@ def data_scale() -> str:
     return "\n".join(lines)
 
 
+def train_scale() -> str:
+    """One process against two data-parallel ones; the training split streamed against in memory."""
+    report = json.loads((RESULTS / "train_scale.json").read_text())
+    lines = [
+        f"`{report['command'].strip()}`",
+        "",
+        "| run | processes | seq/s | valid NDCG@10 | valid loss | test NDCG@10 | peak memory |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for part in ("data_parallel_vs", "streaming_synthetic"):
+        for row in report.get(part, {}).get("rows", []):
+            lines.append(
+                f"| {row['run']} | {row['processes']} | {row['sequences_per_second']:,.0f} | {row['valid_ndcg@10']} | "
+                f"{row['valid_loss']} | {row['test_ndcg@10']} | {row['peak_memory_gb']:.2f} GB |"
+            )
+    if "data_parallel_vs" in report:
+        dp = report["data_parallel_vs"]
+        gap = f"valid NDCG@10 differs by {dp['valid_ndcg@10_difference']}"
+        loss = f"valid loss by {dp['valid_loss_relative_difference']:.2%}"
+        lines += ["", f"Two processes against one at the same global batch: {gap}, {loss}."]
+    lines += ["", "Not measured: " + "; ".join(report["not_measured"]) + "."]
+    return "\n".join(lines)
+
+
 def preprocess() -> str:
     """Process + preprocess of the VS logs in memory."""
     r = json.loads((RESULTS / "preprocess.json").read_text())
@@ -336,6 +360,7 @@ def nvtabular_peer() -> str:
 
 TABLES = {
     "preprocess": preprocess,
+    "train_scale": train_scale,
     "data_scale": data_scale,
     "data_scale_headline": data_scale_headline,
     "nvtabular_peer": nvtabular_peer,
