@@ -314,7 +314,9 @@ def test_input_features_auto_resolves_to_the_side_features_the_data_has(tiny_dat
     untimed = dataclasses.replace(
         schema, columns=tuple(c for c in schema.columns if c.name not in ("log_time_delta", "hour", "weekday"))
     )
-    assert resolve_input_features(config.model, untimed).input_features == ("category", "position")
+    untimed_features = tuple(n for n in saved if n not in ("log_time_delta", "hour", "weekday"))
+    assert resolve_input_features(config.model, untimed).input_features == untimed_features
+    assert untimed_features[:2] == ("category", "position")
     named = dataclasses.replace(config.model, input_features=("category", "log_time_delta"))
     with pytest.raises(InputError, match=r"\['log_time_delta'\] are not in this data.*input_features=\[category\]"):
         resolve_input_features(named, untimed)
