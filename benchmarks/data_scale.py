@@ -19,13 +19,14 @@ import platform
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import polars as pl
 import psutil
+from peak_memory import run_with_peak_memory
 
+from cmdrec.data.files import table_parts
 from cmdrec.io import write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,48 +53,21 @@ if __name__ == "__main__":
 
 def measure(config: str, overrides: list[str]) -> dict:
     """Run one case in a fresh process; its result and the peak resident memory of its process tree."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", RUN_CASE, config, json.dumps(overrides)], stdout=subprocess.PIPE, text=True
-    )
-    peak, done = 0, threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        parent = psutil.Process(process.pid)
-        while not done.is_set():
-            try:
-                tree = [parent, *parent.children(recursive=True)]
-                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-            except psutil.Error:
-                pass
-            done.wait(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    out, _ = process.communicate()
-    done.set()
-    sampler.join()
-    if process.returncode != 0:
-        raise RuntimeError(f"case failed ({process.returncode}): {overrides}")
+    out, peak = run_with_peak_memory([sys.executable, "-c", RUN_CASE, config, json.dumps(overrides)])
     result = json.loads(out.strip().splitlines()[-1])
-    result["peak_memory_gb"] = round(peak / 2**30, 3)
+    result["peak_memory_gb"] = peak
     result["events_per_second"] = round(result["events"] / result["seconds"])
     result["seconds"] = round(result["seconds"], 2)
     return result
 
 
-def tables(directory: Path, name: str) -> list[Path]:
-    single = directory / f"{name}.parquet"
-    return [single] if single.is_file() else sorted((directory / name).glob("part-*.parquet"))
-
-
 def same_outputs(a: Path, b: Path) -> dict:
     """Whole-table comparison (fits in memory at the sizes it is used for): sessions and every split."""
     checks = {}
-    events = [pl.read_parquet(tables(d / "processed", "events")).sort(ORDER) for d in (a, b)]
+    events = [pl.read_parquet(table_parts(d / "processed", "events")).sort(ORDER) for d in (a, b)]
     checks["events"] = events[0].equals(events[1])
     for split in ("train", "valid", "test"):
-        parts = [pl.read_parquet(tables(d / "preprocessed", split)).sort("session_id") for d in (a, b)]
+        parts = [pl.read_parquet(table_parts(d / "preprocessed", split)).sort("session_id") for d in (a, b)]
         checks[split] = parts[0].equals(parts[1])
     return checks
 
@@ -102,7 +76,7 @@ def same_shards(a: Path, b: Path) -> dict:
     """Shard-by-shard comparison of two runs with the same partitions (bounded memory)."""
     checks = {}
     for directory, name in (("processed", "events"), *(("preprocessed", s) for s in ("train", "valid", "test"))):
-        left, right = tables(a / directory, name), tables(b / directory, name)
+        left, right = table_parts(a / directory, name), table_parts(b / directory, name)
         checks[name] = len(left) == len(right) and all(
             pl.read_parquet(x).equals(pl.read_parquet(y)) for x, y in zip(left, right, strict=True)
         )

@@ -15,43 +15,17 @@ import platform
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import psutil
 import yaml
+from peak_memory import run_with_peak_memory
 
 from cmdrec.config import load_run_config, to_dict
 from cmdrec.io import write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def measure(argv: list[str]) -> float:
-    """Run a command; the peak resident memory (GB) of its whole process tree, sampled every 50 ms."""
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    peak, done = 0, threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        parent = psutil.Process(process.pid)
-        while not done.is_set():
-            try:
-                tree = [parent, *parent.children(recursive=True)]
-                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-            except psutil.Error:
-                pass
-            done.wait(0.05)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    _, errors = process.communicate()
-    done.set()
-    sampler.join()
-    if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed:\n{errors[-3000:]}")
-    return round(peak / 2**30, 3)
 
 
 def train_case(name: str, config_path: str, overrides: list[str], runs: Path, nproc: int = 1) -> dict:
@@ -70,7 +44,7 @@ def train_case(name: str, config_path: str, overrides: list[str], runs: Path, np
         *(["--nproc", str(nproc)] if nproc > 1 else []),
     ]
     print(f"  {name} ...", flush=True)
-    peak = measure(argv)
+    _, peak = run_with_peak_memory(argv)
     result = json.loads((runs / name / "results.json").read_text())
     row = {
         "run": name,

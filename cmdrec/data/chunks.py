@@ -10,8 +10,10 @@ import numpy as np
 import polars as pl
 
 from cmdrec.config import ChunkingConfig
+from cmdrec.data.sessions import SESSION
+from cmdrec.data.workflow import LENGTH
 
-SESSION, LENGTH, CHUNK = "session_id", "length", "chunk"
+CHUNK = "chunk"
 
 
 def chunk_sequences(sequences: pl.DataFrame, chunking: ChunkingConfig, seed: int) -> tuple[pl.DataFrame, dict]:

@@ -222,7 +222,7 @@ class Sweep:
             here = trial.user_attrs.get("host") == socket.gethostname()
             if not here or process_alive(trial.user_attrs.get("pid")):
                 continue
-            study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+            study.tell(trial.number, state=TrialState.FAIL)
             study.enqueue_trial(trial.params, user_attrs={"run": trial.user_attrs.get("run"), "retry_of": trial.number})
             log.warning("trial %d was left running by a process that died; it is tried again", trial.number)
 

@@ -11,21 +11,9 @@ from cmdrec.artifacts.checkpoint import list_checkpoints
 from cmdrec.data.pipeline import preprocess, process_logs
 from cmdrec.data.streaming import StreamingSequences
 from cmdrec.data.synthetic import sample_config, write_sample
-from cmdrec.training.loop import Callback, train
+from cmdrec.training.loop import train
 from tests.conftest import tiny_run
-
-
-class Kill(Exception):
-    pass
-
-
-class KillAt(Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step(self, trainer, row):
-        if trainer.state.step == self.step:
-            raise Kill
+from tests.training.test_loop import Kill, KillAt
 
 
 @pytest.fixture(scope="module")
