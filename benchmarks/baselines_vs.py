@@ -18,8 +18,8 @@ from pathlib import Path
 
 from cmdrec.config import load_data_config, load_run_config
 from cmdrec.data.pipeline import preprocess, process_logs
+from cmdrec.experiments.suite import machine, markdown_table, run_suite
 from cmdrec.io import write_json_atomic, write_text_atomic
-from cmdrec.training.suite import machine, markdown_table, run_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = {"session": "random_session", "user": "user"}

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from cmdrec.config import load_data_config, load_run_config
 from cmdrec.data.pipeline import preprocess, process_logs
+from cmdrec.experiments.suite import METRIC_ORDER, machine
 from cmdrec.io import write_json_atomic
 from cmdrec.training.loop import train
-from cmdrec.training.suite import METRIC_ORDER, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = {"ndcg@10": 0.0327, "recall@10": 0.0533}

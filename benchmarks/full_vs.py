@@ -22,9 +22,9 @@ from pathlib import Path
 
 from cmdrec.config import TextConfig, load_data_config, load_run_config
 from cmdrec.data.pipeline import preprocess, process_logs
+from cmdrec.experiments.compare import run_compare
 from cmdrec.io import write_json_atomic
 from cmdrec.text.pipeline import embed_commands
-from cmdrec.training.compare import run_compare
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,11 +26,11 @@ import polars as pl
 from cmdrec.config import TextConfig, load_data_config, load_run_config
 from cmdrec.data.pipeline import preprocess, process_logs
 from cmdrec.data.synthetic import sample_config, write_sample
+from cmdrec.experiments.suite import METRIC_ORDER, machine
 from cmdrec.io import write_json_atomic
 from cmdrec.text.pipeline import embed_commands
 from cmdrec.training.evaluate import evaluate_run
 from cmdrec.training.loop import train
-from cmdrec.training.suite import METRIC_ORDER, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADS = {"id-head": {}, "text-head": {"text_embeddings": True, "text_output": True}}

@@ -27,9 +27,9 @@ import polars as pl
 from cmdrec.config import load_data_config, load_run_config
 from cmdrec.data.pipeline import preprocess, process_logs
 from cmdrec.data.sequences import SequenceData, load_schema
+from cmdrec.experiments.suite import machine
 from cmdrec.io import write_json_atomic
 from cmdrec.training.loop import train
-from cmdrec.training.suite import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 T4REC_PYTHON = ROOT / ".venv-t4rec/bin/python"

@@ -30,11 +30,11 @@ import torch
 from cmdrec.config import ModelConfig, RunConfig, TrainingConfig
 from cmdrec.data.pipeline import preprocess, process_logs
 from cmdrec.data.synthetic import sample_config, write_sample
+from cmdrec.experiments.suite import machine
 from cmdrec.io import write_json_atomic
 from cmdrec.serving import Predictor
 from cmdrec.training.evaluate import evaluate_run
 from cmdrec.training.loop import train
-from cmdrec.training.suite import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_OUT = "outputs/bench/serving-sample"

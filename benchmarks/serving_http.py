@@ -39,10 +39,10 @@ from pathlib import Path
 import httpx
 
 from cmdrec.artifacts.bundle import export_bundle
+from cmdrec.experiments.suite import machine
 from cmdrec.io import write_json_atomic
 from cmdrec.serving import Predictor
 from cmdrec.training.evaluate import evaluate_run
-from cmdrec.training.suite import machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serving import test_histories  # noqa: E402 - the in-process benchmark's history builder

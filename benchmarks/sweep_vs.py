@@ -19,9 +19,9 @@ from pathlib import Path
 from cmdrec.artifacts.loading import RESULTS
 from cmdrec.artifacts.runs import RunDir
 from cmdrec.config import load_run_config
+from cmdrec.experiments.sweep import Sweep
 from cmdrec.io import write_json_atomic
 from cmdrec.training.loop import train
-from cmdrec.training.sweep import Sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {

@@ -23,7 +23,7 @@ SWEEP_SPACES = {  # each shipped search space and the run config it is made for
 
 def test_every_shipped_search_space_loads_against_its_config():
     from cmdrec.config import load_yaml
-    from cmdrec.training.sweep import load_space
+    from cmdrec.experiments.sweep import load_space
 
     assert {p.stem for p in (ROOT / "configs/sweeps").glob("*.yaml")} == set(SWEEP_SPACES)
     for space, config in SWEEP_SPACES.items():

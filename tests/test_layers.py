@@ -1,5 +1,5 @@
 """The package's layers: nothing imports upward (schema/config -> data, features, losses, text ->
-models -> artifacts -> training -> serving -> cli), and no module grows without bound."""
+models -> artifacts -> training -> serving -> experiments -> cli), and no module grows without bound."""
 
 import ast
 from pathlib import Path
@@ -20,7 +20,7 @@ LAYERS = {
     "training": 4,
     "serving": 5,
     "report": 6,
-    "plots": 6,
+    "experiments": 6,
     "cli": 7,
     "__main__": 8,
     "__init__": 0,
@@ -89,7 +89,7 @@ def test_training_serving_and_the_cli_do_not_load_the_research_harness_or_option
     import subprocess
     import sys
 
-    heavy = ["matplotlib", "optuna", "distributed", "faiss", "cmdrec.training.compare", "cmdrec.training.suite"]
+    heavy = ["matplotlib", "optuna", "distributed", "faiss", "cmdrec.experiments"]
     code = (
         "import sys, cmdrec, cmdrec.training.loop, cmdrec.serving.service, cmdrec.cli; "
         f"print([m for m in {heavy!r} if m in sys.modules])"

@@ -18,13 +18,13 @@ from tqdm.auto import tqdm
 
 from cmdrec.config import LossConfig, RunConfig, TextConfig, to_dict
 from cmdrec.errors import InputError
+from cmdrec.experiments.suite import METRIC_ORDER, machine
 from cmdrec.io import write_json_atomic, write_text_atomic
 from cmdrec.models.registry import component
 from cmdrec.text.pipeline import TEXT_EMBEDDINGS, embed_commands
 from cmdrec.training.evaluate import evaluate_run
 from cmdrec.training.loop import train
 from cmdrec.training.metrics import BUCKETS
-from cmdrec.training.suite import METRIC_ORDER, machine
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import pytest
 from cmdrec.artifacts.loading import load_trained
 from cmdrec.config import EvalConfig
 from cmdrec.errors import InputError
-from cmdrec.training.analysis import analyse
+from cmdrec.experiments.analysis import analyse
 from cmdrec.training.evaluate import evaluate_model
 from cmdrec.training.loop import train
 from tests.conftest import tiny_run

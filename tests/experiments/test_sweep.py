@@ -14,7 +14,7 @@ optuna = pytest.importorskip("optuna")
 from cmdrec.cli import main  # noqa: E402
 from cmdrec.config import load_run_config  # noqa: E402
 from cmdrec.errors import InputError  # noqa: E402
-from cmdrec.training.sweep import Sweep, load_space  # noqa: E402
+from cmdrec.experiments.sweep import Sweep, load_space  # noqa: E402
 
 SPACE = {"training.learning_rate": {"low": 1e-3, "high": 5e-3, "log": True}, "model.d_model": [16, 32]}
 

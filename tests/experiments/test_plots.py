@@ -1,7 +1,7 @@
 """`cmdrec plot`: every picture is written, and colours are stable across pictures."""
 
 from cmdrec.cli import main
-from cmdrec.plots import category_colours
+from cmdrec.experiments.plots import category_colours
 from cmdrec.training.loop import train
 from tests.conftest import tiny_run
 

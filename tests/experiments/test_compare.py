@@ -6,8 +6,8 @@ import transformers
 
 from cmdrec.config import TextConfig
 from cmdrec.errors import InputError
+from cmdrec.experiments.compare import run_compare
 from cmdrec.text.pipeline import embed_commands
-from cmdrec.training.compare import run_compare
 from tests.conftest import tiny_run
 from tests.text.test_text import CountingProvider
 
