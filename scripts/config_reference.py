@@ -1,4 +1,4 @@
-"""Write docs/config.md, the reference of every config key, from the dataclasses in cmdrec/config.py
+"""Write docs/config.md, the reference of every config key, from the dataclasses in cmdrec/config/
 (types, defaults and the comments beside each field), so it cannot drift from the code.
 
     python scripts/config_reference.py [--check]
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = ROOT / "cmdrec" / "config.py"
+SOURCES = sorted((ROOT / "cmdrec" / "config").glob("*.py"))
 TARGET = ROOT / "docs" / "config.md"
 # the top-level configs and the section name each nested config appears under
 ROOTS = {
@@ -22,7 +22,8 @@ ROOTS = {
 }
 
 
-def dataclasses_of(tree: ast.Module, lines: list[str]) -> dict[str, dict]:
+def dataclasses_of(text: str) -> dict[str, dict]:
+    tree, lines = ast.parse(text), text.splitlines()
     found = {}
     for node in tree.body:
         if not isinstance(node, ast.ClassDef):
@@ -31,8 +32,8 @@ def dataclasses_of(tree: ast.Module, lines: list[str]) -> dict[str, dict]:
         fields = []
         for statement in node.body:
             if isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
-                annotation = ast.get_source_segment(SOURCE.read_text(), statement.annotation)
-                default = "" if statement.value is None else ast.get_source_segment(SOURCE.read_text(), statement.value)
+                annotation = ast.get_source_segment(text, statement.annotation)
+                default = "" if statement.value is None else ast.get_source_segment(text, statement.value)
                 comment = _comment(lines, statement)
                 fields.append((statement.target.id, annotation, default, comment))
         if fields:
@@ -59,12 +60,13 @@ def nested(annotation: str, classes: dict) -> str | None:
 
 
 def render() -> str:
-    text = SOURCE.read_text()
-    classes = dataclasses_of(ast.parse(text), text.splitlines())
+    classes = {}
+    for source in SOURCES:
+        classes |= dataclasses_of(source.read_text())
     out = [
         "# Configuration reference",
         "",
-        "Generated from `cmdrec/config.py` by `python scripts/config_reference.py` (the test suite checks it is "
+        "Generated from `cmdrec/config/` by `python scripts/config_reference.py` (the test suite checks it is "
         "current). Every key can be set in the YAML file or on the command line as `section.key=value`; an unknown "
         "key is an error.",
         "",

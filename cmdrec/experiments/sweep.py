@@ -31,7 +31,8 @@ from cmdrec.artifacts.runs import RunDir, process_alive
 from cmdrec.config import RunConfig, apply_overrides, from_dict, load_yaml, to_dict
 from cmdrec.errors import InputError
 from cmdrec.io import write_json_atomic, write_text_atomic
-from cmdrec.training.loop import Callback, Trainer, train
+from cmdrec.training.loop import train
+from cmdrec.training.trainer import Callback, Trainer
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,7 @@ import hmac
 import logging
 import os
 import signal
-import time
 from contextlib import asynccontextmanager
-from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
@@ -27,44 +25,25 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from pydantic import BaseModel, ConfigDict
 
 from cmdrec.config import ServingConfig
 from cmdrec.errors import InputError, RequestError
 from cmdrec.serving.batching import DynamicBatcher, QueueFull
+from cmdrec.serving.http import (
+    BatchRequest,
+    BodyLimit,
+    EventsRequest,
+    FeedbackRequest,
+    Measured,
+    RecommendRequest,
+    error_response,
+    field_name,
+    parse_times,
+)
 from cmdrec.serving.predict import Predictor, Recommendation, check_k, utc_time
 from cmdrec.serving.sessions import HIT_KS, SessionStore
 
 log = logging.getLogger(__name__)
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
-
-
-class RecommendRequest(_Strict):
-    history: list[str]
-    timestamps: list[str] | None = None  # ISO 8601, one per history event
-    attributes: dict[str, str] | None = None
-    k: int = 10
-    exclude_seen: bool = False
-
-
-class BatchRequest(_Strict):
-    requests: list[RecommendRequest]
-
-
-class EventsRequest(_Strict):
-    commands: list[str]
-    timestamps: list[str] | None = None
-    attributes: dict[str, str] | None = None
-    k: int = 10
-    exclude_seen: bool = False
-
-
-class FeedbackRequest(_Strict):
-    command: str
-    accepted: bool
 
 
 class Service:
@@ -193,95 +172,6 @@ class _StateCollector:
         yield GaugeMetricFamily("cmdrec_queue_depth", "histories waiting", value=self.service.batcher.queue.qsize())
 
 
-def parse_times(stamps: list, field: str) -> list[datetime]:
-    """ISO 8601 strings as times, offsets kept (a live session's held times are parsed already)."""
-    times = []
-    for index, stamp in enumerate(stamps):
-        try:
-            if not isinstance(stamp, datetime):
-                # Python 3.10's fromisoformat does not read a trailing Z
-                stamp = datetime.fromisoformat(stamp[:-1] + "+00:00" if stamp.endswith("Z") else stamp)
-            utc_time(stamp)  # in range
-            times.append(stamp)
-        except (ValueError, OverflowError):
-            raise RequestError(f"{field}[{index}]", f"not an ISO 8601 time this service can use: {stamp!r}") from None
-    return times
-
-
-def _error(status: int, field: str | None, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"field": field, "message": message}}, status_code=status, headers=headers)
-
-
-def _field(location: tuple) -> str:
-    parts = [p for p in location if p != "body"]
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "body"
-
-
-class BodyLimit:
-    """Refuse request bodies over `limit` bytes (413), whether or not they declare their length."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await _error(413, "body", f"the body is over {self.limit} bytes")(scope, receive, send)
-        # read the body here, up to the limit, then hand it on: a chunked body declares no length
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return await self.app(scope, receive, send)  # the client went away
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.limit:
-                return await _error(413, "body", f"the body is over {self.limit} bytes")(scope, receive, send)
-            more = message.get("more_body", False)
-        body, replayed = b"".join(chunks), False
-
-        async def replay():
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
-
-
-class Measured:
-    """Request counts by endpoint and status, and latency (plain ASGI: no per-request task as in
-    Starlette's BaseHTTPMiddleware)."""
-
-    def __init__(self, app, service: Service):
-        self.app, self.service = app, service
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        started, status = time.perf_counter(), 500
-
-        async def sent(message):
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sent)
-        finally:
-            route = scope.get("route")
-            endpoint = route.path if route is not None else "other"
-            self.service.requests.labels(endpoint, str(status)).inc()
-            self.service.latency.labels(endpoint).observe(time.perf_counter() - started)
-
-
 def create_app(path: str | Path, config: ServingConfig | None = None, predictor: Predictor | None = None) -> FastAPI:
     config = config or ServingConfig()
     service = Service(path, config, predictor)
@@ -300,28 +190,28 @@ def create_app(path: str | Path, config: ServingConfig | None = None, predictor:
     app = FastAPI(title="cmdrec", summary="next-command suggestions", lifespan=lifespan)
     app.state.service = service
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
-    app.add_middleware(Measured, service=service)
+    app.add_middleware(Measured, requests=service.requests, latency=service.latency)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError):
         first = error.errors()[0]
         message = first["msg"] if first.get("type") != "json_invalid" else "the body is not valid JSON"
-        return _error(422, _field(tuple(first.get("loc", ()))), message)
+        return error_response(422, field_name(tuple(first.get("loc", ()))), message)
 
     @app.exception_handler(InputError)
     async def refused(request: Request, error: InputError):
         if isinstance(error, RequestError):
-            return _error(422, error.field, error.message)
-        return _error(422, None, str(error))
+            return error_response(422, error.field, error.message)
+        return error_response(422, None, str(error))
 
     @app.exception_handler(Exception)
     async def failed(request: Request, error: Exception):
         log.exception("%s %s failed", request.method, request.url.path)
-        return _error(500, None, f"internal error ({type(error).__name__}); the server log has the details")
+        return error_response(500, None, f"internal error ({type(error).__name__}); the server log has the details")
 
     @app.exception_handler(QueueFull)
     async def overloaded(request: Request, error: QueueFull):
-        return _error(503, None, "the scoring queue is full; retry shortly", {"Retry-After": "1"})
+        return error_response(503, None, "the scoring queue is full; retry shortly", {"Retry-After": "1"})
 
     @app.get("/healthz")
     async def healthz():
@@ -432,14 +322,16 @@ def create_app(path: str | Path, config: ServingConfig | None = None, predictor:
     async def session_state(session_id: str, last: int = 50):
         session = service.sessions.get(session_id)
         if session is None:
-            return _error(404, "session_id", f"no live session {session_id!r} (never seen, or idle past its TTL)")
+            return error_response(
+                404, "session_id", f"no live session {session_id!r} (never seen, or idle past its TTL)"
+            )
         return {"session_id": session_id, "recent": session.commands[-max(1, last):],
                 "events_held": len(session.events), "suggestions": session.shown}  # fmt: skip
 
     @app.post("/v1/sessions/{session_id}/feedback")
     async def session_feedback(session_id: str, body: FeedbackRequest):
         if service.sessions.get(session_id) is None:
-            return _error(404, "session_id", f"no live session {session_id!r}")
+            return error_response(404, "session_id", f"no live session {session_id!r}")
         service.feedback.labels("accepted" if body.accepted else "ignored").inc()
         return {"recorded": True}
 
@@ -447,10 +339,12 @@ def create_app(path: str | Path, config: ServingConfig | None = None, predictor:
     async def admin_reload(request: Request):
         token = os.environ.get(config.admin_token_env)
         if not token:
-            return _error(403, None, f"reload over HTTP is disabled: set {config.admin_token_env} (or send SIGHUP)")
+            return error_response(
+                403, None, f"reload over HTTP is disabled: set {config.admin_token_env} (or send SIGHUP)"
+            )
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), token.encode()):
-            return _error(401, "authorization", "a valid 'Authorization: Bearer <token>' header is required")
+            return error_response(401, "authorization", "a valid 'Authorization: Bearer <token>' header is required")
         return {"reloaded": await service.reload()}
 
     @app.get("/metrics")

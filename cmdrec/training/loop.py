@@ -14,26 +14,21 @@ import dataclasses
 import logging
 import shutil
 import time
-from contextlib import nullcontext
-from dataclasses import dataclass, field
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from cmdrec.artifacts.adapters import check_training_machine, trainable_state
+from cmdrec.artifacts.adapters import check_training_machine
 from cmdrec.artifacts.checkpoint import (
     EMA_WEIGHTS,
     WEIGHTS,
     list_checkpoints,
     load_checkpoint,
-    prune_checkpoints,
-    save_checkpoint,
 )
-from cmdrec.artifacts.loading import RESULTS, build_neural, is_adapter_run, read_valid, record_data_dir, save_baseline
-from cmdrec.artifacts.runs import CsvLog, RunDir
+from cmdrec.artifacts.loading import RESULTS, build_neural, read_valid, record_data_dir, save_baseline
+from cmdrec.artifacts.runs import RunDir
 from cmdrec.config import RunConfig, to_dict
-from cmdrec.data.masking import mask_batch
 from cmdrec.data.sequences import SequenceData, batches_per_epoch, epoch_order, load_schema
 from cmdrec.data.streaming import StreamingSequences
 from cmdrec.errors import InputError
@@ -42,12 +37,11 @@ from cmdrec.io import write_json_atomic
 from cmdrec.models.build import build_baseline, data_columns, resolve_input_features
 from cmdrec.models.registry import component
 from cmdrec.schema import FIRST_VALUE_ID
+from cmdrec.training.callbacks import Checkpointing, CsvLogs, EarlyStopping, TrackerLogs
 from cmdrec.training.distributed import (
     World,
-    barrier,
     broadcast,
     from_environment,
-    gather,
     rank_device,
     shard,
     start,
@@ -55,314 +49,22 @@ from cmdrec.training.distributed import (
 )
 from cmdrec.training.evaluate import evaluate, load_buckets
 from cmdrec.training.metrics import UNSEEN
-from cmdrec.training.objective import objective
 from cmdrec.training.resume import resumed_config
-from cmdrec.training.schedule import effective_warmup, lr_multiplier
-from cmdrec.training.trackers import Trackers
+from cmdrec.training.schedule import effective_warmup
+from cmdrec.training.trainer import (
+    Callback,
+    Trainer,
+    TrainerState,
+    autocast_dtype,
+    forward_backward,
+    optimizer_step,
+    param_groups,
+    record_validation,
+    resolve_device,
+    validate,
+)
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"training.device={name!r} needs a CUDA GPU and none is available")
-    return device
-
-
-def autocast_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    if mode == "off":
-        return None
-    if device.type != "cuda":
-        if mode == "auto":
-            return None
-        raise InputError(
-            f"training.mixed_precision={mode!r} needs a CUDA GPU; this run is on {device.type} (use 'off' or 'auto')"
-        )
-    if mode == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[mode]
-
-
-@dataclass
-class TrainerState:
-    """Where a run is; saved in every checkpoint (as the plain mapping `asdict` gives)."""
-
-    epoch: int = 0  # the epoch in progress (or the next one, at an epoch boundary)
-    batch: int = 0  # the next batch of that epoch
-    step: int = 0  # optimizer steps taken
-    best: float | None = None  # best validation value of the monitor, and the step it was reached at
-    best_step: int | None = None
-    bad_epochs: int = 0  # validations since the last improvement
-    train_seconds: float = 0.0  # time spent in training steps, validation excluded
-    sequences: int = 0  # training windows seen
-
-
-class Callback:
-    """Hooks the trainer calls; `trainer.request_stop(reason)` ends the run after the current hook.
-    In a distributed run callbacks run on rank 0 only, unless `every_rank`."""
-
-    every_rank = False
-
-    def before_epoch(self, trainer: Trainer) -> None: ...
-
-    def on_step(self, trainer: Trainer, row: dict) -> None: ...
-
-    def on_validation(self, trainer: Trainer, metrics: dict) -> None: ...
-
-    def on_end(self, trainer: Trainer) -> None: ...
-
-
-@dataclass
-class Trainer:
-    """What one run's steps share: its config, model, optimizer and state."""
-
-    config: RunConfig
-    run: RunDir
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    device: torch.device
-    mask_ids: dict[str, int]
-    n_batches: int
-    total_steps: int
-    warmup_steps: int
-    ema: torch.optim.swa_utils.AveragedModel | None = None
-    scaler: torch.amp.GradScaler | None = None
-    amp_dtype: torch.dtype | None = None
-    trained_items: torch.Tensor | None = None
-    state: TrainerState = field(default_factory=TrainerState)
-    callbacks: list[Callback] = field(default_factory=list)
-    stop_reason: str | None = None
-    world: World = field(default_factory=World)
-    _clock: float = field(default_factory=time.perf_counter)
-
-    @property
-    def module(self) -> torch.nn.Module:
-        """The model itself, not its DistributedDataParallel wrapper."""
-        return self.model.module if isinstance(self.model, DistributedDataParallel) else self.model
-
-    def request_stop(self, reason: str) -> None:
-        self.stop_reason = self.stop_reason or reason
-
-    def account_time(self) -> None:
-        """Move the time since the last call into `state.train_seconds`."""
-        now = time.perf_counter()
-        self.state.train_seconds += now - self._clock
-        self._clock = now
-
-    def restart_clock(self) -> None:
-        self._clock = time.perf_counter()
-
-    def emit(self, hook: str, *args) -> None:
-        for callback in self.callbacks:
-            if self.world.main or callback.every_rank:
-                getattr(callback, hook)(self, *args)
-        if self.world.distributed and hook != "on_end":
-            self.stop_reason = broadcast(self.world, self.stop_reason)  # every rank stops together
-
-    @property
-    def evaluated_model(self) -> torch.nn.Module:
-        return self.ema.module if self.ema is not None else self.module
-
-
-# ---------------------------------------------------------------- the parts
-
-
-def _batch_generator(seed: int, epoch: int, batch: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 10_007 + batch)
-
-
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        if parameter.requires_grad:
-            (decay if parameter.ndim >= 2 and "embeddings" not in name else no_decay).append(parameter)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def forward_backward(
-    trainer: Trainer, batch, epoch: int, number: int, weight: float = 1.0, sync: bool = True
-) -> tuple[torch.Tensor, dict]:
-    """Loss of one batch, its gradient accumulated (scaled for gradient accumulation and by `weight`);
-    `sync` False skips DDP's gradient all-reduce (a micro-batch before the last of an accumulation)."""
-    config, model_config = trainer.config, trainer.config.model
-    masked = mask_batch(
-        batch,
-        model_config.masking,
-        [batch.item_column, *model_config.aux_tasks],
-        training=True,
-        mask_ids=trainer.mask_ids,
-        probability=model_config.mlm_probability,
-        generator=_batch_generator(config.training.seed, epoch, number),
-    ).to(trainer.device)
-    autocast = torch.autocast(trainer.device.type, dtype=trainer.amp_dtype) if trainer.amp_dtype else nullcontext()
-    no_sync = (
-        trainer.model.no_sync() if not sync and isinstance(trainer.model, DistributedDataParallel) else nullcontext()
-    )
-    with no_sync:
-        with autocast:
-            output = trainer.model(masked)
-        loss, parts = objective(output, masked, config.loss, model_config.experts_per_token, trainer.trained_items)
-        scaled = loss * weight / config.training.grad_accumulation
-        (trainer.scaler.scale(scaled) if trainer.scaler else scaled).backward()
-    return loss, parts
-
-
-def optimizer_step(trainer: Trainer) -> float:
-    """Apply the accumulated gradient at the scheduled learning rate; returns that rate."""
-    training, optimizer, scaler = trainer.config.training, trainer.optimizer, trainer.scaler
-    multiplier = lr_multiplier(
-        trainer.state.step, trainer.total_steps, trainer.warmup_steps, training.min_lr_ratio, training.scheduler
-    )
-    lr = training.learning_rate * multiplier
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    if scaler:
-        scaler.unscale_(optimizer)
-    if training.max_grad_norm:
-        torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), training.max_grad_norm)
-    if scaler:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    if trainer.ema is not None:
-        trainer.ema.update_parameters(trainer.module)
-    return lr
-
-
-def validate(trainer: Trainer, data: SequenceData) -> dict:
-    config = trainer.config
-    return evaluate(trainer.evaluated_model, data, config.model, config.eval, trainer.mask_ids, trainer.device)
-
-
-def record_validation(trainer: Trainer, epoch: int, metrics: dict) -> bool:
-    """Advance the state past a validated epoch; True when the monitor improved."""
-    training, state = trainer.config.training, trainer.state
-    score = metrics[training.monitor]
-    if state.best is None:
-        improved = True
-    else:
-        improved = score > state.best if training.monitor_higher_is_better else score < state.best
-    state.epoch, state.batch = epoch + 1, 0
-    state.bad_epochs = 0 if improved else state.bad_epochs + 1
-    if improved:
-        state.best, state.best_step = score, state.step
-    log.info(
-        "%s epoch %d: valid %s %.4f (best %.4f)", trainer.config.name, epoch + 1, training.monitor, score, state.best
-    )
-    return improved
-
-
-def write_checkpoint(trainer: Trainer, metrics: dict) -> None:
-    """Save a resumable checkpoint and prune old ones (never the best). Every rank calls it: each
-    rank's RNG state goes into the checkpoint, which rank 0 alone writes."""
-    state, run, world = trainer.state, trainer.run, trainer.world
-    per_rank = gather(world, torch.get_rng_state())
-    cuda_per_rank = gather(world, torch.cuda.get_rng_state()) if torch.cuda.is_available() else None
-    if not world.main:
-        barrier(world)
-        return
-    trainer_state = {
-        "optimizer": trainer.optimizer.state_dict(),
-        "rng": {
-            "torch": torch.get_rng_state(),
-            **({"torch_per_rank": per_rank} if world.distributed else {}),
-            **({"cuda": torch.cuda.get_rng_state()} if torch.cuda.is_available() else {}),
-            **({"cuda_per_rank": cuda_per_rank} if world.distributed and cuda_per_rank else {}),
-        },
-        "position": dataclasses.asdict(state),
-        **({"ema_n_averaged": int(trainer.ema.n_averaged)} if trainer.ema is not None else {}),
-    }
-    model_config = trainer.config.model
-    save_checkpoint(
-        run.checkpoints,
-        state.step,
-        trainer.module,
-        trainer_state,
-        to_dict(model_config),
-        metrics,
-        trainer.ema.module if trainer.ema else None,
-        trainable_state(trainer.module) if is_adapter_run(model_config) else None,
-    )
-    protect = {run.checkpoints / f"{state.best_step:08d}"} if state.best_step is not None else set()
-    prune_checkpoints(run.checkpoints, trainer.config.training.keep_checkpoints, protect)
-    run.set_status("running", step=state.step, best=state.best)
-    barrier(world)
-
-
-# ---------------------------------------------------------------- callbacks
-
-
-class CsvLogs(Callback):
-    """`logs/train.csv` (one row per optimizer step) and `logs/valid.csv` (one per validation)."""
-
-    def __init__(self, trainer: Trainer, resume_step: int | None):
-        ks = trainer.config.eval.ks
-        metric_names = ["step", "epoch", "loss", *[f"{m}@{k}" for k in ks for m in ("ndcg", "recall", "mrr")]]
-        fields = ["step", "epoch", "batch", "loss", "lr", "seconds"]
-        self.train = CsvLog(trainer.run.logs / "train.csv", fields, resume_step)
-        self.valid = CsvLog(trainer.run.logs / "valid.csv", metric_names, resume_step)
-
-    def on_step(self, trainer, row):
-        self.train.write(row)
-
-    def on_validation(self, trainer, metrics):
-        self.valid.write({"step": trainer.state.step, "epoch": trainer.state.epoch - 1, **metrics})
-
-
-class TrackerLogs(Callback):
-    """TensorBoard (and W&B when configured)."""
-
-    def __init__(self, trainer: Trainer):
-        config = trainer.config
-        self.trackers = Trackers(trainer.run.path, to_dict(config), config.training.wandb_project)
-
-    def on_step(self, trainer, row):
-        parts = {f"train/loss_{k}": v for k, v in row["parts"].items()}
-        self.trackers.log({"train/loss": row["loss"], "train/lr": row["lr"], **parts}, row["step"])
-
-    def on_validation(self, trainer, metrics):
-        values = {f"valid/{k}": v for k, v in metrics.items() if "@" in k or k == "loss"}
-        self.trackers.log(values, trainer.state.step)
-
-    def on_end(self, trainer):
-        self.trackers.close()
-
-
-class Checkpointing(Callback):
-    """A checkpoint after every validation, and every `checkpoint_every_steps` within an epoch."""
-
-    every_rank = True
-
-    def on_step(self, trainer, row):
-        every = trainer.config.training.checkpoint_every_steps
-        if every and trainer.state.step % every == 0 and row["batch"] < trainer.n_batches:
-            trainer.account_time()
-            write_checkpoint(trainer, {})
-
-    def on_validation(self, trainer, metrics):
-        write_checkpoint(trainer, metrics)
-
-
-class EarlyStopping(Callback):
-    """Stop after `patience` validations without improvement; checked before each epoch, so an
-    early-stopped run that is run again stays finished."""
-
-    every_rank = True  # every rank holds the same state, so each decides alike
-
-    def __init__(self, patience: int | None):
-        self.patience = patience
-
-    def before_epoch(self, trainer):
-        if self.patience is not None and trainer.state.bad_epochs >= self.patience:
-            trainer.request_stop(f"early stopping after {trainer.state.bad_epochs} epochs without improvement")
-
-
-# ---------------------------------------------------------------- the run
 
 
 def train(
@@ -472,7 +174,7 @@ def _build_trainer(config: RunConfig, run: RunDir, n_batches: int, resume_from, 
         average = torch.optim.swa_utils.get_ema_multi_avg_fn(training.ema_decay)
         ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=average)
     # fused: one kernel for the whole update instead of a loop over tensors (~6x faster step on CPU for small models)
-    optimizer = torch.optim.AdamW(_param_groups(model, training.weight_decay), lr=training.learning_rate, fused=True)
+    optimizer = torch.optim.AdamW(param_groups(model, training.weight_decay), lr=training.learning_rate, fused=True)
     amp_dtype = autocast_dtype(training.mixed_precision, device)
     total_steps = training.epochs * -(-n_batches // training.grad_accumulation)
     warmup = effective_warmup(training.warmup_steps, training.warmup_ratio, total_steps)

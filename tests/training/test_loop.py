@@ -13,7 +13,8 @@ from cmdrec.artifacts.runs import RunDir, list_runs
 from cmdrec.errors import InputError
 from cmdrec.io import write_json_atomic
 from cmdrec.models.registry import COMPONENTS
-from cmdrec.training.loop import Callback, train
+from cmdrec.training.loop import train
+from cmdrec.training.trainer import Callback
 from tests.conftest import tiny_run
 
 METRICS = [f"{m}@{k}" for k in (3, 5, 10) for m in ("ndcg", "recall", "mrr")]

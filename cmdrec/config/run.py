@@ -1,0 +1,199 @@
+"""The model, training, loss and evaluation of a run (`cmdrec train`), and the service (`cmdrec serve`)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from cmdrec.config.loading import load_config
+from cmdrec.errors import InputError
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """LoRA adapters (through peft) on a pretrained decoder; "none" trains the decoder fully."""
+
+    method: Literal["none", "lora"] = "none"
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+BITS = {
+    4: "4bit",
+    8: "8bit",
+    16: "bf16",
+    32: "fp32",
+    "bf16": "bf16",
+    "fp16": "fp16",
+    "fp32": "fp32",
+    "float32": "fp32",
+    "bfloat16": "bf16",
+    "float16": "fp16",
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture; saved with every checkpoint so a resumed or evaluated run rebuilds it exactly."""
+
+    backbone: str = "gpt2"  # see cmdrec.models.registry.COMPONENTS
+    masking: Literal["clm", "mlm"] = "clm"
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    dropout: float = 0.1
+    max_length: int = 50
+    mlm_probability: float = 0.2
+    ffn_dim: int | None = (
+        None  # each layer's feed-forward width; None = the backbone's own (4 x d_model; 2 x per Mixtral expert)
+    )
+    ffn_activation: Literal["gelu", "relu", "silu"] | None = (
+        None  # None = the backbone's own (GELU; SiLU gates in Llama/Mixtral)
+    )
+    input_scaling: Literal["layernorm", "sqrt_d"] = "layernorm"  # fused inputs: LayerNorm, or SASRec's x sqrt(d_model)
+    tie_weights: bool = False  # True shares the item embedding with the output layer (SASRec)
+    output_bias: bool = True  # a learned per-command bias in the next-command output layer (SASRec has none)
+    input_features: tuple[str, ...] = ()  # extra schema columns beside the item id; () = item id only
+    fusion: str = "sum"  # how the input features of an event become one vector; see cmdrec.features.fusion
+    aux_tasks: tuple[str, ...] = ()  # label columns predicted beside the next command, e.g. ("category",)
+    text_embeddings: bool = False  # feed each command's text embedding (from `cmdrec embed`) as a feature
+    text_output: bool = False  # score commands through their text embeddings only, so new commands can be ranked
+    history_copy: bool = False  # mix in a pointer over the commands already in the window (RepeatNet); clm only
+    n_experts: int = 4  # mixture-of-experts backbones only
+    experts_per_token: int = 2
+    # backbone "pretrained": a Llama-family decoder loaded from a local directory or hub id
+    pretrained: str | None = None
+    bit: int | str = 32  # 4 (QLoRA, NF4), 8, 16 (bf16), 32, or a dtype name
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] = "sdpa"
+    gradient_checkpointing: bool = False
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+
+    def __post_init__(self):
+        if self.d_model % self.n_heads:
+            raise InputError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
+        if self.max_length < 2:
+            raise InputError("model.max_length must be at least 2")
+        if self.ffn_dim is not None and self.ffn_dim < 1:
+            raise InputError(f"model.ffn_dim must be positive, got {self.ffn_dim}")
+        if self.bit not in BITS:
+            raise InputError(f"model.bit: {self.bit!r} is not one of {list(BITS)}")
+        if BITS[self.bit] in ("4bit", "8bit") and self.adapter.method == "none":
+            raise InputError(
+                "a quantised base (model.bit 4 or 8) cannot be trained fully; set model.adapter.method: lora"
+            )
+
+
+MONITOR = re.compile(r"loss|([a-z0-9_]+/)?(ndcg|recall|mrr)@\d+")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    warmup_ratio: float = 0.1  # warm-up is at most this share of all optimizer steps
+    scheduler: Literal["cosine", "linear", "constant"] = "cosine"  # after warm-up
+    min_lr_ratio: float = 0.0
+    grad_accumulation: int = 1
+    max_grad_norm: float | None = 1.0
+    mixed_precision: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 on a GPU that has it, else off
+    ema_decay: float | None = None
+    early_stopping_patience: int | None = 3  # validations without improvement
+    monitor: str = "ndcg@10"  # a validation metric (`ndcg@10`, `category/recall@3`) or `loss` (lower is better)
+    checkpoint_every_steps: int | None = None  # None: at the end of each epoch only
+    keep_checkpoints: int = 2
+    seed: int = 42
+    device: str = "auto"  # one device; with `devices`, the kind ("cuda") each rank's GPU is
+    devices: tuple[int, ...] = ()  # GPU indices: more than one trains data-parallel, one process per GPU
+    num_threads: int | None = None
+    deterministic: bool = False  # torch's deterministic algorithms (slower on a GPU; CPU kernels already are)
+    # read the training split one shard at a time (a split larger than memory); its own seeded order
+    streaming: bool = False
+    wandb_project: str | None = None
+
+    def __post_init__(self):
+        if not 0 <= self.warmup_ratio <= 1:
+            raise InputError(f"training.warmup_ratio must lie in [0, 1], got {self.warmup_ratio}")
+        if not MONITOR.fullmatch(self.monitor):
+            raise InputError(
+                f"training.monitor: {self.monitor!r} is no validation metric; use loss or a ranking metric such as "
+                "ndcg@10, recall@3, mrr@5 (prefixed 'category/' for an auxiliary task)"
+            )
+
+    @property
+    def monitor_higher_is_better(self) -> bool:
+        return not self.monitor.endswith("loss")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    name: Literal["cross_entropy", "focal"] = "cross_entropy"  # applied to every head
+    focal_gamma: float = 2.0
+    aux_weight: float = 0.5  # weight of each auxiliary task's loss
+    moe_balance: float = 0.01  # coefficient of the router load-balancing loss (MoE backbones)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    positions: Literal["last", "all"] = "last"
+    exclude_seen: bool = False  # rank only unseen items (the Beauty protocol; wrong for commands)
+    ks: tuple[int, ...] = (3, 5, 10)
+    batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "run"
+    data_dir: str = "outputs/sample/preprocessed"
+    runs_dir: str = "runs"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self):
+        at = self.training.monitor.rpartition("@")[2]
+        if at.isdigit() and int(at) not in self.eval.ks:
+            raise InputError(f"training.monitor {self.training.monitor!r}: eval.ks {list(self.eval.ks)} lacks {at}")
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """`cmdrec serve`: limits of a request, dynamic batching and live sessions."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    device: str = "cpu"
+    num_threads: int | None = None  # torch threads for the forward pass; None: torch's default
+    max_history: int = 10_000  # events in one request's history
+    max_k: int = 1_000
+    max_batch_histories: int = 1_000  # histories in one /v1/recommend/batch call
+    max_body_bytes: int = 4 * 1024 * 1024
+    batch_size: int = 64  # most histories in one forward pass
+    batch_wait_ms: float = 0.0  # extra wait for more requests; 0: a batch is what queued while the model ran
+    queue_size: int = 2_048  # histories waiting to be scored; beyond it requests get 503
+    session_events: int = 1_000  # events kept per live session
+    session_ttl_seconds: float = 1_800.0
+    max_sessions: int = 100_000
+    admin_token_env: str = "CMDREC_ADMIN_TOKEN"  # environment variable holding the reload token
+
+    def __post_init__(self):
+        for name in ("max_history", "max_k", "max_batch_histories", "max_body_bytes", "batch_size", "queue_size",
+                     "session_events", "max_sessions"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise InputError(f"serving.{name} must be at least 1, got {getattr(self, name)}")
+        if self.session_events > self.max_history:
+            raise InputError(
+                f"serving.session_events ({self.session_events}) must not exceed max_history ({self.max_history}): "
+                "a session would grow past what a request may carry"
+            )
+
+
+def load_run_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
+    return load_config(RunConfig, path, overrides)
