@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cmdrec.data.dataset import EVENTS_FILE
+
 
 def format_processing(report: dict, out_dir: str) -> str:
     lines = [f"== process: {report['dataset']} ({report['seconds']:.2f} s)"]
@@ -48,7 +50,7 @@ def format_processing(report: dict, out_dir: str) -> str:
         lines.append(f"{'':>8}top commands: {top}")
         lines.append(f"{'':>8}sessions end on: {ends}")
     parts = report["partitions"]
-    events = "events.parquet" if parts["count"] == 1 else f"events/ ({len(parts['files'])} shards)"
+    events = EVENTS_FILE if parts["count"] == 1 else f"events/ ({len(parts['files'])} shards)"
     if parts["count"] > 1:
         lines.append(f"processed in {parts['count']} partitions of users by the {parts['engine']} engine")
     lines.append(f"wrote {out_dir}/{events}, catalogue.parquet, processing_report.json")

@@ -24,7 +24,6 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-import polars as pl
 import torch
 import yaml
 from safetensors.torch import load_file, load_model, save_file, save_model
@@ -40,13 +39,12 @@ from cmdrec.artifacts.loading import (
     load_trained,
 )
 from cmdrec.config import RunConfig, from_dict, to_dict
-from cmdrec.data.pipeline import ITEMS_FILE, PROCESSING_FILE, WORKFLOW_DIR
-from cmdrec.data.sequences import SCHEMA_FILE, load_schema
-from cmdrec.data.workflow import WORKFLOW_FILE, Workflow, event_attributes
+from cmdrec.data.dataset import SCHEMA_FILE, SERVED_FILES, WORKFLOW_FILE, PreparedDataset
+from cmdrec.data.sequences import load_schema
+from cmdrec.data.workflow import event_attributes
 from cmdrec.errors import InputError
 from cmdrec.io import read_json, read_yaml, write_json_atomic, write_text_atomic
 from cmdrec.models.registry import component
-from cmdrec.text.pipeline import COMMAND_LABELS, TEXT_EMBEDDINGS
 
 log = logging.getLogger(__name__)
 BUNDLE_FILE = "bundle.json"
@@ -56,7 +54,6 @@ CONFIG_FILE = "config.yaml"
 MODEL_WEIGHTS = "model.safetensors"
 DECODER_DIR = "decoder"
 COMMANDS_FILE = "commands.json"
-DATA_FILES = (SCHEMA_FILE, ITEMS_FILE, WORKFLOW_DIR, TEXT_EMBEDDINGS, COMMAND_LABELS, PROCESSING_FILE)
 LIBRARIES = ("torch", "transformers", "numpy", "polars", "safetensors", "peft")
 
 
@@ -70,9 +67,9 @@ def hash_value(salt: str, value: str) -> str:
 
 def data_fingerprint(directory: str | Path) -> str:
     """sha256 over the schema and the workflow files: what a request is encoded with."""
-    directory = Path(directory)
+    dataset = PreparedDataset(directory)
     digest = hashlib.sha256()
-    for path in [directory / SCHEMA_FILE, *sorted((directory / WORKFLOW_DIR).iterdir())]:
+    for path in [dataset.schema_path, *sorted(dataset.workflow_dir.iterdir())]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
@@ -137,22 +134,23 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, keep_attribute_values
 
 
 def _copy_data(data_dir: Path, target: Path) -> None:
-    for name in DATA_FILES:
+    for name in SERVED_FILES:
         source = data_dir / name
         if source.is_dir():
             shutil.copytree(source, target / name)
         elif source.is_file():
             shutil.copy2(source, target / name)
-    if not (target / SCHEMA_FILE).is_file():
+    if not PreparedDataset(target).exists():
         raise InputError(f"{data_dir} has no {SCHEMA_FILE}; it is not a preprocessed dataset")
 
 
 def _hash_attributes(directory: Path) -> dict[str, str]:
     """Replace the vocabulary of every event attribute by salted hashes; returns each column's salt."""
-    path = directory / WORKFLOW_DIR / WORKFLOW_FILE
+    dataset = PreparedDataset(directory)
+    path = dataset.workflow_dir / WORKFLOW_FILE
     state = read_json(path)
     salts = {}
-    for column in event_attributes(Workflow.load(directory / WORKFLOW_DIR)):
+    for column in event_attributes(dataset.workflow()):
         salts[column] = secrets.token_hex(16)
         fitted = state["categorify"][column]
         fitted["values"] = [hash_value(salts[column], v) for v in fitted["values"]]
@@ -161,7 +159,7 @@ def _hash_attributes(directory: Path) -> dict[str, str]:
 
 
 def _personal_data(directory: Path, salts: dict[str, str]) -> dict[str, str]:
-    workflow = Workflow.load(directory / WORKFLOW_DIR)
+    workflow = PreparedDataset(directory).workflow()
     notes = {}
     for column in event_attributes(workflow):
         count = len(workflow.categorify[column].values)
@@ -197,7 +195,7 @@ def _write_weights(model, config: RunConfig, directory: Path):
 
 
 def _commands(directory: Path) -> list[dict]:
-    items = pl.read_parquet(directory / ITEMS_FILE).sort("command")
+    items = PreparedDataset(directory).items()
     columns = items.columns
     return [
         {

@@ -26,12 +26,12 @@ from cmdrec.artifacts.checkpoint import (
 )
 from cmdrec.artifacts.runs import RunDir
 from cmdrec.config import ModelConfig, RunConfig, from_dict
-from cmdrec.data.sequences import SCHEMA_FILE, SequenceData, load_schema
+from cmdrec.data.dataset import SCHEMA_FILE, PreparedDataset
+from cmdrec.data.sequences import SequenceData, load_schema
 from cmdrec.errors import InputError
 from cmdrec.io import read_json, write_json_atomic
 from cmdrec.models.build import build_baseline, build_model, data_columns
 from cmdrec.models.registry import component
-from cmdrec.text.pipeline import TEXT_EMBEDDINGS
 
 log = logging.getLogger(__name__)
 RESULTS = "results.json"
@@ -53,7 +53,7 @@ def load_text_table(data_dir: str | Path, model_config: ModelConfig) -> torch.Te
     """The dataset's command text embeddings (written by `cmdrec embed`), when the model uses them."""
     if not (model_config.text_embeddings or model_config.text_output):
         return None
-    path = Path(data_dir) / TEXT_EMBEDDINGS
+    path = PreparedDataset(data_dir).text_embeddings_path
     if not path.is_file():
         raise InputError(
             f"model.text_embeddings / text_output is set but {path} does not exist; run `cmdrec embed` first"
@@ -95,7 +95,7 @@ def resolve_data_dir(run_dir: Path, config: RunConfig) -> Path:
         candidates += [run_dir / recorded["relative_to_run"], Path(recorded["absolute"])]
     candidates.append(Path(config.data_dir))
     for candidate in candidates:
-        if (candidate / SCHEMA_FILE).is_file():
+        if PreparedDataset(candidate).exists():
             return candidate.resolve()
     tried = ", ".join(str(c) for c in dict.fromkeys(candidates))
     raise InputError(f"{run_dir}: its data directory is not found (no {SCHEMA_FILE} at {tried}); move it with the run")

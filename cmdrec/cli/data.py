@@ -179,9 +179,9 @@ def run_embed(args) -> int:
 def run_vocab(args) -> int:
     import polars as pl
 
-    from cmdrec.data.workflow import vocabulary
+    from cmdrec.data.dataset import PreparedDataset
 
-    table = vocabulary(args.path)
+    table = PreparedDataset(args.path).vocabulary()
     if args.search:
         text = args.search.lower()
         table = table.filter(

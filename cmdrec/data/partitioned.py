@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from cmdrec.config import DataConfig, SourceConfig, SplitConfig
 from cmdrec.data.chunks import chunk_sequences
+from cmdrec.data.dataset import EVENTS_FILE
 from cmdrec.data.files import ROW, LoadReport, resolve_paths
 from cmdrec.data.readers import (
     ORDER,
@@ -50,7 +51,6 @@ from cmdrec.data.workflow import FitStatistics, Workflow
 from cmdrec.errors import InputError
 from cmdrec.io import write_parquet_atomic
 
-EVENTS_FILE = "events.parquet"
 EVENTS_DIR = "events"
 FILE = "_file"
 SCATTER_DIR = "scatter"

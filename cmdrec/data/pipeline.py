@@ -15,9 +15,15 @@ import polars as pl
 
 from cmdrec.config import DataConfig, ProcessingConfig, from_dict, to_dict
 from cmdrec.data.chunks import chunk_sequences
+from cmdrec.data.dataset import (
+    CATALOGUE_FILE,
+    EVENTS_FILE,
+    PROCESSING_REPORT,
+    SCRATCH_DIR,
+    PreparedDataset,
+)
 from cmdrec.data.files import LoadReport, table_parts
 from cmdrec.data.partitioned import (
-    EVENTS_FILE,
     LocalEngine,
     combine_transform_reports,
     combined_statistics,
@@ -38,15 +44,6 @@ from cmdrec.errors import InputError
 from cmdrec.io import write_json_atomic, write_parquet_atomic
 
 log = logging.getLogger(__name__)
-
-CATALOGUE_FILE = "catalogue.parquet"
-PROCESSING_REPORT = "processing_report.json"
-PREPROCESS_REPORT = "preprocess_report.json"
-SCHEMA_FILE = "schema.json"
-ITEMS_FILE = "items.parquet"
-WORKFLOW_DIR = "workflow"
-PROCESSING_FILE = "processing.json"  # the cleaning the sessions went through, for serving to repeat
-SCRATCH_DIR = ".scratch"  # partitions between the passes of a log processed in parts
 
 
 def process_logs(config: DataConfig) -> dict:
@@ -124,10 +121,6 @@ def preprocess(config: DataConfig) -> dict:
         workflow, split_report, transform_reports = _preprocess_in_memory(shards[0], catalogue, config, out)
     else:
         workflow, split_report, transform_reports = _preprocess_shards(shards, catalogue, config, out)
-    workflow.save(out / WORKFLOW_DIR)
-    workflow.output_schema().to_json(out / SCHEMA_FILE)
-    write_json_atomic(out / PROCESSING_FILE, processing_record(source))
-    write_parquet_atomic(workflow.items(), out / ITEMS_FILE)
     report = {
         "dataset": config.name,
         "split": split_report,
@@ -137,7 +130,7 @@ def preprocess(config: DataConfig) -> dict:
         "shards": len(shards),
         "seconds": round(time.perf_counter() - started, 3),
     }
-    write_json_atomic(out / PREPROCESS_REPORT, report)
+    PreparedDataset(out).write_prepared(workflow, processing_record(source), report)
     return report
 
 

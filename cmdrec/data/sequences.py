@@ -20,12 +20,11 @@ import polars as pl
 import torch
 
 from cmdrec.batch import Batch
+from cmdrec.data.dataset import PreparedDataset
 from cmdrec.data.files import read_table_parts, table_parts
 from cmdrec.data.sessions import SESSION
 from cmdrec.errors import InputError
 from cmdrec.schema import PAD_ID, ColumnSpec, Schema, Tag
-
-SCHEMA_FILE = "schema.json"
 
 
 def window_bounds(lengths: np.ndarray, max_length: int, mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -190,7 +189,4 @@ def command_attribute(data_dir: str | Path, spec: ColumnSpec) -> np.ndarray:
 
 
 def load_schema(data_dir: str | Path) -> Schema:
-    path = Path(data_dir) / SCHEMA_FILE
-    if not path.is_file():
-        raise InputError(f"no {SCHEMA_FILE} in {data_dir}; run preprocessing first")
-    return Schema.from_json(path)
+    return PreparedDataset(data_dir).schema()

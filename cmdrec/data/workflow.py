@@ -20,6 +20,8 @@ import polars as pl
 
 from cmdrec import __version__
 from cmdrec.config import FeatureConfig, from_dict, to_dict
+from cmdrec.data.dataset import ITEMS_FILE, WORKFLOW_FILE
+from cmdrec.data.dataset import WORKFLOW_CATALOGUE as CATALOGUE_FILE
 from cmdrec.data.readers import COMMAND, DESCRIPTION, LOCAL_TIME, NO_CATEGORY, TIME, USER
 from cmdrec.data.sessions import SESSION
 from cmdrec.errors import InputError
@@ -28,8 +30,6 @@ from cmdrec.schema import FIRST_VALUE_ID, OOV_ID, PAD_ID, ColumnSpec, Schema, Ta
 
 TIME_FEATURES = ("log_time_delta", "hour", "weekday")
 LENGTH = "length"
-WORKFLOW_FILE = "workflow.json"
-CATALOGUE_FILE = "catalogue.parquet"
 
 
 @dataclass(frozen=True)
@@ -242,9 +242,7 @@ class Workflow:
                 ColumnSpec(name, (Tag.CONTINUOUS, Tag.LIST), "float32", None, {"mean": fitted.mean, "std": fitted.std})
             )
         if self.catalogue is not None and self.catalogue[DESCRIPTION].null_count() < self.catalogue.height:
-            columns.append(
-                ColumnSpec(DESCRIPTION, (Tag.TEXT,), "str", None, {"table": "items.parquet", "key": COMMAND})
-            )
+            columns.append(ColumnSpec(DESCRIPTION, (Tag.TEXT,), "str", None, {"table": ITEMS_FILE, "key": COMMAND}))
         return Schema(tuple(columns))
 
     def items(self) -> pl.DataFrame:
@@ -349,40 +347,3 @@ def derive_continuous(events: pl.DataFrame, names: tuple[str, ...]) -> pl.DataFr
     if unknown:
         raise InputError(f"unknown continuous feature(s) {unknown}; known: {sorted(expressions)}")
     return events.with_columns(expressions[n].alias(n) for n in names)
-
-
-def vocabulary(directory: str | Path, items_file: str = "items.parquet") -> pl.DataFrame:
-    """The command vocabulary of a preprocessed data directory or a bundle: id, command, category,
-    train count, then the catalogue's commands without an id of their own (too rare in train, or
-    never seen), which map to the out-of-vocabulary id."""
-    directory = Path(directory)
-    path = directory / items_file
-    if not path.is_file():
-        raise InputError(f"no {items_file} in {directory}: give a preprocessed data directory or a bundle")
-    items = pl.read_parquet(path).sort(COMMAND)
-    category = pl.col("category_name") if "category_name" in items.columns else pl.lit(None, dtype=pl.Utf8)
-    table = items.select(
-        pl.col(COMMAND).alias("id"),
-        pl.col("name").alias("command"),
-        category.alias("category"),
-        pl.col("train_count"),
-        pl.lit(None, dtype=pl.Utf8).alias("maps_to"),
-    )
-    catalogue_path = directory / "workflow" / CATALOGUE_FILE
-    if catalogue_path.is_file():
-        catalogue = pl.read_parquet(catalogue_path)
-        unlisted = catalogue.filter(~pl.col(COMMAND).is_in(items["name"].implode()))
-        if unlisted.height:
-            table = pl.concat(
-                [
-                    table,
-                    unlisted.select(
-                        pl.lit(OOV_ID, dtype=pl.Int64).alias("id"),
-                        pl.col(COMMAND).alias("command"),
-                        pl.col("category") if "category" in unlisted.columns else pl.lit(None, dtype=pl.Utf8),
-                        pl.lit(None, dtype=pl.Int64).alias("train_count"),
-                        pl.lit("<oov>").alias("maps_to"),
-                    ).sort("command"),
-                ]
-            )
-    return table

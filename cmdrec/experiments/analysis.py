@@ -12,8 +12,8 @@ import polars as pl
 import torch
 
 from cmdrec.config import RunConfig
+from cmdrec.data.dataset import PreparedDataset
 from cmdrec.data.masking import mask_batch
-from cmdrec.data.pipeline import ITEMS_FILE
 from cmdrec.data.sequences import SequenceData, iterate_batches, load_schema
 from cmdrec.errors import InputError
 from cmdrec.features.embeddings import mask_ids as build_mask_ids
@@ -36,7 +36,7 @@ def analyse(model, config: RunConfig, split: str, out_dir: str | Path, next_k: i
     schema = load_schema(config.data_dir)
     columns = data_columns(config.model, schema)
     data = SequenceData.load(config.data_dir, split, columns, config.model.max_length, "eval")
-    items = pl.read_parquet(Path(config.data_dir) / ITEMS_FILE).sort("command")
+    items = PreparedDataset(config.data_dir).items()
     names = items["name"].to_list()
     has_categories = "category" in items.columns
     item_category = torch.tensor(items["category"].to_list() if has_categories else [OOV_ID] * items.height)

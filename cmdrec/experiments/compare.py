@@ -17,11 +17,12 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from cmdrec.config import LossConfig, RunConfig, TextConfig, to_dict
+from cmdrec.data.dataset import PreparedDataset
 from cmdrec.errors import InputError
 from cmdrec.experiments.suite import METRIC_ORDER, machine
 from cmdrec.io import write_json_atomic, write_text_atomic
 from cmdrec.models.registry import component
-from cmdrec.text.pipeline import TEXT_EMBEDDINGS, embed_commands
+from cmdrec.text.pipeline import embed_commands
 from cmdrec.training.evaluate import evaluate_run
 from cmdrec.training.loop import train
 from cmdrec.training.metrics import BUCKETS
@@ -72,7 +73,7 @@ def run_compare(
     if jobs < 1:
         raise InputError(f"jobs: {jobs} must be at least 1")
     out = Path(out_dir)
-    if full.model.text_embeddings and not (Path(full.data_dir) / TEXT_EMBEDDINGS).is_file():
+    if full.model.text_embeddings and not PreparedDataset(full.data_dir).text_embeddings_path.is_file():
         log.info("no text embeddings in %s: embedding with the default offline provider", full.data_dir)
         embed_commands(full.data_dir, TextConfig(cache_dir=str(out / "text-cache")))
     ablation_seeds = seeds if ablation_seeds is None else ablation_seeds

@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import polars as pl
 import torch
 
 from cmdrec.artifacts.bundle import load_model_dir
+from cmdrec.data.dataset import PROCESSING_REPORT, PreparedDataset
 from cmdrec.errors import InputError
 
 BEFORE_AFTER = {"before": "#7f7f7f", "after": "#1f77b4"}
@@ -35,9 +35,9 @@ def _pyplot():
 
 
 def plot_data(processed_dir: str | Path, out_dir: str | Path) -> list[Path]:
-    report_path = Path(processed_dir) / "processing_report.json"
+    report_path = Path(processed_dir) / PROCESSING_REPORT
     if not report_path.is_file():
-        raise InputError(f"no processing_report.json in {processed_dir}; run cmdrec process first")
+        raise InputError(f"no {PROCESSING_REPORT} in {processed_dir}; run cmdrec process first")
     report = json.loads(report_path.read_text())
     if "length_histogram" not in report["before"]:
         raise InputError(f"{report_path} predates the data plots; run cmdrec process again")
@@ -81,14 +81,14 @@ def plot_embeddings(run: str | Path, out_dir: str | Path) -> list[Path]:
     model, config = load_model_dir(run)
     if not hasattr(model, "inputs"):
         raise InputError(f"{run} is a count baseline: it has no command embeddings to draw")
-    data_dir = Path(run) if (Path(run) / "items.parquet").is_file() else Path(config.data_dir)
-    items = pl.read_parquet(data_dir / "items.parquet").sort("command")
+    dataset = PreparedDataset(config.data_dir)  # a bundle's config points at the bundle
+    items = dataset.items()
     categories = items["category_name"].fill_null("<none>").to_list() if "category_name" in items.columns else None
     plt = _pyplot()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tables = {"learned command embeddings": model.inputs.item_embedding.weight.detach()[: items.height]}
-    text_path = data_dir / "text_embeddings.safetensors"
+    text_path = dataset.text_embeddings_path
     if text_path.is_file():
         from safetensors.torch import load_file
 

@@ -24,12 +24,11 @@ import torch
 
 from cmdrec.artifacts.bundle import hash_value, is_bundle, load_model_dir, read_bundle_info
 from cmdrec.config import ProcessingConfig, from_dict
+from cmdrec.data.dataset import PreparedDataset
 from cmdrec.data.masking import next_event
-from cmdrec.data.pipeline import ITEMS_FILE, PROCESSING_FILE, WORKFLOW_DIR
-from cmdrec.data.sequences import load_schema
 from cmdrec.data.sessions import clean_history
 from cmdrec.data.undo import UndoRules
-from cmdrec.data.workflow import TIME_FEATURES, Workflow
+from cmdrec.data.workflow import TIME_FEATURES
 from cmdrec.errors import RequestError
 from cmdrec.features.embeddings import mask_ids
 from cmdrec.models.build import input_columns
@@ -69,8 +68,9 @@ class Predictor:
         self.info = read_bundle_info(path) if is_bundle(path) else None
         self.salts = (self.info or {}).get("attribute_salts", {})
         data_dir = Path(self.config.data_dir)
-        self.schema = load_schema(data_dir)
-        self.workflow = Workflow.load(data_dir / WORKFLOW_DIR)
+        dataset = PreparedDataset(data_dir)
+        self.schema = dataset.schema()
+        self.workflow = dataset.workflow()
         self.columns = input_columns(self.config.model, self.schema)
         self.mask_ids = mask_ids(self.schema, self.columns)
         self.neural = component(self.config.model.backbone).neural
@@ -79,13 +79,13 @@ class Predictor:
         self.attributes = self.encoder.attributes
         self.needs_attributes = [c for c in self.attributes if c in self.columns]
         self.needs_time = [c for c in self.columns if c in TIME_FEATURES]
-        items = pl.read_parquet(data_dir / ITEMS_FILE).sort("command")
+        items = dataset.items()
         self.names = items["name"].to_list()  # by command id
         self.known = set(self.names[FIRST_VALUE_ID:])
         self._index = {name: i for i, name in enumerate(self.names)}
         self.categories = _column(items, "category_name")
         self.descriptions = _column(items, "description")
-        self.processing, self.noise, self.undo = _processing(data_dir)
+        self.processing, self.noise, self.undo = _processing(dataset)
         if self.processing is None:
             log.warning("%s records no processing settings: histories are scored as given, uncleaned", data_dir)
 
@@ -275,8 +275,8 @@ def _column(items: pl.DataFrame, name: str) -> list[str | None]:
     return items[name].to_list() if name in items.columns else [None] * items.height
 
 
-def _processing(data_dir: Path) -> tuple[ProcessingConfig | None, frozenset[str], UndoRules | None]:
-    path = data_dir / PROCESSING_FILE
+def _processing(dataset: PreparedDataset) -> tuple[ProcessingConfig | None, frozenset[str], UndoRules | None]:
+    path = dataset.processing_path
     if not path.is_file():
         return None, frozenset(), None
     record = json.loads(path.read_text())

@@ -13,17 +13,13 @@ import torch
 from safetensors.torch import save_file
 
 from cmdrec.config import TextConfig
-from cmdrec.data.sequences import SCHEMA_FILE
+from cmdrec.data.dataset import COMMAND_LABELS, PreparedDataset
 from cmdrec.errors import InputError
-from cmdrec.io import write_parquet_atomic
-from cmdrec.schema import FIRST_VALUE_ID, OOV_ID, PAD_ID, ColumnSpec, Schema, Tag
+from cmdrec.schema import FIRST_VALUE_ID, OOV_ID, PAD_ID, ColumnSpec, Tag
 from cmdrec.text.cache import EmbeddingCache
 from cmdrec.text.providers import build_provider
 
 log = logging.getLogger(__name__)
-ITEMS_FILE = "items.parquet"
-TEXT_EMBEDDINGS = "text_embeddings.safetensors"
-COMMAND_LABELS = "command_labels.parquet"
 LABEL_FIELDS = ("classification", "target")  # the LLM answers that become labels (the summary is text)
 
 
@@ -44,10 +40,8 @@ def command_texts(items: pl.DataFrame, augmented: dict[str, dict[str, str]] | No
 
 def embed_commands(data_dir: str | Path, config: TextConfig, provider=None) -> dict:
     data_dir = Path(data_dir)
-    path = data_dir / ITEMS_FILE
-    if not path.is_file():
-        raise InputError(f"no {ITEMS_FILE} in {data_dir}; run preprocessing first")
-    items = pl.read_parquet(path)
+    dataset = PreparedDataset(data_dir)
+    items = dataset.items()
     commands = items.slice(FIRST_VALUE_ID)
     # the cache sits with the data unless placed elsewhere, never in whatever directory this runs from
     cache_dir = Path(config.cache_dir) if config.cache_dir else data_dir.parent / "cache" / "text"
@@ -90,7 +84,7 @@ def embed_commands(data_dir: str | Path, config: TextConfig, provider=None) -> d
             "LLM descriptions: %d new request(s), %d from cache", augmenter.calls, len(augmented) - augmenter.calls
         )
     texts = command_texts(commands, augmented)
-    label_columns = write_command_labels(data_dir, items, augmented)
+    label_columns = write_command_labels(dataset, items, augmented)
     cache = EmbeddingCache(cache_dir, provider.name, provider.model_id)
     missing = cache.missing(texts)
     if missing:
@@ -100,7 +94,7 @@ def embed_commands(data_dir: str | Path, config: TextConfig, provider=None) -> d
     table[FIRST_VALUE_ID:] = vectors
     save_file(
         {"embeddings": torch.from_numpy(table)},
-        str(data_dir / TEXT_EMBEDDINGS),
+        str(dataset.text_embeddings_path),
         metadata={"provider": provider.name, "model": provider.model_id, "augmented": str(bool(augmented))},
     )
     return {
@@ -113,29 +107,24 @@ def embed_commands(data_dir: str | Path, config: TextConfig, provider=None) -> d
         "dimension": int(vectors.shape[1]),
         "provider": provider.name,
         "model": provider.model_id,
-        "path": str(data_dir / TEXT_EMBEDDINGS),
+        "path": str(dataset.text_embeddings_path),
         "label_columns": label_columns,
         "documents": retrieval,
     }
 
 
 def write_command_labels(
-    data_dir: Path, items: pl.DataFrame, augmented: dict[str, dict[str, str]] | None
+    dataset: PreparedDataset, items: pl.DataFrame, augmented: dict[str, dict[str, str]] | None
 ) -> dict[str, int]:
     """The LLM's one-word classification and target of each command as categorical label columns
     (`llm_classification`, `llm_target`, usable in `model.aux_tasks` or as inputs): written to
     `command_labels.parquet` and declared in schema.json as looked up by command id. Without
     augmentation any such columns from an earlier run are removed, so they never go stale.
     Returns each column's number of distinct values."""
-    schema_path = data_dir / SCHEMA_FILE
-    schema = Schema.from_json(schema_path)
-    item = schema.item_id.name
-    kept = tuple(c for c in schema.columns if c.properties.get("table") != COMMAND_LABELS)
     if not augmented:
-        if len(kept) != len(schema.columns):
-            Schema(kept).to_json(schema_path)
-        (data_dir / COMMAND_LABELS).unlink(missing_ok=True)
+        dataset.write_lookup_columns(COMMAND_LABELS, (), None)
         return {}
+    item = dataset.schema().item_id.name
     names = items["name"].to_list()
     table, specs, sizes = {item: list(range(len(names)))}, [], {}
     for field in LABEL_FIELDS:
@@ -155,6 +144,5 @@ def write_command_labels(
             )
         )
         sizes[column] = len(vocabulary)
-    write_parquet_atomic(pl.DataFrame(table, schema={name: pl.Int64 for name in table}), data_dir / COMMAND_LABELS)
-    Schema((*kept, *specs)).to_json(schema_path)
+    dataset.write_lookup_columns(COMMAND_LABELS, specs, pl.DataFrame(table, schema={name: pl.Int64 for name in table}))
     return sizes

@@ -10,8 +10,8 @@ import torch
 
 from cmdrec.artifacts.bundle import load_model_dir
 from cmdrec.config import EvalConfig, ModelConfig, RunConfig
+from cmdrec.data.dataset import PreparedDataset
 from cmdrec.data.masking import mask_batch
-from cmdrec.data.pipeline import ITEMS_FILE
 from cmdrec.data.sequences import SequenceData, iterate_batches, load_schema
 from cmdrec.features.embeddings import mask_ids as build_mask_ids
 from cmdrec.losses import cross_entropy
@@ -86,7 +86,7 @@ def evaluate(
 
 def load_buckets(data_dir: str | Path) -> torch.Tensor | None:
     """Head / torso / tail bucket of each command id, from the training counts in items.parquet."""
-    path = Path(data_dir) / ITEMS_FILE
+    path = PreparedDataset(data_dir).items_path
     if not path.is_file():
         return None
     return frequency_buckets(torch.tensor(pl.read_parquet(path, columns=["train_count"])["train_count"].to_list()))

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cmdrec.config import ProcessingConfig
-from cmdrec.data.pipeline import WORKFLOW_DIR
+from cmdrec.data.dataset import WORKFLOW_DIR
 from cmdrec.data.readers import COMMAND, ORDER, TIME, USER
 from cmdrec.data.sequences import SequenceData, load_schema
 from cmdrec.data.sessions import SESSION, clean_history, process_events

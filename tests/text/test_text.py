@@ -15,13 +15,14 @@ import pytest
 from safetensors.torch import load_file
 
 from cmdrec.config import TextConfig
+from cmdrec.data.dataset import COMMAND_LABELS, TEXT_EMBEDDINGS
 from cmdrec.data.pipeline import preprocess, process_logs
 from cmdrec.data.sequences import SequenceData, load_schema
 from cmdrec.data.synthetic import sample_config, write_sample
 from cmdrec.errors import InputError
 from cmdrec.schema import Tag
 from cmdrec.text.cache import EmbeddingCache
-from cmdrec.text.pipeline import COMMAND_LABELS, TEXT_EMBEDDINGS, embed_commands
+from cmdrec.text.pipeline import embed_commands
 from cmdrec.training.evaluate import evaluate_run
 from cmdrec.training.loop import train
 from tests.conftest import tiny_run
@@ -149,6 +150,8 @@ def openai_server(monkeypatch):
 
 
 def test_openai_embeddings_and_llm_augmentation_through_a_local_server(tiny_data, tmp_path, openai_server, caplog):
+    data = tmp_path / "data"  # augmentation adds label columns: keep the shared dataset as preprocessed
+    shutil.copytree(tiny_data, data)
     config = TextConfig(
         provider="openai",
         model="text-embedding-3-large",
@@ -158,11 +161,11 @@ def test_openai_embeddings_and_llm_augmentation_through_a_local_server(tiny_data
         cache_dir=str(tmp_path),
         application="a BIM tool",
     )
-    report = embed_commands(tiny_data, config)
+    report = embed_commands(data, config)
     assert report["dimension"] == 4 and report["provider"] == "openai"
     chat_calls = OpenAIStub.calls["chat"]
     assert chat_calls == report["commands"]
-    embed_commands(tiny_data, config)  # a re-run pays nothing
+    embed_commands(data, config)  # a re-run pays nothing
     assert OpenAIStub.calls["chat"] == chat_calls and OpenAIStub.calls["embeddings"] == 1
     assert "test-key" not in caplog.text
 
@@ -290,6 +293,8 @@ def test_descriptions_grounded_in_the_shipped_manual_through_a_vector_index(tiny
 
     manual = tmp_path / "manual"
     shutil.copytree(Path(__file__).resolve().parents[2] / "data" / "sample_manual", manual)
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
     config = TextConfig(
         provider="openai",
         model="text-embedding-3-large",
@@ -300,7 +305,7 @@ def test_descriptions_grounded_in_the_shipped_manual_through_a_vector_index(tiny
         documents_top_k=2,
         cache_dir=str(tmp_path / "cache"),
     )
-    report = embed_commands(tiny_data, config)
+    report = embed_commands(data, config)
     chunks = read_chunks(manual)
     assert report["documents"]["chunks"] == len(chunks) > 9 and report["documents"]["rebuilt"]
     answers = [json.loads(p.read_text()) for p in (tmp_path / "cache" / "llm").glob("*.json")]
@@ -308,13 +313,13 @@ def test_descriptions_grounded_in_the_shipped_manual_through_a_vector_index(tiny
     known = {c.id: c.hash for c in chunks}
     assert all(len(a["sources"]) == 2 and all(known[s["id"]] == s["hash"] for s in a["sources"]) for a in answers)
     calls = OpenAIStub.calls["chat"]
-    again = embed_commands(tiny_data, config)  # the index is reloaded, every answer read from the cache
+    again = embed_commands(data, config)  # the index is reloaded, every answer read from the cache
     assert not again["documents"]["rebuilt"] and OpenAIStub.calls["chat"] == calls
     used = next(c for c in chunks if c.id == answers[0]["sources"][0]["id"])  # a chunk some prompt quoted
     edited = manual / used.id.split("#")[0]
     last_line = used.text.splitlines()[-1]
     edited.write_text(edited.read_text().replace(last_line, last_line + " Revised in a new release."))
-    changed = embed_commands(tiny_data, config)  # a new index, and the commands given that page asked again
+    changed = embed_commands(data, config)  # a new index, and the commands given that page asked again
     assert changed["documents"]["rebuilt"] and OpenAIStub.calls["chat"] > calls
     with pytest.raises(InputError, match="set text.augment=true"):
-        embed_commands(tiny_data, dataclasses.replace(config, augment=False))
+        embed_commands(data, dataclasses.replace(config, augment=False))
