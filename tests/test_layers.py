@@ -10,6 +10,7 @@ LAYERS = {
     "schema": 0,
     "config": 0,
     "io": 0,
+    "plugins": 0,
     "batch": 0,
     "data": 1,
     "features": 1,

@@ -10,6 +10,7 @@ import sys
 
 from cmdrec.cli import data, experiments, models, serving
 from cmdrec.errors import InputError
+from cmdrec.plugins import load_plugins
 
 GROUPS = (data, models, serving, experiments)
 
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         quiet_libraries()
     try:
+        load_plugins()
         return args.handler(args)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)

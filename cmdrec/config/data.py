@@ -124,7 +124,9 @@ class FeatureConfig:
     vocabulary: Literal["train", "catalogue"] = "train"
     min_category_count: int = 1
     categorical_columns: tuple[str, ...] = ("category",)
-    continuous_columns: tuple[Literal["log_time_delta", "position", "hour", "weekday"], ...] = (
+    # features derived from each session's events: log_time_delta, position, hour, weekday, or one
+    # registered with cmdrec.data.derived.register_feature
+    continuous_columns: tuple[str, ...] = (
         "log_time_delta",
         "position",
         "hour",

@@ -133,7 +133,7 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    name: Literal["cross_entropy", "focal"] = "cross_entropy"  # applied to every head
+    name: str = "cross_entropy"  # cross_entropy, focal, or one registered with cmdrec.losses.register_loss; every head
     focal_gamma: float = 2.0
     aux_weight: float = 0.5  # weight of each auxiliary task's loss
     moe_balance: float = 0.01  # coefficient of the router load-balancing loss (MoE backbones)

@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,13 +67,39 @@ class LoadReport:
         }
 
 
+# suffix -> a function reading one file of that kind into a table of text columns (one row per event)
+READERS: dict[str, Callable[[Path], pl.DataFrame]] = {}
+
+
+def register_reader(suffixes: tuple[str, ...], read: Callable[[Path], pl.DataFrame]) -> None:
+    """Read files ending in `suffixes` with `read(path)`. What it returns goes through the same
+    checks as a CSV's rows (columns named by `source.*_column`, timestamps, empty values), and its rows
+    are numbered from 1 in error messages; an exception it raises is reported naming the file."""
+    taken = [s for s in suffixes if s in READERS or s in SUPPORTED_SUFFIXES]
+    if taken:
+        raise InputError(f"files ending in {taken} have a reader already")
+    READERS.update(dict.fromkeys(suffixes, read))
+
+
+def _read_registered(path: Path, read: Callable[[Path], pl.DataFrame]) -> pl.DataFrame:
+    try:
+        frame = read(path)
+    except InputError:
+        raise
+    except Exception as error:  # a reader of someone else's format: say which file it failed on
+        raise InputError(located(path, f"the reader {getattr(read, '__name__', read)!r} failed: {error}")) from error
+    if not isinstance(frame, pl.DataFrame):
+        raise InputError(located(path, f"the reader returned {type(frame).__name__}, not a polars DataFrame"))
+    return _numbered(frame.with_columns(pl.col(c).cast(pl.Utf8) for c in frame.columns))
+
+
 def resolve_paths(pattern: str) -> list[Path]:
     """A file, every supported file in a directory, or the files matching a glob, sorted."""
     path = Path(pattern)
     if path.is_file():
         return [path]
     if path.is_dir():
-        found = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(SUPPORTED_SUFFIXES))
+        found = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith((*SUPPORTED_SUFFIXES, *READERS)))
     else:
         found = sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file())
     if not found:
@@ -89,7 +116,10 @@ def read_table(
     column_names: list[str] | None = None,
 ) -> pl.DataFrame:
     name = path.name
-    if name.endswith(".parquet"):
+    registered = next((read for suffix, read in READERS.items() if name.endswith(suffix)), None)
+    if registered is not None:
+        frame = _read_registered(path, registered)
+    elif name.endswith(".parquet"):
         frame = _read_parquet(path)
     elif name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
         raw = _read_text_bytes(path)

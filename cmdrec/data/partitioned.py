@@ -50,6 +50,7 @@ from cmdrec.data.undo import resolve_rules
 from cmdrec.data.workflow import FitStatistics, Workflow
 from cmdrec.errors import InputError
 from cmdrec.io import write_parquet_atomic
+from cmdrec.plugins import load_plugins
 
 EVENTS_DIR = "events"
 FILE = "_file"
@@ -95,6 +96,7 @@ class DaskEngine:
         else:
             self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
             self.client = Client(self.cluster)
+        self.client.run(load_plugins)  # workers import the same plugins (CMDREC_PLUGINS, entry points)
 
     def map(self, function: Callable, items: list, label: str) -> list:
         from distributed import as_completed

@@ -22,13 +22,13 @@ from cmdrec import __version__
 from cmdrec.config import FeatureConfig, from_dict, to_dict
 from cmdrec.data.dataset import ITEMS_FILE, WORKFLOW_FILE
 from cmdrec.data.dataset import WORKFLOW_CATALOGUE as CATALOGUE_FILE
-from cmdrec.data.readers import COMMAND, DESCRIPTION, LOCAL_TIME, NO_CATEGORY, TIME, USER
+from cmdrec.data.derived import derive_continuous, time_features
+from cmdrec.data.readers import COMMAND, DESCRIPTION, NO_CATEGORY, TIME, USER
 from cmdrec.data.sessions import SESSION
 from cmdrec.errors import InputError
 from cmdrec.io import write_json_atomic, write_parquet_atomic
 from cmdrec.schema import FIRST_VALUE_ID, OOV_ID, PAD_ID, ColumnSpec, Schema, Tag
 
-TIME_FEATURES = ("log_time_delta", "hour", "weekday")
 LENGTH = "length"
 
 
@@ -149,7 +149,7 @@ class Workflow:
         workflow = cls(config, catalogue=catalogue)
         train = workflow._with_metadata(train)
         has_time = train[TIME].null_count() < train.height
-        continuous = tuple(c for c in config.continuous_columns if has_time or c not in TIME_FEATURES)
+        continuous = tuple(c for c in config.continuous_columns if has_time or c not in time_features())
         raw = derive_continuous(train, continuous)
         return FitStatistics(
             train.height,
@@ -179,7 +179,7 @@ class Workflow:
         if self.normalize:
             return tuple(self.normalize)
         has_time = events is not None and events[TIME].null_count() < events.height
-        return tuple(c for c in self.config.continuous_columns if has_time or c not in TIME_FEATURES)
+        return tuple(c for c in self.config.continuous_columns if has_time or c not in time_features())
 
     # ------------------------------------------------------------ transform
 
@@ -321,29 +321,3 @@ def event_attributes(workflow: Workflow) -> list[str]:
     request carries their values, since the catalogue cannot supply them."""
     catalogue = set() if workflow.catalogue is None else set(workflow.catalogue.columns)
     return [c for c in workflow.config.categorical_columns if c not in catalogue]
-
-
-def derive_continuous(events: pl.DataFrame, names: tuple[str, ...]) -> pl.DataFrame:
-    """Raw (unnormalised) continuous features of session-ordered events. Hour and weekday are of the
-    local wall clock when the log gave UTC offsets (`local_time`), else of the time as logged."""
-    clock = pl.coalesce(LOCAL_TIME, TIME) if LOCAL_TIME in events.columns else pl.col(TIME)
-    start = (pl.col(SESSION) != pl.col(SESSION).shift(1)).fill_null(True)
-    if events.select(start.sum()).item() == events[SESSION].n_unique():
-        # each session's events are together (as processing writes them): runs, not windows, which
-        # cost several times as much
-        row = pl.int_range(pl.len())
-        position = row - pl.when(start).then(row).otherwise(None).forward_fill()
-        previous_gap = pl.when(start).then(None).otherwise(pl.col(TIME).diff())
-    else:
-        position = pl.int_range(pl.len()).over(SESSION)
-        previous_gap = pl.col(TIME) - pl.col(TIME).shift(1).over(SESSION)
-    expressions = {
-        "position": position.cast(pl.Float64),
-        "log_time_delta": (previous_gap.dt.total_milliseconds().fill_null(0).clip(0) / 1000.0).log1p(),
-        "hour": clock.dt.hour().cast(pl.Float64) + clock.dt.minute().cast(pl.Float64) / 60.0,
-        "weekday": clock.dt.weekday().cast(pl.Float64),
-    }
-    unknown = [n for n in names if n not in expressions]
-    if unknown:
-        raise InputError(f"unknown continuous feature(s) {unknown}; known: {sorted(expressions)}")
-    return events.with_columns(expressions[n].alias(n) for n in names)

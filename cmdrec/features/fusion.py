@@ -72,3 +72,12 @@ class AttentionFusion(nn.Module):
 
 
 FUSIONS = {"sum": SumFusion, "concat": ConcatFusion, "gated": GatedFusion, "attention": AttentionFusion}
+
+
+def register_fusion(name: str, fusion: type[nn.Module]) -> type[nn.Module]:
+    """Make `model.fusion: NAME` build `fusion(n_features, d_model, n_heads)`, a module mapping
+    (B, T, F, D) feature vectors to (B, T, D); the name must be new."""
+    if name in FUSIONS:
+        raise InputError(f"a fusion named {name!r} is registered already")
+    FUSIONS[name] = fusion
+    return fusion

@@ -1,12 +1,17 @@
-"""Pure losses: (logits, targets[, mask]) -> scalar, registered by name for configs."""
+"""Pure losses: (logits, targets[, mask]) -> scalar, registered by name for configs (`loss.name`)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from cmdrec.errors import InputError
 
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 0.0) -> torch.Tensor:
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), targets)
 
 
@@ -38,4 +43,22 @@ def load_balancing(
     return torch.stack(losses).mean()
 
 
-CLASSIFICATION_LOSSES = {"cross_entropy": cross_entropy, "focal": focal}
+# name -> (logits (N, C), targets (N,), the run's LossConfig) -> scalar
+CLASSIFICATION_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]] = {
+    "cross_entropy": lambda logits, targets, config: cross_entropy(logits, targets),
+    "focal": lambda logits, targets, config: focal(logits, targets, config.focal_gamma),
+}
+
+
+def register_loss(name: str, loss: Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]) -> Callable:
+    """Make `loss.name: NAME` train with `loss(logits, targets, loss_config)`; the name must be new."""
+    if name in CLASSIFICATION_LOSSES:
+        raise InputError(f"a loss named {name!r} is registered already")
+    CLASSIFICATION_LOSSES[name] = loss
+    return loss
+
+
+def classification_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]:
+    if name not in CLASSIFICATION_LOSSES:
+        raise InputError(f"loss.name: unknown {name!r}; known: {sorted(CLASSIFICATION_LOSSES)}")
+    return CLASSIFICATION_LOSSES[name]

@@ -68,6 +68,15 @@ COMPONENTS = {
 }
 
 
+def register(spec: Component) -> Component:
+    """Make a component of your own (a backbone, a baseline) usable as `model.backbone: NAME`; the
+    name must be new. The contract tests hold every registered backbone to the `Backbone` protocol."""
+    if spec.name in COMPONENTS:
+        raise InputError(f"a model component named {spec.name!r} is registered already")
+    COMPONENTS[spec.name] = spec
+    return spec
+
+
 def component(name: str) -> Component:
     if name not in COMPONENTS:
         raise InputError(f"model.backbone: unknown {name!r}; known: {sorted(COMPONENTS)}")

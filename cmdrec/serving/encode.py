@@ -7,15 +7,15 @@ costs dictionary lookups and one small tensor per column."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from cmdrec.batch import Batch
+from cmdrec.data.derived import feature
 from cmdrec.data.readers import COMMAND, NO_CATEGORY
 from cmdrec.data.sequences import command_attribute
 from cmdrec.data.workflow import Workflow, event_attributes
@@ -33,6 +33,7 @@ class HistoryEncoder:
         self.per_command: dict[str, dict[str, int]] = {}  # catalogue columns, by command name
         self.looked_up: dict[str, np.ndarray] = {}  # per-command tables (LLM labels), by command id
         self.continuous = {}
+        self.derived = {}
         for name in columns:
             spec = schema[name]
             if name == self.item or name in self.attribute_ids:
@@ -42,6 +43,7 @@ class HistoryEncoder:
             elif spec.has(Tag.CONTINUOUS):
                 fitted = workflow.normalize[name]
                 self.continuous[name] = (fitted.mean, fitted.std)
+                self.derived[name] = feature(name).values
             else:
                 ids = _ids(workflow, name)
                 values = dict(zip(catalogue[COMMAND].to_list(), catalogue[name].to_list(), strict=True))
@@ -89,39 +91,10 @@ class HistoryEncoder:
             value = given.get(name)
             row[name] = [OOV_ID if value is None else table.get(value, OOV_ID)] * len(recent)
         for name, (mean, std) in self.continuous.items():
-            raw = _continuous(name, times, start, len(history))
+            raw = self.derived[name](times, start, len(history))
             row[name] = [(x - mean) / std for x in raw]
         return row
 
 
 def _ids(workflow: Workflow, column: str) -> dict[str, int]:
     return {value: index for index, value in enumerate(workflow.categorify[column].values, FIRST_VALUE_ID)}
-
-
-def _continuous(name: str, times, start: int, end: int) -> list[float]:
-    """The raw feature of events start..end-1 of a history, as `derive_continuous` computes it over the whole."""
-    if name == "position":
-        return [float(i) for i in range(start, end)]
-    if name == "log_time_delta":
-        deltas = [
-            0 if i == 0 else _milliseconds(utc_time(times[i]) - utc_time(times[i - 1])) for i in range(start, end)
-        ]
-        return [math.log1p(max(d, 0) / 1000.0) for d in deltas]
-    if name == "hour":  # of the local wall clock: processing computes it so
-        return [t.hour + t.minute / 60.0 for t in times[start:end]]
-    if name == "weekday":
-        return [float(t.isoweekday()) for t in times[start:end]]
-    raise ValueError(f"unknown continuous feature {name!r}")
-
-
-def _milliseconds(delta) -> int:
-    # polars' total_milliseconds truncates toward zero
-    total = delta.days * 86_400_000_000 + delta.seconds * 1_000_000 + delta.microseconds
-    return int(total / 1000) if total < 0 else total // 1000
-
-
-def utc_time(stamp: datetime) -> datetime:
-    """Naive UTC, as the training logs hold times. A time with an offset keeps it until here, since
-    hour of day and weekday are of its local wall clock (as processing computes them); a naive time
-    is taken as given."""
-    return stamp.astimezone(timezone.utc).replace(tzinfo=None) if stamp.tzinfo else stamp

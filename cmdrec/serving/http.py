@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ConfigDict
 
+from cmdrec.data.derived import utc_time
 from cmdrec.errors import RequestError
-from cmdrec.serving.predict import utc_time
 
 
 class _Strict(BaseModel):

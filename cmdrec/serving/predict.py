@@ -25,16 +25,16 @@ import torch
 from cmdrec.artifacts.bundle import hash_value, is_bundle, load_model_dir, read_bundle_info
 from cmdrec.config import ProcessingConfig, from_dict
 from cmdrec.data.dataset import PreparedDataset
+from cmdrec.data.derived import time_features, utc_time
 from cmdrec.data.masking import next_event
 from cmdrec.data.sessions import clean_history
 from cmdrec.data.undo import UndoRules
-from cmdrec.data.workflow import TIME_FEATURES
 from cmdrec.errors import RequestError
 from cmdrec.features.embeddings import mask_ids
 from cmdrec.models.build import input_columns
 from cmdrec.models.registry import component
 from cmdrec.schema import FIRST_VALUE_ID
-from cmdrec.serving.encode import HistoryEncoder, utc_time
+from cmdrec.serving.encode import HistoryEncoder
 from cmdrec.training.metrics import seen_items
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class Predictor:
         self.encoder = HistoryEncoder(self.workflow, self.schema, self.columns, data_dir, self.max_events)
         self.attributes = self.encoder.attributes
         self.needs_attributes = [c for c in self.attributes if c in self.columns]
-        self.needs_time = [c for c in self.columns if c in TIME_FEATURES]
+        self.needs_time = [c for c in self.columns if c in time_features()]
         items = dataset.items()
         self.names = items["name"].to_list()  # by command id
         self.known = set(self.names[FIRST_VALUE_ID:])

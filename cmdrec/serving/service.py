@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from cmdrec.config import ServingConfig
+from cmdrec.data.derived import utc_time
 from cmdrec.errors import InputError, RequestError
 from cmdrec.serving.batching import DynamicBatcher, QueueFull
 from cmdrec.serving.http import (
@@ -40,7 +41,7 @@ from cmdrec.serving.http import (
     field_name,
     parse_times,
 )
-from cmdrec.serving.predict import Predictor, Recommendation, check_k, utc_time
+from cmdrec.serving.predict import Predictor, Recommendation, check_k
 from cmdrec.serving.sessions import HIT_KS, SessionStore
 
 log = logging.getLogger(__name__)

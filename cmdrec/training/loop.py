@@ -34,6 +34,7 @@ from cmdrec.data.streaming import StreamingSequences
 from cmdrec.errors import InputError
 from cmdrec.features.embeddings import mask_ids as build_mask_ids
 from cmdrec.io import write_json_atomic
+from cmdrec.losses import classification_loss
 from cmdrec.models.build import build_baseline, data_columns, resolve_input_features
 from cmdrec.models.registry import component
 from cmdrec.schema import FIRST_VALUE_ID
@@ -162,6 +163,7 @@ def _build_trainer(config: RunConfig, run: RunDir, n_batches: int, resume_from, 
     training, model_config = config.training, config.model
     device = rank_device(resolve_device(training.device), world)
     check_training_machine(model_config, device)
+    classification_loss(config.loss.name)  # an unknown loss fails before any data is read
     if training.ema_decay and not component(model_config.backbone).ema:
         raise InputError(
             f"training.ema_decay is not supported with backbone {model_config.backbone!r} (it would copy the "

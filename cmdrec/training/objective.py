@@ -7,7 +7,7 @@ import torch
 
 from cmdrec.batch import Batch
 from cmdrec.config import LossConfig
-from cmdrec.losses import CLASSIFICATION_LOSSES, load_balancing
+from cmdrec.losses import classification_loss, load_balancing
 from cmdrec.models.recommender import ModelOutput
 from cmdrec.schema import FIRST_VALUE_ID
 
@@ -22,7 +22,7 @@ def objective(
     """Total loss and its parts (for logging). `trained_items` (bool per command id) limits the
     next-command softmax to commands present in training: the others, catalogue commands training
     never saw, would otherwise only ever be pushed down, and could never be recommended later."""
-    loss_fn = CLASSIFICATION_LOSSES[config.name]
+    loss_fn = classification_loss(config.name)
     parts = {}
     total = None
     for task, logits in output.logits.items():
@@ -30,12 +30,12 @@ def objective(
         if task == batch.item_column:
             if trained_items is not None:
                 logits = logits.masked_fill(~trained_items, torch.finfo(logits.dtype).min)
-            loss = loss_fn(logits, targets, config.focal_gamma)
+            loss = loss_fn(logits, targets, config)
         else:
             known = targets >= FIRST_VALUE_ID  # a label can be out of vocabulary where the command is not
             if not known.any():
                 continue
-            loss = config.aux_weight * loss_fn(logits[known], targets[known], config.focal_gamma)
+            loss = config.aux_weight * loss_fn(logits[known], targets[known], config)
         parts[task] = loss.item()
         total = loss if total is None else total + loss
     if "router_logits" in output.auxiliary and config.moe_balance > 0:

@@ -295,8 +295,8 @@ def test_a_parquet_list_column_is_refused_naming_file_and_column(tmp_path):
 
 
 def test_hour_and_weekday_come_from_the_local_clock_when_times_carry_an_offset(tmp_path):
+    from cmdrec.data.derived import derive_continuous
     from cmdrec.data.sessions import split_sessions
-    from cmdrec.data.workflow import derive_continuous
 
     # 23:30 on Sunday in UTC+02:00 is 21:30 UTC the same day; the person's evening, not UTC's
     path = write(

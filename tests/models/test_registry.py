@@ -8,9 +8,9 @@ import torch
 from cmdrec.config import ModelConfig
 from cmdrec.data.sequences import load_schema
 from cmdrec.errors import InputError
-from cmdrec.models.backbones import Backbone
 from cmdrec.models.build import build_model
-from cmdrec.models.registry import COMPONENTS, backbones, component
+from cmdrec.models.contract import ContractError, check_backbone
+from cmdrec.models.registry import COMPONENTS, Component, backbones, component
 
 MASKINGS = [(c.name, m) for c in backbones() for m in ("clm", "mlm") if m == "mlm" or c.is_causal("clm")]
 
@@ -32,33 +32,29 @@ def tiny_decoder():
     )
 
 
-def encoder(name, masking):
-    torch.manual_seed(0)
-    config = ModelConfig(backbone=name, masking=masking, d_model=16, n_layers=1, n_heads=2, max_length=8,
-                         dropout=0.0, pretrained="in-memory" if name == "pretrained" else None)  # fmt: skip
-    spec = component(name)
-    module = spec.build(config, tiny_decoder()) if spec.pretrained_weights else spec.build(config)
-    return module.eval()
-
-
 @pytest.mark.parametrize("name,masking", MASKINGS)
 def test_every_backbone_keeps_the_contract(name, masking):
-    module = encoder(name, masking)
-    assert isinstance(module, Backbone)
-    assert module.causal == component(name).is_causal(masking)  # the registry says what the module does
-    embeddings = torch.randn(2, 6, 16)
-    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
-    with torch.no_grad():
-        hidden, auxiliary = module(embeddings, mask)
-        assert hidden.shape == (2, 6, 16) and isinstance(auxiliary, dict)
-        # padding: a row's real positions do not depend on what stands in its padded ones
-        noisy = embeddings.clone()
-        noisy[1, 4:] = torch.randn(2, 16)
-        assert torch.allclose(module(noisy, mask)[0][1, :4], hidden[1, :4], atol=1e-5)
-        if module.causal:  # position t does not change when later events change
-            later = embeddings.clone()
-            later[0, 3:] = torch.randn(3, 16)
-            assert torch.allclose(module(later, mask)[0][0, :3], hidden[0, :3], atol=1e-5)
+    check_backbone(
+        name, masking, tiny_decoder(), pretrained="in-memory" if component(name).pretrained_weights else None
+    )
+
+
+class Anticausal(torch.nn.Module):
+    """Claims causality but mixes in the last event: the check must catch it."""
+
+    causal = True
+
+    def __init__(self, config):
+        super().__init__()
+
+    def forward(self, embeddings, padding_mask):
+        return embeddings + embeddings[:, -1:], {}
+
+
+def test_the_contract_check_catches_a_backbone_that_breaks_it(monkeypatch):
+    monkeypatch.setitem(COMPONENTS, "anticausal", Component("anticausal", Anticausal, feed_forward=False))
+    with pytest.raises(ContractError, match="padded positions"):
+        check_backbone("anticausal")
 
 
 @pytest.mark.parametrize("name", [c.name for c in backbones() if not c.is_causal("clm")])
