@@ -28,7 +28,7 @@ def main() -> int:
     trained = set(pl.read_parquet(DATA / "train.parquet", columns=["command"])["command"].explode().to_list())
     sessions = pl.read_parquet(DATA / "test.parquet", columns=["command"])["command"].to_list()
     share = lambda position: sum(s[position] not in trained for s in sessions) / len(sessions)  # noqa: E731
-    window = load_run_config(ROOT / "configs/beauty/sasrec.yaml").model.max_length
+    window = load_run_config(ROOT / "configs/beauty/sasrec.yaml").model.window_length
     result = {
         "command": "python benchmarks/beauty_coverage.py",
         "users": len(sessions),

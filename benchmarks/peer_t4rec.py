@@ -33,7 +33,8 @@ from cmdrec.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 T4REC_PYTHON = ROOT / ".venv-t4rec/bin/python"
-SIZE = {"d_model": 64, "n_layers": 2, "n_heads": 2, "max_length": 20}
+SIZE = {"d_model": 64, "layers.n_layers": 2, "layers.n_heads": 2, "max_length": 19}
+WINDOW = SIZE["max_length"] + 1  # clm windows: the events read and the predicted one
 
 
 def export_windows(data: SequenceData, path: Path) -> None:
@@ -71,8 +72,8 @@ def main() -> int:
     preprocess(data_config)
     preprocessed = work / "preprocessed"
     n_items = load_schema(preprocessed).item_id.cardinality
-    train_windows = SequenceData.load(preprocessed, "train", [], SIZE["max_length"], "train")
-    test_windows = SequenceData.load(preprocessed, "test", [], SIZE["max_length"], "eval")
+    train_windows = SequenceData.load(preprocessed, "train", [], WINDOW, "train")
+    test_windows = SequenceData.load(preprocessed, "test", [], WINDOW, "eval")
     export_windows(train_windows, work / "t4rec_train.parquet")
     export_windows(test_windows, work / "t4rec_test.parquet")
 

@@ -105,7 +105,7 @@ def main() -> int:
             subprocess.run([sys.executable, "-m", "cmdrec", step, "--config", str(ROOT / "configs/data/sample.yaml"),
                             *data_overrides], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
     small = [f"data_dir={data}/preprocessed", "training.epochs=1", "training.early_stopping_patience=null",
-             "model.d_model=32", "model.n_layers=1", "training.num_threads=2"]  # fmt: skip
+             "model.d_model=32", "model.layers.n_layers=1", "training.num_threads=2"]  # fmt: skip
     memory = train_case("synthetic-in-memory", "configs/baselines/gpt2.yaml", small, runs)
     streamed = train_case(
         "synthetic-streamed", "configs/baselines/gpt2.yaml", [*small, "training.streaming=true"], runs

@@ -66,10 +66,13 @@ def tiny_data_with_developer(tmp_path_factory):
 def tiny_run(data_dir, runs_dir, name="run", **sections):
     """A RunConfig for a tiny, fast model; `sections` override model/training/eval fields."""
     from cmdrec.config import RunConfig, from_dict
+    from cmdrec.models.registry import component
 
-    model = dict(backbone="gpt2", d_model=16, n_layers=1, n_heads=2, max_length=12, dropout=0.1) | sections.get(
-        "model", {}
-    )
+    given = sections.get("model", {})
+    model = dict(backbone="gpt2", d_model=16, max_length=11, dropout=0.1) | given  # windows of 12 events
+    flat_layers = {"n_layers", "n_heads", "ffn_dim", "ffn_activation"} & set(given)  # the spelling before sections
+    if "layers" in component(model["backbone"]).sections and "layers" not in given and not flat_layers:
+        model["layers"] = {"n_layers": 1, "n_heads": 2}
     training = dict(epochs=2, batch_size=16, warmup_steps=2, device="cpu", num_threads=1) | sections.get("training", {})
     plain = lambda section: {k: list(v) if isinstance(v, tuple) else v for k, v in section.items()}  # noqa: E731
     return from_dict(

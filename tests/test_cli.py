@@ -88,7 +88,7 @@ def test_train_evaluate_runs_and_baselines_commands(tiny_data, in_tmp, capsys, r
         "model.n_layers=1",
         "training.epochs=1",
         "training.batch_size=16",
-        "model.max_length=12",
+        "model.max_length=11",
     ]
     assert main(["train", "--config", str(root / "configs/baselines/gpt2.yaml"), f"data_dir={tiny_data}", *tiny]) == 0
     assert "gpt2 test: ndcg@10" in capsys.readouterr().out

@@ -38,6 +38,7 @@ from cmdrec.artifacts.loading import (
     load_baseline,
     load_trained,
 )
+from cmdrec.artifacts.migrate import CONFIG_FORMAT_VERSION, migrate_run_config
 from cmdrec.config import RunConfig, from_dict, to_dict
 from cmdrec.data.dataset import SCHEMA_FILE, SERVED_FILES, WORKFLOW_FILE, PreparedDataset
 from cmdrec.data.sequences import load_schema
@@ -49,7 +50,7 @@ from cmdrec.models.registry import component
 log = logging.getLogger(__name__)
 BUNDLE_FILE = "bundle.json"
 BUNDLE_FORMAT = "cmdrec-bundle"
-BUNDLE_FORMAT_VERSION = 1
+BUNDLE_FORMAT_VERSION = 2  # 1: config format 2 (a flat model config); 2: config format 3
 CONFIG_FILE = "config.yaml"
 MODEL_WEIGHTS = "model.safetensors"
 DECODER_DIR = "decoder"
@@ -191,7 +192,7 @@ def _write_weights(model, config: RunConfig, directory: Path):
         if not k.startswith("backbone.decoder.")
     }
     save_file(rest, str(directory / MODEL_WEIGHTS))
-    return dataclasses.replace(model_config, pretrained=DECODER_DIR)
+    return dataclasses.replace(model_config, pretrained=dataclasses.replace(model_config.pretrained, path=DECODER_DIR))
 
 
 def _commands(directory: Path) -> list[dict]:
@@ -253,10 +254,12 @@ def load_bundle(path: str | Path, device: str = "cpu") -> tuple[object, RunConfi
     path = Path(path).resolve()
     info = read_bundle_info(path)
     verify_bundle(path, info)
-    config = from_dict(RunConfig, read_yaml(path / CONFIG_FILE))
+    config_format = 2 if info["format_version"] == 1 else CONFIG_FORMAT_VERSION
+    config = from_dict(RunConfig, migrate_run_config(read_yaml(path / CONFIG_FILE), config_format))
     model_config = config.model
-    if model_config.pretrained == DECODER_DIR:
-        model_config = dataclasses.replace(model_config, pretrained=str(path / DECODER_DIR))
+    if model_config.pretrained is not None and model_config.pretrained.path == DECODER_DIR:
+        decoder = dataclasses.replace(model_config.pretrained, path=str(path / DECODER_DIR))
+        model_config = dataclasses.replace(model_config, pretrained=decoder)
     config = dataclasses.replace(config, data_dir=str(path), model=model_config)
     schema = load_schema(path)
     if not component(model_config.backbone).neural:

@@ -17,6 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
+from cmdrec.artifacts.migrate import migrate_model_config, stored_model_version
 from cmdrec.errors import InputError
 from cmdrec.io import read_json, write_json_atomic
 
@@ -157,7 +158,9 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
 
 
 def read_model_config(path: Path) -> dict:
-    return read_json(path / MODEL_CONFIG)
+    """A checkpoint's model config, migrated to today's config format."""
+    model = read_json(path / MODEL_CONFIG)
+    return migrate_model_config(model, stored_model_version(model))
 
 
 def list_checkpoints(directory: Path) -> list[Path]:

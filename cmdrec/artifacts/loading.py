@@ -24,7 +24,8 @@ from cmdrec.artifacts.checkpoint import (
     read_model_config,
     verify_checkpoint,
 )
-from cmdrec.artifacts.runs import RunDir
+from cmdrec.artifacts.migrate import CONFIG_FORMAT_VERSION
+from cmdrec.artifacts.runs import RUN_RECORD, RunDir
 from cmdrec.config import ModelConfig, RunConfig, from_dict
 from cmdrec.data.dataset import SCHEMA_FILE, PreparedDataset
 from cmdrec.data.sequences import SequenceData, load_schema
@@ -35,13 +36,13 @@ from cmdrec.models.registry import component
 
 log = logging.getLogger(__name__)
 RESULTS = "results.json"
-RUN_RECORD = "run.json"
-RUN_FORMAT_VERSION = 2  # 1: runs before run.json existed (data_dir relative to the working directory)
+# 1: runs before run.json existed (data_dir relative to the working directory); 2: run.json; 3: config format 3
+RUN_FORMAT_VERSION = CONFIG_FORMAT_VERSION
 BASELINE_STATE = "baseline.safetensors"
 
 
 def is_adapter_run(model_config: ModelConfig) -> bool:
-    return component(model_config.backbone).pretrained_weights and model_config.adapter.method != "none"
+    return model_config.pretrained is not None and model_config.pretrained.adapter.method != "none"
 
 
 def load_pretrained(model_config: ModelConfig, device: torch.device):
@@ -121,7 +122,9 @@ def load_baseline(model_config: ModelConfig, schema, data_dir: str | Path, state
     if state_path is not None and state_path.is_file():
         return baseline.load_state(load_file(str(state_path)))
     log.info("no %s: refitting %s on the training split", BASELINE_STATE, model_config.backbone)
-    train = SequenceData.load(data_dir, "train", data_columns(model_config, schema), model_config.max_length, "train")
+    train = SequenceData.load(
+        data_dir, "train", data_columns(model_config, schema), model_config.window_length, "train"
+    )
     return baseline.fit(train.arrays[schema.item_id.name], train.lengths)
 
 

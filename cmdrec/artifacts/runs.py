@@ -11,10 +11,12 @@ from pathlib import Path
 import yaml
 
 from cmdrec.artifacts.checkpoint import list_checkpoints
+from cmdrec.artifacts.migrate import migrate_run_config
 from cmdrec.errors import InputError
 from cmdrec.io import read_json, read_yaml, write_json_atomic, write_text_atomic
 
 STATUS = "status.json"
+RUN_RECORD = "run.json"  # the run format version and where its data is
 
 
 class RunDir:
@@ -27,8 +29,13 @@ class RunDir:
         write_text_atomic(self.path / "config.yaml", yaml.safe_dump(config_dict, sort_keys=False))
 
     def read_config(self) -> dict | None:
+        """The saved config, migrated to today's config format."""
         path = self.path / "config.yaml"
-        return read_yaml(path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        record = self.path / RUN_RECORD
+        version = read_json(record).get("format_version", 1) if record.is_file() else 1
+        return migrate_run_config(read_yaml(path), version)
 
     def set_status(self, state: str, **extra) -> None:
         previous = self.status()

@@ -73,13 +73,12 @@ def add_commands(sub) -> None:
 
 
 def run_baselines(args) -> int:
-    from cmdrec.config import load_run_config
     from cmdrec.experiments.suite import run_suite
 
     paths = args.configs or sorted(str(p) for p in Path(BASELINE_CONFIGS).glob("*.yaml"))
     if not paths:
         raise InputError(f"no run configs given and none found in {BASELINE_CONFIGS}")
-    configs = [load_run_config(path, args.overrides) for path in paths]
+    configs = [suite_config(path, args.overrides) for path in paths]
     out = args.out or str(Path(configs[0].runs_dir) / "baselines")
     rows = run_suite(configs, out, args.title)
     for row in rows:
@@ -89,15 +88,14 @@ def run_baselines(args) -> int:
 
 
 def run_compare_command(args) -> int:
-    from cmdrec.config import load_run_config
     from cmdrec.experiments.compare import run_compare
 
     paths = (
         args.baselines if args.baselines is not None else sorted(str(p) for p in Path(BASELINE_CONFIGS).glob("*.yaml"))
     )
     report = run_compare(
-        load_run_config(args.full, args.overrides),
-        [load_run_config(p, args.overrides) for p in paths],
+        suite_config(args.full, args.overrides),
+        [suite_config(p, args.overrides) for p in paths],
         args.seeds,
         args.out,
         ablation_seeds=args.ablation_seeds,
@@ -153,3 +151,21 @@ def run_sweep_command(args) -> int:
     )
     print(f"wrote {summary['best_config']} (cmdrec train --config it), trials.csv, trials.md, sweep.json and plots")
     return 0
+
+
+def suite_config(path: str, overrides: list[str]):
+    """One config of a suite, with the overrides given for all of them; an override of a model section
+    the config's backbone does not have (model.layers.* for a count baseline) does not apply to it."""
+    from cmdrec.config import MODEL_SECTIONS, load_run_config
+    from cmdrec.config.run import current_spelling
+    from cmdrec.models.registry import component
+
+    overrides = current_spelling(list(overrides))
+    backbone = load_run_config(path, [o for o in overrides if o.startswith("model.backbone=")]).model.backbone
+    sections = component(backbone).sections
+
+    def applies(override: str) -> bool:
+        parts = override.partition("=")[0].split(".")
+        return not (parts[0] == "model" and len(parts) > 2 and parts[1] in MODEL_SECTIONS and parts[1] not in sections)
+
+    return load_run_config(path, [o for o in overrides if applies(o)])

@@ -17,10 +17,14 @@ from cmdrec.config.data import (
 from cmdrec.config.loading import apply_overrides, from_dict, load_config, load_yaml, to_dict
 from cmdrec.config.run import (
     BITS,
+    MODEL_SECTIONS,
     AdapterConfig,
     EvalConfig,
+    ExpertsConfig,
+    LayersConfig,
     LossConfig,
     ModelConfig,
+    PretrainedConfig,
     RunConfig,
     ServingConfig,
     TrainingConfig,
@@ -29,6 +33,10 @@ from cmdrec.config.run import (
 
 __all__ = [
     "BITS",
+    "MODEL_SECTIONS",
+    "ExpertsConfig",
+    "LayersConfig",
+    "PretrainedConfig",
     "AdapterConfig",
     "CatalogueConfig",
     "ChunkingConfig",

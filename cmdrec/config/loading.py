@@ -19,6 +19,9 @@ def from_dict(cls, data: dict | None, where: str = ""):
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise InputError(f"{where or cls.__name__}: expected a mapping, got {data!r}")
+    upgrade = getattr(cls, "upgrade", None)
+    if upgrade is not None:  # a config whose keys an earlier format spelled otherwise
+        data = upgrade(data, where)
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
@@ -64,16 +67,26 @@ def _coerce(hint, value, where: str):
 
 
 def to_dict(config) -> dict:
-    """Plain mapping of a config (tuples as lists), suitable for YAML or JSON."""
+    """Plain mapping of a config (tuples as lists), suitable for YAML or JSON. An optional section
+    left unset (a model section its backbone does not have) is left out, not written as null."""
+    if dataclasses.is_dataclass(config):
+        out = {}
+        for item in dataclasses.fields(config):
+            value = getattr(config, item.name)
+            if value is None and _is_section(item.type):
+                continue
+            out[item.name] = to_dict(value)
+        return out
+    if isinstance(config, (tuple, list)):
+        return [to_dict(v) for v in config]
+    if isinstance(config, dict):
+        return {k: to_dict(v) for k, v in config.items()}
+    return config
 
-    def plain(value):
-        if isinstance(value, tuple):
-            return [plain(v) for v in value]
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        return value
 
-    return plain(dataclasses.asdict(config))
+def _is_section(annotation) -> bool:
+    name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    return name.endswith("Config | None")
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +10,8 @@ from typing import Literal
 
 from cmdrec.config.loading import load_config
 from cmdrec.errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,54 +40,165 @@ BITS = {
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Architecture; saved with every checkpoint so a resumed or evaluated run rebuilds it exactly."""
+class LayersConfig:
+    """The layers of every backbone cmdrec builds itself (all but `pretrained`)."""
 
-    backbone: str = "gpt2"  # see cmdrec.models.registry.COMPONENTS
-    masking: Literal["clm", "mlm"] = "clm"
-    d_model: int = 64
     n_layers: int = 2
-    n_heads: int = 2
-    dropout: float = 0.1
-    max_length: int = 50
-    mlm_probability: float = 0.2
-    ffn_dim: int | None = (
-        None  # each layer's feed-forward width; None = the backbone's own (4 x d_model; 2 x per Mixtral expert)
-    )
-    ffn_activation: Literal["gelu", "relu", "silu"] | None = (
-        None  # None = the backbone's own (GELU; SiLU gates in Llama/Mixtral)
-    )
-    input_scaling: Literal["layernorm", "sqrt_d"] = "layernorm"  # fused inputs: LayerNorm, or SASRec's x sqrt(d_model)
-    tie_weights: bool = False  # True shares the item embedding with the output layer (SASRec)
-    output_bias: bool = True  # a learned per-command bias in the next-command output layer (SASRec has none)
-    input_features: tuple[str, ...] = ()  # extra schema columns beside the item id; () = item id only
-    fusion: str = "sum"  # how the input features of an event become one vector; see cmdrec.features.fusion
-    aux_tasks: tuple[str, ...] = ()  # label columns predicted beside the next command, e.g. ("category",)
-    text_embeddings: bool = False  # feed each command's text embedding (from `cmdrec embed`) as a feature
-    text_output: bool = False  # score commands through their text embeddings only, so new commands can be ranked
-    history_copy: bool = False  # mix in a pointer over the commands already in the window (RepeatNet); clm only
-    n_experts: int = 4  # mixture-of-experts backbones only
+    n_heads: int = 2  # attention heads (GRU has none)
+    # each layer's feed-forward width; None: the backbone's own (4 x d_model; 2 x d_model per expert)
+    ffn_dim: int | None = None
+    ffn_activation: Literal["gelu", "relu", "silu"] | None = None  # None: the backbone's own (GELU; SiLU in Llama)
+
+    def __post_init__(self):
+        if self.n_layers < 1 or self.n_heads < 1:
+            raise InputError("model.layers.n_layers and n_heads must be at least 1")
+        if self.ffn_dim is not None and self.ffn_dim < 1:
+            raise InputError(f"model.layers.ffn_dim must be positive, got {self.ffn_dim}")
+
+
+@dataclass(frozen=True)
+class ExpertsConfig:
+    """The mixture of experts of a backbone that has one (mixtral)."""
+
+    n_experts: int = 4
     experts_per_token: int = 2
-    # backbone "pretrained": a Llama-family decoder loaded from a local directory or hub id
-    pretrained: str | None = None
+
+    def __post_init__(self):
+        if not 1 <= self.experts_per_token <= self.n_experts:
+            raise InputError(
+                f"model.experts.experts_per_token ({self.experts_per_token}) must lie in 1..{self.n_experts}"
+            )
+
+
+@dataclass(frozen=True)
+class PretrainedConfig:
+    """The decoder that backbone `pretrained` wraps: a Llama-family model from a local directory or hub id."""
+
+    path: str | None = None  # required
     bit: int | str = 32  # 4 (QLoRA, NF4), 8, 16 (bf16), 32, or a dtype name
     attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] = "sdpa"
     gradient_checkpointing: bool = False
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
 
     def __post_init__(self):
-        if self.d_model % self.n_heads:
-            raise InputError(f"model.d_model ({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
-        if self.max_length < 2:
-            raise InputError("model.max_length must be at least 2")
-        if self.ffn_dim is not None and self.ffn_dim < 1:
-            raise InputError(f"model.ffn_dim must be positive, got {self.ffn_dim}")
         if self.bit not in BITS:
-            raise InputError(f"model.bit: {self.bit!r} is not one of {list(BITS)}")
+            raise InputError(f"model.pretrained.bit: {self.bit!r} is not one of {list(BITS)}")
         if BITS[self.bit] in ("4bit", "8bit") and self.adapter.method == "none":
             raise InputError(
-                "a quantised base (model.bit 4 or 8) cannot be trained fully; set model.adapter.method: lora"
+                "a quantised base (model.pretrained.bit 4 or 8) cannot be trained fully; set "
+                "model.pretrained.adapter.method: lora"
             )
+
+
+# the sections a backbone may have; which ones it has is recorded in cmdrec.models.registry
+MODEL_SECTIONS = ("layers", "experts", "pretrained")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture; saved with every checkpoint so a resumed or evaluated run rebuilds it exactly.
+    The settings every model shares, then one section per kind of backbone; a resolved config (what a
+    run saves) holds exactly the sections its backbone has."""
+
+    backbone: str = "gpt2"  # see cmdrec.models.registry.COMPONENTS
+    masking: Literal["clm", "mlm"] = "clm"
+    d_model: int = 64
+    dropout: float = 0.1
+    # events the model reads; its training windows are one longer under clm (the predicted event)
+    max_length: int = 50
+    # rows of the position table; None: the window length (max_length + 1 under clm, as runs before
+    # format 3 were built, so their checkpoints and the committed results stay identical)
+    positions: int | None = None
+    mlm_probability: float = 0.2
+    input_scaling: Literal["layernorm", "sqrt_d"] = "layernorm"  # fused inputs: LayerNorm, or SASRec's x sqrt(d_model)
+    tie_weights: bool = False  # True shares the item embedding with the output layer (SASRec)
+    output_bias: bool = True  # a learned per-command bias in the next-command output layer (SASRec has none)
+    input_features: tuple[str, ...] = ()  # extra schema columns beside the item id; () = item id only
+    fusion: str = "sum"  # how the input features of an event become one vector; see cmdrec.features.fusion
+    fusion_heads: int | None = None  # heads of attention fusion; None: layers.n_heads, or 2 without layers
+    aux_tasks: tuple[str, ...] = ()  # label columns predicted beside the next command, e.g. ("category",)
+    text_embeddings: bool = False  # feed each command's text embedding (from `cmdrec embed`) as a feature
+    text_output: bool = False  # score commands through their text embeddings only, so new commands can be ranked
+    history_copy: bool = False  # mix in a pointer over the commands already in the window (RepeatNet); clm only
+    layers: LayersConfig | None = None  # None: the defaults, for a backbone that has layers
+    experts: ExpertsConfig | None = None  # mixture-of-experts backbones
+    pretrained: PretrainedConfig | None = None  # backbone "pretrained"
+
+    def __post_init__(self):
+        if self.max_length < (1 if self.masking == "clm" else 2):
+            raise InputError("model.max_length must be at least 1 (2 under mlm, whose last event is the mask)")
+        if self.positions is not None and self.positions < self.window_length:
+            raise InputError(f"model.positions ({self.positions}) must hold a window of {self.window_length} events")
+        if self.layers is not None and self.d_model % self.layers.n_heads:
+            raise InputError(
+                f"model.d_model ({self.d_model}) must be divisible by model.layers.n_heads ({self.layers.n_heads})"
+            )
+
+    @property
+    def window_length(self) -> int:
+        """Events of a data window: what the model reads, plus under clm the predicted event (its
+        targets are its inputs shifted by one); mlm predicts masked events in place."""
+        return self.max_length + 1 if self.masking == "clm" else self.max_length
+
+    @property
+    def history_length(self) -> int:
+        """Events of a live history the model reads to suggest the next: mlm appends the mask event."""
+        return self.max_length if self.masking == "clm" else self.max_length - 1
+
+    @property
+    def position_table(self) -> int:
+        return self.positions or self.window_length
+
+    @property
+    def attention_heads(self) -> int:
+        """Heads of attention fusion."""
+        return self.fusion_heads or (self.layers.n_heads if self.layers else 2)
+
+    @classmethod
+    def upgrade(cls, data: dict, where: str) -> dict:
+        return sectioned(data, where)
+
+
+# keys of the flat model config (run format 2 and before) -> (section, key)
+FLAT_KEYS = {
+    **{key: ("layers", key) for key in ("n_layers", "n_heads", "ffn_dim", "ffn_activation")},
+    **{key: ("experts", key) for key in ("n_experts", "experts_per_token")},
+    "pretrained": ("pretrained", "path"),
+    **{key: ("pretrained", key) for key in ("bit", "attn_implementation", "gradient_checkpointing", "adapter")},
+}
+_warned = False
+
+
+def sectioned(data: dict, where: str = "model.") -> dict:
+    """A model mapping with the flat keys of earlier formats moved into their sections (`model.n_layers`
+    is `model.layers.n_layers`), so old configs and `model.n_layers=4` overrides keep working."""
+    global _warned
+    if not isinstance(data, dict):
+        return data
+    # `pretrained` is the section itself when it is a mapping, and says nothing when null
+    flat = [k for k in FLAT_KEYS if k in data and not (k == "pretrained" and not isinstance(data[k], str))]
+    if not flat:
+        return data
+    data = dict(data)
+    for key in flat:
+        section, name = FLAT_KEYS[key]
+        value = data.pop(key)
+        target = data.get(section) or {}
+        if not isinstance(target, dict):
+            raise InputError(f"{where}{section}: expected a section, got {target!r}")
+        if name in target and target[name] != value:
+            raise InputError(
+                f"{where}{key} ({value!r}) and {where}{section}.{name} ({target[name]!r}) both given; "
+                f"keep {where}{section}.{name}"
+            )
+        data[section] = {**target, name: value}
+    if data.get("pretrained") is None:
+        data.pop("pretrained", None)
+    if not _warned:
+        _warned = True
+        log.info("model config: %s read as %s (the spelling before model sections)", ", ".join(flat),
+                 ", ".join(".".join(FLAT_KEYS[k]) for k in flat))  # fmt: skip
+    return data
 
 
 MONITOR = re.compile(r"loss|([a-z0-9_]+/)?(ndcg|recall|mrr)@\d+")
@@ -195,5 +309,19 @@ class ServingConfig:
             )
 
 
+def current_spelling(overrides: list[str]) -> list[str]:
+    """Overrides of flat model keys (`model.n_layers=1`, `model.pretrained=DIR`) as today's section keys,
+    so they set what a sectioned config file holds instead of conflicting with it."""
+    renamed = []
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        head, _, rest = key.removeprefix("model.").partition(".")
+        if key.startswith("model.") and head in FLAT_KEYS and not (head == "pretrained" and rest):
+            section, name = FLAT_KEYS[head]
+            key = ".".join(["model", section, name, *([rest] if rest else [])])
+        renamed.append(f"{key}{sep}{value}")
+    return renamed
+
+
 def load_run_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
-    return load_config(RunConfig, path, overrides)
+    return load_config(RunConfig, path, current_spelling(list(overrides)))

@@ -1,7 +1,7 @@
 """Preprocessed Parquet sequences -> fixed-length windows -> `Batch`es.
 
 Sessions in command logs are long (VS logs: median ~73 events after cleaning, mean ~240), so
-training cuts every session into windows of at most `max_length` events that overlap by one
+training cuts every session into windows of at most `window` events that overlap by one
 event: each transition (event t -> event t+1) is a training target in exactly one window and
 none is wasted. Evaluation uses the most recent window of each session. Windows are padded on
 the right and each batch is trimmed to its own longest window.
@@ -27,18 +27,18 @@ from cmdrec.errors import InputError
 from cmdrec.schema import PAD_ID, ColumnSpec, Schema, Tag
 
 
-def window_bounds(lengths: np.ndarray, max_length: int, mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def window_bounds(lengths: np.ndarray, window: int, mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(session index, start, end) of each window. `mode`: "train" (all windows) or "eval" (the last)."""
     if mode == "eval":
         ends = lengths.astype(np.int64)
-        return np.arange(len(lengths)), np.maximum(ends - max_length, 0), ends
+        return np.arange(len(lengths)), np.maximum(ends - window, 0), ends
     sessions, starts, ends = [], [], []
-    stride = max_length - 1  # consecutive windows share one event, so every transition is used once
+    stride = window - 1  # consecutive windows share one event, so every transition is used once
     for index, length in enumerate(lengths.tolist()):
         end = length
         while end >= 2:
             sessions.append(index)
-            starts.append(max(end - max_length, 0))
+            starts.append(max(end - window, 0))
             ends.append(end)
             end -= stride
     return np.asarray(sessions, dtype=np.int64), np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
@@ -48,7 +48,7 @@ def window_bounds(lengths: np.ndarray, max_length: int, mode: str) -> tuple[np.n
 class SequenceData:
     """One split's windows as padded arrays, ready to be sliced into batches."""
 
-    arrays: dict[str, np.ndarray]  # (n_windows, max_length) per column
+    arrays: dict[str, np.ndarray]  # (n_windows, window) per column
     lengths: np.ndarray  # (n_windows,)
     item_column: str
     # with `earlier_items`: every item id of the split flat (plus a trailing PAD), and each window's
@@ -66,7 +66,7 @@ class SequenceData:
         data_dir: str | Path,
         split: str,
         columns: list[str],
-        max_length: int,
+        window: int,
         mode: str,
         earlier_items: bool = False,
     ) -> SequenceData:
@@ -84,7 +84,7 @@ class SequenceData:
         if len(parts) > 1:  # shards of a log processed in partitions: in session order, as one file is
             frame = frame.sort(SESSION, maintain_order=True)  # a session's chunks stay in order
         frame = frame.drop(SESSION)
-        return cls.from_frame(frame, schema, columns, max_length, mode, earlier_items, data_dir)
+        return cls.from_frame(frame, schema, columns, window, mode, earlier_items, data_dir)
 
     @classmethod
     def from_frame(
@@ -92,7 +92,7 @@ class SequenceData:
         frame: pl.DataFrame,
         schema: Schema,
         columns: list[str],
-        max_length: int,
+        window: int,
         mode: str,
         earlier_items: bool = False,
         data_dir: str | Path | None = None,
@@ -103,10 +103,10 @@ class SequenceData:
         wanted = _wanted(schema, columns)
         per_command = [name for name in wanted if schema[name].properties.get("key") == item]
         lengths = frame["length"].to_numpy().astype(np.int64)
-        session, starts, ends = window_bounds(lengths, max_length, mode)
+        session, starts, ends = window_bounds(lengths, window, mode)
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         # flat position of each window cell; cells past a window's end point at a padding slot
-        cell = np.arange(max_length)[None, :]
+        cell = np.arange(window)[None, :]
         window_lengths = ends - starts
         flat_index = offsets[session][:, None] + starts[:, None] + cell
         valid = cell < window_lengths[:, None]

@@ -22,17 +22,17 @@ from cmdrec.errors import InputError
 
 
 class StreamingSequences:
-    def __init__(self, data_dir: str | Path, split: str, columns: list[str], max_length: int):
+    def __init__(self, data_dir: str | Path, split: str, columns: list[str], window: int):
         self.data_dir = Path(data_dir)
         self.parts = table_parts(self.data_dir, split)
         if not self.parts:
             raise InputError(f"no {split} split at {self.data_dir / split}.parquet; run preprocessing first")
         self.schema = load_schema(self.data_dir)
-        self.columns, self.max_length = columns, max_length
+        self.columns, self.window = columns, window
         self.item_column = self.schema.item_id.name
         # windows per shard, from the length column alone
         self.windows = [
-            len(window_bounds(pl.read_parquet(p, columns=["length"])["length"].to_numpy(), max_length, "train")[0])
+            len(window_bounds(pl.read_parquet(p, columns=["length"])["length"].to_numpy(), window, "train")[0])
             for p in self.parts
         ]
 
@@ -67,5 +67,5 @@ class StreamingSequences:
         ]
         frame = pl.read_parquet(self.parts[shard], columns=[SESSION, "length", *dict.fromkeys(stored)])
         return SequenceData.from_frame(
-            frame.drop(SESSION), self.schema, self.columns, self.max_length, "train", data_dir=self.data_dir
+            frame.drop(SESSION), self.schema, self.columns, self.window, "train", data_dir=self.data_dir
         )

@@ -35,7 +35,7 @@ def analyse(model, config: RunConfig, split: str, out_dir: str | Path, next_k: i
     out.mkdir(parents=True, exist_ok=True)
     schema = load_schema(config.data_dir)
     columns = data_columns(config.model, schema)
-    data = SequenceData.load(config.data_dir, split, columns, config.model.max_length, "eval")
+    data = SequenceData.load(config.data_dir, split, columns, config.model.window_length, "eval")
     items = PreparedDataset(config.data_dir).items()
     names = items["name"].to_list()
     has_categories = "category" in items.columns

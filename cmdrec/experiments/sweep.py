@@ -29,6 +29,7 @@ import yaml
 from cmdrec.artifacts.loading import RESULTS
 from cmdrec.artifacts.runs import RunDir, process_alive
 from cmdrec.config import RunConfig, apply_overrides, from_dict, load_yaml, to_dict
+from cmdrec.config.run import current_spelling
 from cmdrec.errors import InputError
 from cmdrec.io import write_json_atomic, write_text_atomic
 from cmdrec.training.loop import train
@@ -104,7 +105,9 @@ def _typed(parameter: Parameter, value):
 
 
 def config_from(base: dict, params: dict, name: str, seed: int | None = None) -> RunConfig:
-    data = apply_overrides(base, [f"{k}={json.dumps(v)}" for k, v in params.items()] + [f"name={name}"])
+    data = apply_overrides(
+        base, current_spelling([f"{k}={json.dumps(v)}" for k, v in params.items()]) + [f"name={name}"]
+    )
     if seed is not None:
         data = apply_overrides(data, [f"training.seed={seed}"])
     return from_dict(RunConfig, data)
@@ -146,7 +149,8 @@ class Sweep:
     show_progress: bool = False
 
     def __post_init__(self):
-        self.base = apply_overrides(load_yaml(self.config_path) if self.config_path else {}, self.overrides)
+        base = load_yaml(self.config_path) if self.config_path else {}
+        self.base = apply_overrides(base, current_spelling(list(self.overrides)))
         base_config = from_dict(RunConfig, apply_overrides(self.base, ["name=probe"]))
         self.monitor = base_config.training.monitor
         self.higher_is_better = base_config.training.monitor_higher_is_better

@@ -52,7 +52,7 @@ class AttentionFusion(nn.Module):
     def __init__(self, n_features: int, d_model: int, n_heads: int):
         super().__init__()
         if d_model % n_heads:
-            raise InputError(f"model.d_model {d_model} is not divisible by model.n_heads {n_heads} (attention fusion)")
+            raise InputError(f"model.d_model {d_model} is not divisible by {n_heads} heads (attention fusion)")
         self.n_heads = n_heads
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)

@@ -7,13 +7,33 @@ import dataclasses
 import torch
 from torch import nn
 
-from cmdrec.config import ModelConfig
+from cmdrec.config import ExpertsConfig, LayersConfig, ModelConfig, PretrainedConfig
 from cmdrec.errors import InputError
 from cmdrec.features.embeddings import InputBlock
 from cmdrec.models.heads import ClassificationHead, HistoryCopy, TextScoringHead
 from cmdrec.models.recommender import SequenceRecommender
 from cmdrec.models.registry import component
 from cmdrec.schema import Schema, Tag
+
+SECTIONS = {"layers": LayersConfig, "experts": ExpertsConfig, "pretrained": PretrainedConfig}
+
+
+def resolve_sections(config: ModelConfig) -> ModelConfig:
+    """The config with exactly the sections its backbone has (their defaults where unset) and the size
+    of its position table, as a run saves it; a section its backbone does not have is refused."""
+    spec = component(config.backbone)
+    sections = {}
+    for name, section in SECTIONS.items():
+        given = getattr(config, name)
+        if name in spec.sections:
+            sections[name] = given or section()
+        elif given is not None:
+            has = ", ".join(spec.sections) or "none"
+            raise InputError(f"model.{name}: backbone {config.backbone!r} has no such section (its sections: {has})")
+    resolved = dataclasses.replace(config, positions=config.position_table, **sections)
+    if resolved.pretrained is not None and not resolved.pretrained.path:
+        raise InputError(f"model.backbone {config.backbone!r} needs model.pretrained.path (a directory or hub id)")
+    return resolved
 
 
 def is_neural(config: ModelConfig) -> bool:
@@ -61,15 +81,13 @@ def build_model(
     loaded pretrained decoder (see cmdrec.artifacts.adapters), when the backbone wraps one."""
     if not is_neural(config):
         raise InputError(f"{config.backbone!r} is a non-neural baseline; use build_baseline")
-    config = resolve_input_features(config, schema)
+    config = resolve_sections(resolve_input_features(config, schema))
     spec = component(config.backbone)
-    if not spec.feed_forward and (config.ffn_dim or config.ffn_activation):
+    if not spec.feed_forward and config.layers is not None and (config.layers.ffn_dim or config.layers.ffn_activation):
         raise InputError(
-            f"model.ffn_dim / ffn_activation: backbone {config.backbone!r} has no feed-forward layer of its own to set"
+            f"model.layers.ffn_dim / ffn_activation: backbone {config.backbone!r} has no feed-forward layer of its own"
         )
     if spec.pretrained_weights:
-        if not config.pretrained:
-            raise InputError(f"model.backbone {config.backbone!r} needs model.pretrained (a local directory or hub id)")
         if decoder is None:
             raise InputError(
                 f"backbone {config.backbone!r} needs its decoder loaded by cmdrec.artifacts.adapters.load_decoder"
@@ -100,7 +118,7 @@ def build_model(
         input_columns(config, schema),
         config.d_model,
         config.fusion,
-        config.n_heads,
+        config.attention_heads,
         text_table if config.text_embeddings else None,
         config.input_scaling,
     )

@@ -5,10 +5,13 @@ backbone's position t does not change when later events change."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
-from cmdrec.config import ModelConfig
+from cmdrec.config import LayersConfig, ModelConfig, from_dict
 from cmdrec.models.backbones import Backbone
+from cmdrec.models.build import resolve_sections
 from cmdrec.models.registry import component
 
 D_MODEL, LENGTH = 16, 6
@@ -22,18 +25,10 @@ def check_backbone(name: str, masking: str = "clm", decoder: torch.nn.Module | N
     """Raise ContractError saying what `name` breaks; `decoder` stands in for a pretrained one, and
     `fields` set model config values of the small model it checks."""
     spec = component(name)
-    config = ModelConfig(
-        **{
-            "backbone": name,
-            "masking": masking,
-            "d_model": D_MODEL,
-            "n_layers": 1,
-            "n_heads": 2,
-            "max_length": 8,
-            "dropout": 0.0,
-            **fields,
-        }  # fmt: skip
-    )
+    small = {"backbone": name, "masking": masking, "d_model": D_MODEL, "max_length": 8, "dropout": 0.0}
+    config = resolve_sections(from_dict(ModelConfig, {**small, **fields}))
+    if config.layers is not None and "layers" not in fields:
+        config = dataclasses.replace(config, layers=LayersConfig(n_layers=1, n_heads=2))
     torch.manual_seed(0)
     module = (spec.build(config, decoder) if spec.pretrained_weights else spec.build(config)).eval()
     if not isinstance(module, Backbone):

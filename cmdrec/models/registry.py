@@ -25,33 +25,34 @@ class Component:
     neural: bool = True  # False: a fitted count model (no weights, no optimizer)
     # causal: position t sees only positions <= t; None: causal exactly when masking is clm (XLNet)
     causal: bool | None = True
-    pretrained_weights: bool = False  # wraps a decoder loaded from files outside the model (model.pretrained)
+    pretrained_weights: bool = False  # wraps a decoder loaded from files outside the model (model.pretrained.path)
     ema: bool = True  # an EMA copy of the weights is affordable (not for a whole pretrained base)
-    feed_forward: bool = True  # has feed-forward layers of its own that model.ffn_dim / ffn_activation set
+    feed_forward: bool = True  # has feed-forward layers of its own that model.layers.ffn_dim / ffn_activation set
     experts: bool = False  # a mixture of experts: router logits come back as an auxiliary output
     dense_counterpart: str | None = None  # a mixture of experts' backbone with one dense feed-forward per layer
-    config_keys: tuple[str, ...] = ()  # the model.* keys that only this component reads
+    # the model config sections it reads (of MODEL_SECTIONS: layers, experts, pretrained); a resolved
+    # config holds exactly these
+    sections: tuple[str, ...] = ("layers",)
 
     def is_causal(self, masking: str) -> bool:
         return masking == "clm" if self.causal is None else self.causal
 
 
-_SASREC_KEYS = ("ffn_dim", "ffn_activation")
 COMPONENTS = {
     c.name: c
     for c in (
-        Component("gpt2", GPT2Backbone, config_keys=_SASREC_KEYS),
-        Component("sasrec", SASRecBackbone, config_keys=_SASREC_KEYS),
-        Component("llama", LlamaBackbone, config_keys=_SASREC_KEYS),
-        Component("bert", BertBackbone, causal=False, config_keys=_SASREC_KEYS),
-        Component("xlnet", XLNetBackbone, causal=None, config_keys=_SASREC_KEYS),
+        Component("gpt2", GPT2Backbone),
+        Component("sasrec", SASRecBackbone),
+        Component("llama", LlamaBackbone),
+        Component("bert", BertBackbone, causal=False),
+        Component("xlnet", XLNetBackbone, causal=None),
         Component("gru", GRUBackbone, feed_forward=False),
         Component(
             "mixtral",
             MixtralBackbone,
             experts=True,
             dense_counterpart="llama",
-            config_keys=(*_SASREC_KEYS, "n_experts", "experts_per_token"),
+            sections=("layers", "experts"),
         ),
         Component(
             "pretrained",
@@ -59,11 +60,11 @@ COMPONENTS = {
             pretrained_weights=True,
             ema=False,
             feed_forward=False,
-            config_keys=("pretrained", "bit", "attn_implementation", "gradient_checkpointing", "adapter"),
+            sections=("pretrained",),
         ),
-        Component("repeat_last", RepeatLast, neural=False, causal=None),
-        Component("popular", MostPopular, neural=False, causal=None),
-        Component("markov", Markov, neural=False, causal=None),
+        Component("repeat_last", RepeatLast, neural=False, causal=None, sections=()),
+        Component("popular", MostPopular, neural=False, causal=None, sections=()),
+        Component("markov", Markov, neural=False, causal=None, sections=()),
     )
 }
 

@@ -74,7 +74,6 @@ class Predictor:
         self.columns = input_columns(self.config.model, self.schema)
         self.mask_ids = mask_ids(self.schema, self.columns)
         self.neural = component(self.config.model.backbone).neural
-        # the model reads max_length - 1 events: one position of its windows is the target
         self.encoder = HistoryEncoder(self.workflow, self.schema, self.columns, data_dir, self.max_events)
         self.attributes = self.encoder.attributes
         self.needs_attributes = [c for c in self.attributes if c in self.columns]
@@ -91,7 +90,7 @@ class Predictor:
 
     @property
     def max_events(self) -> int:
-        return self.config.model.max_length - 1
+        return self.config.model.history_length
 
     @property
     def vocabulary(self) -> list[str]:

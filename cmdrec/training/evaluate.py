@@ -98,7 +98,7 @@ def evaluate_model(model, config: RunConfig, eval_config: EvalConfig | None = No
     columns = data_columns(config.model, schema)
     eval_config = eval_config or config.eval
     data = SequenceData.load(
-        config.data_dir, split, columns, config.model.max_length, "eval", earlier_items=eval_config.exclude_seen
+        config.data_dir, split, columns, config.model.window_length, "eval", earlier_items=eval_config.exclude_seen
     )
     return evaluate(
         model,

@@ -35,7 +35,7 @@ from cmdrec.errors import InputError
 from cmdrec.features.embeddings import mask_ids as build_mask_ids
 from cmdrec.io import write_json_atomic
 from cmdrec.losses import classification_loss
-from cmdrec.models.build import build_baseline, data_columns, resolve_input_features
+from cmdrec.models.build import build_baseline, data_columns, resolve_input_features, resolve_sections
 from cmdrec.models.registry import component
 from cmdrec.schema import FIRST_VALUE_ID
 from cmdrec.training.callbacks import Checkpointing, CsvLogs, EarlyStopping, TrackerLogs
@@ -101,6 +101,7 @@ def _train_run(config: RunConfig, resume: bool, callbacks: list[Callback], show_
     if world.main and (pid := run.trainer_elsewhere()) is not None:
         # two trainers on one run would write over each other's checkpoints and logs
         raise InputError(f"run {run.path} is being trained by process {pid}; wait for it to end or stop it first")
+    config = dataclasses.replace(config, model=resolve_sections(config.model))  # as the run saves it
     if component(config.model.backbone).neural:
         config = dataclasses.replace(config, model=resolve_input_features(config.model, load_schema(config.data_dir)))
     checkpoints = broadcast(world, list_checkpoints(run.checkpoints))  # every rank resumes from the same one
@@ -131,7 +132,9 @@ def _train_run(config: RunConfig, resume: bool, callbacks: list[Callback], show_
 def _load_splits(config: RunConfig, columns: list[str]) -> tuple[SequenceData, SequenceData, SequenceData]:
     def load(split: str, mode: str) -> SequenceData:
         earlier = mode == "eval" and config.eval.exclude_seen
-        return SequenceData.load(config.data_dir, split, columns, config.model.max_length, mode, earlier_items=earlier)
+        return SequenceData.load(
+            config.data_dir, split, columns, config.model.window_length, mode, earlier_items=earlier
+        )
 
     # a streamed training split is read shard by shard while training, never here
     train = None if config.training.streaming else load("train", "train")
@@ -237,7 +240,7 @@ def _train_neural(
     train_data, valid_data, test_data = _load_splits(config, data_columns(config.model, schema))
     if config.training.streaming:
         train_data = StreamingSequences(
-            config.data_dir, "train", data_columns(config.model, schema), config.model.max_length
+            config.data_dir, "train", data_columns(config.model, schema), config.model.window_length
         )
         n_batches = train_data.batches_per_epoch(config.training.batch_size)
     else:

@@ -177,7 +177,8 @@ def forward_backward(
     with no_sync:
         with autocast:
             output = trainer.model(masked)
-        loss, parts = objective(output, masked, config.loss, model_config.experts_per_token, trainer.trained_items)
+        routed = model_config.experts.experts_per_token if model_config.experts else 1
+        loss, parts = objective(output, masked, config.loss, routed, trainer.trained_items)
         scaled = loss * weight / config.training.grad_accumulation
         (trainer.scaler.scale(scaled) if trainer.scaler else scaled).backward()
     return loss, parts

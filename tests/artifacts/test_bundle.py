@@ -6,7 +6,7 @@ import shutil
 import polars as pl
 import pytest
 
-from cmdrec.artifacts.bundle import BUNDLE_FILE, export_bundle, load_bundle
+from cmdrec.artifacts.bundle import BUNDLE_FILE, BUNDLE_FORMAT_VERSION, export_bundle, load_bundle
 from cmdrec.cli import main
 from cmdrec.errors import InputError
 from cmdrec.models.baselines import Markov
@@ -43,7 +43,8 @@ def test_a_bundle_copied_elsewhere_serves_what_the_run_serves(tiny_data, tmp_pat
     monkeypatch.setattr(Markov, "fit", lambda *a: pytest.fail("a bundled baseline must not refit"))
     assert suggestions(Predictor("copy"), tiny_data) == expected
     info = json.loads((moved / BUNDLE_FILE).read_text())
-    assert info["format_version"] == 1 and info["run"]["name"] == "run" and info["libraries"]["torch"]
+    assert info["format_version"] == BUNDLE_FORMAT_VERSION == 2 and info["run"]["name"] == "run"
+    assert info["libraries"]["torch"]
     assert len(info["data_fingerprint"]) == 64 and "schema.json" in info["files"]
     commands = json.loads((moved / "commands.json").read_text())
     assert {"command", "category", "description"} <= set(commands[2])

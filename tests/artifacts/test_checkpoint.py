@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from cmdrec.artifacts.checkpoint import WEIGHTS, list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
-from cmdrec.config import ModelConfig
+from cmdrec.config import LayersConfig, ModelConfig
 from cmdrec.data.sequences import load_schema
 from cmdrec.errors import InputError
 from cmdrec.models.build import build_model
@@ -11,7 +11,7 @@ from cmdrec.models.build import build_model
 def model(tiny_data, seed):
     torch.manual_seed(seed)
     return build_model(
-        ModelConfig(d_model=16, n_layers=1, n_heads=2, max_length=12, tie_weights=True), load_schema(tiny_data)
+        ModelConfig(d_model=16, layers=LayersConfig(1, 2), max_length=12, tie_weights=True), load_schema(tiny_data)
     )
 
 

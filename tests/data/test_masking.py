@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from cmdrec.batch import Batch
-from cmdrec.config import EvalConfig, ModelConfig
+from cmdrec.config import EvalConfig, LayersConfig, ModelConfig
 from cmdrec.data.masking import clm, mask_batch, mlm
 from cmdrec.data.sequences import SequenceData, load_schema
 from cmdrec.errors import InputError
@@ -61,7 +61,7 @@ def bidirectional_model(schema, config):
 def test_changing_the_target_leaves_evaluation_logits_unchanged(tiny_data, backbone):
     schema = load_schema(tiny_data)
     config = ModelConfig(
-        backbone="gpt2", d_model=16, n_layers=1, n_heads=2, max_length=12, history_copy="copy" in backbone
+        backbone="gpt2", d_model=16, layers=LayersConfig(1, 2), max_length=12, history_copy="copy" in backbone
     )
     model = bidirectional_model(schema, config) if backbone == "bidirectional" else build_model(config, schema).eval()
     batch = SequenceData.load(tiny_data, "test", [], 12, "eval").batch(torch.arange(8).numpy())
@@ -76,7 +76,7 @@ def test_changing_the_target_leaves_evaluation_logits_unchanged(tiny_data, backb
 
 def test_evaluate_equals_manual_inference_on_sequences_truncated_by_one(tiny_data):
     schema = load_schema(tiny_data)
-    config = ModelConfig(backbone="gpt2", d_model=16, n_layers=1, n_heads=2, max_length=12)
+    config = ModelConfig(backbone="gpt2", d_model=16, layers=LayersConfig(1, 2), max_length=12)
     torch.manual_seed(0)
     model = build_model(config, schema).eval()
     data = SequenceData.load(tiny_data, "test", [], 12, "eval")
@@ -101,7 +101,7 @@ def test_evaluate_equals_manual_inference_on_sequences_truncated_by_one(tiny_dat
 
 def test_clm_with_a_bidirectional_backbone_is_refused(tiny_data):
     with pytest.raises(InputError, match="bidirectional"):
-        build_model(ModelConfig(backbone="bert", masking="clm", d_model=16, n_heads=2), load_schema(tiny_data))
+        build_model(ModelConfig(backbone="bert", masking="clm", d_model=16), load_schema(tiny_data))
 
 
 def test_mlm_training_masks_every_feature_of_chosen_events():

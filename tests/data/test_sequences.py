@@ -6,7 +6,7 @@ from cmdrec.data.sequences import SequenceData, epoch_order, iterate_batches, wi
 
 def test_training_windows_use_every_transition_exactly_once():
     lengths = np.array([100, 2, 50, 51])
-    sessions, starts, ends = window_bounds(lengths, max_length=50, mode="train")
+    sessions, starts, ends = window_bounds(lengths, window=50, mode="train")
     assert (ends - starts <= 50).all() and (ends - starts >= 2).all()
     for index, length in enumerate(lengths):
         # a window [s, e) predicts events s+1 .. e-1 from the ones before them
@@ -18,14 +18,14 @@ def test_training_windows_use_every_transition_exactly_once():
 
 
 def test_evaluation_uses_the_most_recent_window():
-    sessions, starts, ends = window_bounds(np.array([100, 3]), max_length=50, mode="eval")
+    sessions, starts, ends = window_bounds(np.array([100, 3]), window=50, mode="eval")
     assert sessions.tolist() == [0, 1] and starts.tolist() == [50, 0] and ends.tolist() == [100, 3]
 
 
 def test_windows_hold_the_sessions_events(tiny_data):
     import polars as pl
 
-    data = SequenceData.load(tiny_data, "test", ["category", "position"], max_length=12, mode="eval")
+    data = SequenceData.load(tiny_data, "test", ["category", "position"], window=12, mode="eval")
     frame = pl.read_parquet(tiny_data / "test.parquet")
     first = frame.row(0, named=True)
     length = min(first["length"], 12)
@@ -35,7 +35,7 @@ def test_windows_hold_the_sessions_events(tiny_data):
 
 
 def test_batches_are_trimmed_to_their_longest_window(tiny_data):
-    data = SequenceData.load(tiny_data, "train", [], max_length=12, mode="train")
+    data = SequenceData.load(tiny_data, "train", [], window=12, mode="train")
     short = np.argsort(data.lengths)[:4]
     batch = data.batch(short)
     assert batch.items.shape == (4, int(data.lengths[short].max()))
@@ -43,7 +43,7 @@ def test_batches_are_trimmed_to_their_longest_window(tiny_data):
 
 
 def test_batch_order_is_a_pure_function_of_seed_and_epoch(tiny_data):
-    data = SequenceData.load(tiny_data, "train", [], max_length=12, mode="train")
+    data = SequenceData.load(tiny_data, "train", [], window=12, mode="train")
     assert np.array_equal(epoch_order(len(data), 1, 0), epoch_order(len(data), 1, 0))
     assert not np.array_equal(epoch_order(len(data), 1, 0), epoch_order(len(data), 1, 1))
     order = epoch_order(len(data), 1, 0)
@@ -60,7 +60,7 @@ def test_evaluation_windows_can_carry_the_items_before_them(tiny_data):
 
     sessions = pl.read_parquet(tiny_data / "test.parquet")["command"].to_list()
     assert max(map(len, sessions)) > 5  # some sessions are longer than the window
-    data = SequenceData.load(tiny_data, "test", [], max_length=5, mode="eval", earlier_items=True)
+    data = SequenceData.load(tiny_data, "test", [], window=5, mode="eval", earlier_items=True)
     batch = data.batch(np.arange(len(data)))
     for row, session in enumerate(sessions):
         earlier = [item for item in batch.earlier_items[row].tolist() if item != 0]
@@ -70,5 +70,5 @@ def test_evaluation_windows_can_carry_the_items_before_them(tiny_data):
     seen = seen_items(*masked.predicted_histories(include_earlier=True), 200)
     for row, session in enumerate(sessions):
         assert set(seen[row].nonzero().squeeze(1).tolist()) == set(session[:-1])
-    window_only = SequenceData.load(tiny_data, "test", [], max_length=5, mode="eval").batch(np.arange(len(data)))
+    window_only = SequenceData.load(tiny_data, "test", [], window=5, mode="eval").batch(np.arange(len(data)))
     assert window_only.earlier_items is None

@@ -2,10 +2,10 @@ import pytest
 import torch
 from torch import nn
 
-from cmdrec.config import ModelConfig
+from cmdrec.config import ModelConfig, from_dict
 from cmdrec.data.sequences import load_schema
 from cmdrec.errors import InputError
-from cmdrec.models.build import build_model
+from cmdrec.models.build import build_model, resolve_sections
 from cmdrec.models.registry import COMPONENTS
 
 # where each Hugging Face config keeps the feed-forward width and activation
@@ -19,15 +19,11 @@ FEED_FORWARD_FIELDS = {
 
 
 def small(backbone, **fields):
-    return ModelConfig(
-        backbone=backbone,
-        masking="mlm" if backbone == "bert" else "clm",
-        d_model=16,
-        n_layers=1,
-        n_heads=2,
-        max_length=8,
-        **fields,
-    )
+    """A resolved config of a small model; ffn_* fields go to its layers."""
+    layers = {"n_layers": 1, "n_heads": 2, **{k: fields.pop(k) for k in ("ffn_dim", "ffn_activation") if k in fields}}
+    masking = "mlm" if backbone == "bert" else "clm"
+    base = {"backbone": backbone, "masking": masking, "d_model": 16, "max_length": 8, "layers": layers}
+    return resolve_sections(from_dict(ModelConfig, {**base, **fields}))
 
 
 @pytest.mark.parametrize("backbone", sorted(FEED_FORWARD_FIELDS))

@@ -20,11 +20,13 @@ def test_a_head_without_learned_bias_scores_by_dot_product_and_never_predicts_re
 
 
 def copy_model(tiny_data, **fields):
-    from cmdrec.config import ModelConfig
+    from cmdrec.config import LayersConfig, ModelConfig
     from cmdrec.data.sequences import load_schema
     from cmdrec.models.build import build_model
 
-    config = ModelConfig(backbone="gpt2", d_model=16, n_layers=1, n_heads=2, max_length=12, history_copy=True, **fields)
+    config = ModelConfig(
+        backbone="gpt2", d_model=16, layers=LayersConfig(1, 2), max_length=12, history_copy=True, **fields
+    )
     torch.manual_seed(0)
     return build_model(config, load_schema(tiny_data)).eval()
 

@@ -60,7 +60,7 @@ def test_the_contract_check_catches_a_backbone_that_breaks_it(monkeypatch):
 @pytest.mark.parametrize("name", [c.name for c in backbones() if not c.is_causal("clm")])
 def test_clm_is_refused_for_a_bidirectional_backbone(tiny_data, name):
     with pytest.raises(InputError, match="bidirectional"):
-        build_model(ModelConfig(backbone=name, masking="clm", d_model=16, n_heads=2), load_schema(tiny_data))
+        build_model(ModelConfig(backbone=name, masking="clm", d_model=16), load_schema(tiny_data))
 
 
 def test_every_registered_component_is_listed_in_an_unknown_name_error():

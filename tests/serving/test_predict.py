@@ -67,7 +67,7 @@ def test_an_event_attribute_reaches_the_model_and_a_history_without_it_is_refuse
 def assert_suggestions_equal_evaluation(predictor, data_dir, attributes=None):
     schema, config = load_schema(data_dir), predictor.config
     columns = input_columns(config.model, schema)
-    data = SequenceData.load(data_dir, "test", columns, config.model.max_length, "eval")
+    data = SequenceData.load(data_dir, "test", columns, config.model.window_length, "eval")
     batch = data.batch(np.arange(len(data)))
     evaluated = predictor.model(
         mask_batch(batch, config.model.masking, ["command"], training=False, mask_ids=mask_ids(schema, columns))

@@ -95,7 +95,7 @@ def test_load_trained_reproduces_the_test_metrics(tiny_data, tmp_path):
 
     result = train(tiny_run(tiny_data, tmp_path, "reload"), show_progress=False)
     model, config = load_trained(tmp_path / "reload")
-    data = SequenceData.load(tiny_data, "test", [], config.model.max_length, "eval")
+    data = SequenceData.load(tiny_data, "test", [], config.model.window_length, "eval")
     again = evaluate(model, data, config.model, config.eval, {})
     assert all(again[m] == result["test"][m] for m in METRICS)
 

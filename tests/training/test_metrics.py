@@ -67,13 +67,13 @@ def test_frequency_buckets_split_training_events_by_share():
 def test_evaluate_reports_each_bucket(tiny_data):
     import polars as pl
 
-    from cmdrec.config import EvalConfig, ModelConfig
+    from cmdrec.config import EvalConfig, LayersConfig, ModelConfig
     from cmdrec.data.sequences import SequenceData, load_schema
     from cmdrec.models.build import build_model
     from cmdrec.training.evaluate import evaluate
     from cmdrec.training.metrics import frequency_buckets
 
-    config = ModelConfig(d_model=16, n_layers=1, n_heads=2, max_length=12)
+    config = ModelConfig(d_model=16, layers=LayersConfig(1, 2), max_length=12)
     model = build_model(config, load_schema(tiny_data))
     counts = torch.tensor(pl.read_parquet(tiny_data / "items.parquet")["train_count"].to_list())
     result = evaluate(

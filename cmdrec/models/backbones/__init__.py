@@ -23,4 +23,4 @@ class Backbone(Protocol):
 
 def feed_forward(config: ModelConfig, default_width: int, default_activation: str) -> tuple[int, str]:
     """A layer's feed-forward width and activation: the config's where set, else the backbone's own."""
-    return config.ffn_dim or default_width, config.ffn_activation or default_activation
+    return config.layers.ffn_dim or default_width, config.layers.ffn_activation or default_activation

@@ -17,10 +17,10 @@ class GPT2Backbone(nn.Module):
         self.model = GPT2Model(
             GPT2Config(
                 vocab_size=1,
-                n_positions=config.max_length,
+                n_positions=config.position_table,
                 n_embd=config.d_model,
-                n_layer=config.n_layers,
-                n_head=config.n_heads,
+                n_layer=config.layers.n_layers,
+                n_head=config.layers.n_heads,
                 n_inner=width,
                 activation_function=activation,
                 resid_pdrop=config.dropout,

@@ -14,9 +14,9 @@ class GRUBackbone(nn.Module):
         self.gru = nn.GRU(
             config.d_model,
             config.d_model,
-            num_layers=config.n_layers,
+            num_layers=config.layers.n_layers,
             batch_first=True,
-            dropout=config.dropout if config.n_layers > 1 else 0.0,
+            dropout=config.dropout if config.layers.n_layers > 1 else 0.0,
         )
 
     def forward(self, embeddings, padding_mask):

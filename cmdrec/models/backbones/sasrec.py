@@ -40,11 +40,11 @@ class SASRecBackbone(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         width, activation = feed_forward(config, config.d_model, "relu")
-        self.positions = nn.Embedding(config.max_length, config.d_model)
+        self.positions = nn.Embedding(config.position_table, config.d_model)
         self.input_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(
-            SASRecBlock(config.d_model, config.n_heads, width, activation, config.dropout)
-            for _ in range(config.n_layers)
+            SASRecBlock(config.d_model, config.layers.n_heads, width, activation, config.dropout)
+            for _ in range(config.layers.n_layers)
         )
         self.final_norm = nn.LayerNorm(config.d_model, eps=LAYERNORM_EPS)
         for module in self.modules():  # N(0, 0.02) as GPT-2 and the reference initialise

@@ -18,8 +18,8 @@ class XLNetBackbone(nn.Module):
             XLNetConfig(
                 vocab_size=1,
                 d_model=config.d_model,
-                n_layer=config.n_layers,
-                n_head=config.n_heads,
+                n_layer=config.layers.n_layers,
+                n_head=config.layers.n_heads,
                 d_inner=width,
                 ff_activation=activation,
                 dropout=config.dropout,
