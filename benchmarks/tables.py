@@ -6,7 +6,7 @@ fails when one is stale (the test suite runs it).
     python benchmarks/tables.py --write | --check
     python benchmarks/tables.py [baselines_vs] [full_vs] [full_vs_10ep] [full_vs_copy] [full_vs_gpu]
         [full_vs_developer] [ablation_developer] [context_length_gpu] [beauty] [new_commands_sample] [new_commands_vs]
-        [serving] [serving_http] [data_scale] [nvtabular_peer]
+        [serving] [serving_http] [data_scale] [nvtabular_peer] [peer_t4rec] [llm_backbones] [train_scale]
 """
 
 from __future__ import annotations
@@ -358,6 +358,45 @@ def nvtabular_peer() -> str:
     )
 
 
+def peer_t4rec() -> str:
+    """cmdrec against Transformers4Rec on the same windows and model."""
+    report = json.loads((RESULTS / "peer_t4rec.json").read_text())
+    epochs = next(iter(report["models"].values()))["epochs"]
+    lines = [
+        f"`{report['command']}`, measured {report['measured_at'][:10]}: {report['model']}; {report['data']}; "
+        f"{report['train_windows']:,} training windows, {report['test_sessions']:,} test sessions, {epochs} epochs, "
+        f"one after the other on {report['machine']['cpus']} CPU cores.",
+        "",
+        "| | NDCG@10 | Recall@10 | train seq/s | train s | eval s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, entry in report["models"].items():
+        lines.append(
+            f"| {name} | {entry['ndcg@10']:.4f} | {entry['recall@10']:.4f} | {entry['sequences_per_second']:.0f} | "
+            f"{entry['train_seconds']:.0f} | {entry['eval_seconds']:.2f} |"
+        )
+    lines += ["", f"Training throughput, cmdrec over Transformers4Rec: {report['throughput_ratio']:.2f}x."]
+    return "\n".join(lines)
+
+
+def llm_backbones() -> str:
+    """LoRA, QLoRA and full fine-tuning of a pretrained decoder: memory, speed, NDCG@10."""
+    report = json.loads((RESULTS / "llm_backbones.json").read_text())
+    lines = [
+        f"`{report['command']}`; {report['data']}:",
+        "",
+        "| device / shape / configuration | bit | peak memory GB | seq/s | NDCG@10 |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, run in report["runs"].items():
+        kind = "process peak RSS" if run["device"] == "cpu" else "GPU, max allocated"
+        lines.append(
+            f"| {name} | {run['bit']} | {run['peak_memory_gb']:.3f} ({kind}) | {run['sequences_per_second']:.1f} | "
+            f"{run['ndcg@10']:.4f} |"
+        )
+    return "\n".join(lines)
+
+
 TABLES = {
     "preprocess": preprocess,
     "train_scale": train_scale,
@@ -367,6 +406,8 @@ TABLES = {
     "serving": serving,
     "serving_http": serving_http,
     "baselines_vs": baselines_vs,
+    "peer_t4rec": peer_t4rec,
+    "llm_backbones": llm_backbones,
     "full_vs": lambda: full_vs("full_vs"),
     "full_vs_10ep": lambda: full_vs("full_vs_10ep"),
     "full_vs_copy": lambda: full_vs("full_vs_copy"),
@@ -384,7 +425,7 @@ BLOCK = re.compile(r"(<!-- table: (?P<name>[a-z0-9_]+) -->\n)(?P<body>.*?)(<!-- 
 
 
 def documents() -> list[Path]:
-    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 
 def regenerate(text: str) -> str:
