@@ -16,7 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from cmdrec.config import load_data_config, load_run_config
+from vs_data import VS_LOGS, have_vs_logs, vs_config
+
+from cmdrec.config import load_run_config
 from cmdrec.data.pipeline import preprocess, process_logs
 from cmdrec.experiments.suite import machine, markdown_table, run_suite
 from cmdrec.io import write_json_atomic, write_text_atomic
@@ -27,14 +29,14 @@ SPLITS = {"session": "random_session", "user": "user"}
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(ROOT.parent / "shared/data/vs-interactions"))
+    parser.add_argument("--data", default=str(VS_LOGS))
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=list(SPLITS))
     parser.add_argument("--models", nargs="+", default=None, help="config stems in configs/baselines (default: all)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/baselines_vs"))
     args = parser.parse_args()
     data = Path(args.data)
-    if not (data / "MessageList.csv").is_file():
+    if not have_vs_logs(data):
         print(f"VS logs not found at {data}; nothing measured", file=sys.stderr)
         return 1
     paths = sorted((ROOT / "configs/baselines").glob("*.yaml"))
@@ -46,16 +48,7 @@ def main() -> int:
     command = shlex.join(["python", "benchmarks/baselines_vs.py", *sys.argv[1:]])
     for split in args.splits:
         preprocessed = f"outputs/bench/vs-{split}/preprocessed"
-        data_config = load_data_config(
-            ROOT / "configs/data/vs.yaml",
-            [
-                f"source.path={data}/BlazeData_Dev_*.csv.gz",
-                f"catalogue.path={data}/MessageList.csv",
-                f"split.method={SPLITS[split]}",
-                "processed_dir=outputs/bench/vs/processed",
-                f"preprocessed_dir={preprocessed}",
-            ],
-        )
+        data_config = vs_config(data, "outputs/bench/vs/processed", preprocessed, [f"split.method={SPLITS[split]}"])
         if split == args.splits[0]:
             process_logs(data_config)
         split_report = preprocess(data_config)["split"]

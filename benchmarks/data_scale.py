@@ -25,12 +25,12 @@ from pathlib import Path
 import polars as pl
 import psutil
 from peak_memory import run_with_peak_memory
+from vs_data import VS_LOGS, have_vs_logs
 
 from cmdrec.data.files import table_parts
 from cmdrec.io import write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
-VS = ROOT.parent / "shared/data/vs-interactions"
 ORDER = ["user_id", "timestamp", "event_index"]
 
 RUN_CASE = """
@@ -107,9 +107,9 @@ def main() -> int:
     dask = ["processing.engine=dask", "processing.dask_workers=2"]
     datasets = []
 
-    if not args.skip_vs and (VS / "MessageList.csv").is_file():
+    if not args.skip_vs and have_vs_logs():
         print("VS logs (CSV.gz)")
-        data = [f"source.path={VS}/BlazeData_Dev_*.csv.gz", f"catalogue.path={VS}/MessageList.csv"]
+        data = [f"source.path={VS_LOGS}/BlazeData_Dev_*.csv.gz", f"catalogue.path={VS_LOGS}/MessageList.csv"]
         config = str(ROOT / "configs/data/vs.yaml")
         runs = [
             case("in memory (default: one partition)", config, data, scratch / "vs-memory", []),

@@ -20,7 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from cmdrec.config import TextConfig, load_data_config, load_run_config
+from vs_data import VS_LOGS, have_vs_logs, vs_config
+
+from cmdrec.config import TextConfig, load_run_config
 from cmdrec.data.pipeline import preprocess, process_logs
 from cmdrec.experiments.compare import run_compare
 from cmdrec.io import write_json_atomic
@@ -31,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(ROOT.parent / "shared/data/vs-interactions"))
+    parser.add_argument("--data", default=str(VS_LOGS))
     parser.add_argument(
         "--preprocessed",
         default=None,
@@ -63,18 +65,11 @@ def main() -> int:
     args = parser.parse_args()
     data_dir = args.preprocessed
     if data_dir is None:
-        if not (Path(args.data) / "MessageList.csv").is_file():
+        if not have_vs_logs(args.data):
             print(f"VS logs not found at {args.data}; nothing measured", file=sys.stderr)
             return 1
-        data_config = load_data_config(
-            ROOT / "configs/data/vs.yaml",
-            [
-                f"source.path={args.data}/BlazeData_Dev_*.csv.gz",
-                f"catalogue.path={args.data}/MessageList.csv",
-                "processed_dir=outputs/bench/vs/processed",
-                "preprocessed_dir=outputs/bench/vs-session/preprocessed",
-                *args.data_overrides,
-            ],
+        data_config = vs_config(
+            args.data, "outputs/bench/vs/processed", "outputs/bench/vs-session/preprocessed", args.data_overrides
         )
         process_logs(data_config)
         preprocess(data_config)

@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 
 import polars as pl
+from vs_data import VS_LOGS, vs_config
 
-from cmdrec.config import TextConfig, load_data_config, load_run_config
+from cmdrec.config import TextConfig, load_run_config
 from cmdrec.data.pipeline import preprocess, process_logs
 from cmdrec.data.synthetic import sample_config, write_sample
 from cmdrec.experiments.suite import METRIC_ORDER, machine
@@ -40,23 +41,13 @@ def data_config(dataset: str, vs_dir: Path, out: str):
     if dataset == "sample":
         write_sample(f"{out}/raw")
         return sample_config(f"{out}/raw", out)
-    if not (vs_dir / "MessageList.csv").is_file():
-        raise SystemExit(f"VS logs not found at {vs_dir}; nothing measured")
-    return load_data_config(
-        ROOT / "configs/data/vs.yaml",
-        [
-            f"source.path={vs_dir}/BlazeData_Dev_*.csv.gz",
-            f"catalogue.path={vs_dir}/MessageList.csv",
-            f"processed_dir={out}/processed",
-            f"preprocessed_dir={out}/preprocessed",
-        ],
-    )
+    return vs_config(vs_dir, f"{out}/processed", f"{out}/preprocessed")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=["sample", "vs"], default="sample")
-    parser.add_argument("--vs-data", default=str(ROOT.parent / "shared/data/vs-interactions"))
+    parser.add_argument("--vs-data", default=str(VS_LOGS))
     parser.add_argument(
         "--ranks",
         nargs="+",

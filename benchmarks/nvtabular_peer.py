@@ -17,12 +17,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
+from vs_data import VS_LOGS, have_vs_logs, vs_config
 
-from cmdrec.config import load_data_config
 from cmdrec.data.pipeline import process_logs
 from cmdrec.data.workflow import Workflow
 from cmdrec.io import write_json_atomic
@@ -33,22 +32,16 @@ PEER_PYTHON = ROOT / ".venv-t4rec/bin/python"
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(ROOT.parent / "shared/data/vs-interactions"))
+    parser.add_argument("--data", default=str(VS_LOGS))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/nvtabular_peer.json"))
     args = parser.parse_args()
     data = Path(args.data)
-    if not (data / "MessageList.csv").is_file() or not PEER_PYTHON.is_file():
+    if not have_vs_logs(data) or not PEER_PYTHON.is_file():
         print(f"needs the VS logs at {data} and the peer environment at {PEER_PYTHON}; nothing measured")
         return 1
-    base = load_data_config(ROOT / "configs/data/vs.yaml")
     with tempfile.TemporaryDirectory() as scratch:
-        config = replace(
-            base,
-            source=replace(base.source, path=str(data / "BlazeData_Dev_*.csv.gz")),
-            catalogue=replace(base.catalogue, path=str(data / "MessageList.csv")),
-            processed_dir=f"{scratch}/processed",
-        )
+        config = vs_config(data, f"{scratch}/processed")
         process_logs(config)
         sessions_path = Path(scratch) / "processed" / "events.parquet"
         sessions = pl.read_parquet(sessions_path)

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from vs_data import VS_LOGS, vs_config
 
-from cmdrec.config import load_data_config, load_run_config
+from cmdrec.config import load_run_config
 from cmdrec.data.pipeline import preprocess, process_logs
 from cmdrec.data.sequences import SequenceData, load_schema
 from cmdrec.experiments.suite import machine
@@ -44,7 +45,7 @@ def export_windows(data: SequenceData, path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(ROOT.parent / "shared/data/vs-interactions"))
+    parser.add_argument("--data", default=str(VS_LOGS))
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/peer_t4rec.json"))
     args = parser.parse_args()
@@ -59,15 +60,7 @@ def main() -> int:
         )
         return 1
     work = ROOT / "outputs/bench/peer"
-    data_config = load_data_config(
-        ROOT / "configs/data/vs.yaml",
-        [
-            f"source.path={data}/BlazeData_Dev_*.csv.gz",
-            f"catalogue.path={data}/MessageList.csv",
-            f"processed_dir={work}/processed",
-            f"preprocessed_dir={work}/preprocessed",
-        ],
-    )
+    data_config = vs_config(data, work / "processed", work / "preprocessed")
     process_logs(data_config)
     preprocess(data_config)
     preprocessed = work / "preprocessed"

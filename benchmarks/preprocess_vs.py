@@ -11,12 +11,11 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
+from vs_data import VS_LOGS, have_vs_logs, vs_config
 
-from cmdrec.config import load_data_config
 from cmdrec.data.pipeline import preprocess, process_logs
 from cmdrec.io import write_json_atomic
 
@@ -25,24 +24,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(ROOT.parent / "shared/data/vs-interactions"))
+    parser.add_argument("--data", default=str(VS_LOGS))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/preprocess.json"))
     args = parser.parse_args()
     data = Path(args.data)
-    if not (data / "MessageList.csv").is_file():
+    if not have_vs_logs(data):
         print(f"VS logs not found at {data}; nothing measured", file=sys.stderr)
         return 1
-    base = load_data_config(ROOT / "configs/data/vs.yaml")
     runs = []
     with tempfile.TemporaryDirectory() as scratch:
-        config = replace(
-            base,
-            source=replace(base.source, path=str(data / "BlazeData_Dev_*.csv.gz")),
-            catalogue=replace(base.catalogue, path=str(data / "MessageList.csv")),
-            processed_dir=f"{scratch}/processed",
-            preprocessed_dir=f"{scratch}/preprocessed",
-        )
+        config = vs_config(data, f"{scratch}/processed", f"{scratch}/preprocessed")
         for _ in range(args.repeats):
             started = time.perf_counter()
             processed = process_logs(config)
