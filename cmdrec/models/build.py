@@ -69,9 +69,18 @@ def input_columns(config: ModelConfig, schema: Schema) -> list[str]:
     return [schema.item_id.name, *resolve_input_features(config, schema).input_features]
 
 
+def model_columns(config: ModelConfig, schema: Schema) -> list[str]:
+    """Columns a forward pass reads: the fused inputs and the extra inputs its backbone asks for."""
+    extra = component(config.backbone).extra_inputs if is_neural(config) else ()
+    missing = [name for name in extra if name not in schema.names]
+    if missing:
+        raise InputError(f"model.backbone {config.backbone!r} reads {missing}, which this data does not have")
+    return list(dict.fromkeys([*input_columns(config, schema), *extra]))
+
+
 def data_columns(config: ModelConfig, schema: Schema) -> list[str]:
-    """Columns to load: the inputs plus the labels of auxiliary tasks (targets come from them)."""
-    return list(dict.fromkeys([*input_columns(config, schema), *config.aux_tasks]))
+    """Columns to load: what the model reads plus the labels of auxiliary tasks (targets come from them)."""
+    return list(dict.fromkeys([*model_columns(config, schema), *config.aux_tasks]))
 
 
 def build_model(
@@ -137,9 +146,9 @@ def build_model(
         if not schema[task].has(Tag.LABEL):
             raise InputError(f"model.aux_tasks: column {task!r} is not tagged as a label in the schema")
         heads[task] = ClassificationHead(config.d_model, schema[task].cardinality)
-    return SequenceRecommender(
-        inputs, backbone, nn.ModuleDict(heads), HistoryCopy(config.d_model) if config.history_copy else None
-    )
+    copy = HistoryCopy(config.d_model) if config.history_copy else None
+    model_columns(config, schema)  # the extra inputs are in the data
+    return SequenceRecommender(inputs, backbone, nn.ModuleDict(heads), copy, spec.extra_inputs)
 
 
 def build_baseline(config: ModelConfig, schema: Schema):

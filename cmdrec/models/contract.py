@@ -36,18 +36,22 @@ def check_backbone(name: str, masking: str = "clm", decoder: torch.nn.Module | N
     if module.causal != spec.is_causal(masking):
         raise ContractError(f"{name}: the module says causal={module.causal}, the registry {spec.is_causal(masking)}")
     embeddings = torch.randn(2, LENGTH, D_MODEL)
+    extra = {column: torch.randn(2, LENGTH) for column in spec.extra_inputs}  # as the batch's columns arrive
     mask = torch.tensor([[True] * LENGTH, [True] * 4 + [False] * (LENGTH - 4)])
+
+    def changed(row: int, start: int):
+        """The inputs with everything from position `start` of `row` on drawn anew."""
+        inputs = {"embeddings": embeddings.clone(), **{k: v.clone() for k, v in extra.items()}}
+        for tensor in inputs.values():
+            tensor[row, start:] = torch.randn_like(tensor[row, start:])
+        return module(inputs.pop("embeddings"), mask, **inputs)[0]
+
     with torch.no_grad():
-        hidden, auxiliary = module(embeddings, mask)
+        hidden, auxiliary = module(embeddings, mask, **extra)
         if hidden.shape != (2, LENGTH, D_MODEL) or not isinstance(auxiliary, dict):
             raise ContractError(f"{name}: returned {tuple(hidden.shape)} and {type(auxiliary).__name__}, "
                                 f"expected {(2, LENGTH, D_MODEL)} and a dict")  # fmt: skip
-        noisy = embeddings.clone()
-        noisy[1, 4:] = torch.randn(LENGTH - 4, D_MODEL)
-        if not torch.allclose(module(noisy, mask)[0][1, :4], hidden[1, :4], atol=1e-5):
+        if not torch.allclose(changed(1, 4)[1, :4], hidden[1, :4], atol=1e-5):
             raise ContractError(f"{name}: what stands in padded positions changes the real positions' outputs")
-        if module.causal:
-            later = embeddings.clone()
-            later[0, 3:] = torch.randn(LENGTH - 3, D_MODEL)
-            if not torch.allclose(module(later, mask)[0][0, :3], hidden[0, :3], atol=1e-5):
-                raise ContractError(f"{name}: says it is causal, but position t changes when later events change")
+        if module.causal and not torch.allclose(changed(0, 3)[0, :3], hidden[0, :3], atol=1e-5):
+            raise ContractError(f"{name}: says it is causal, but position t changes when later events change")

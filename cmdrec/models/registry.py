@@ -33,6 +33,9 @@ class Component:
     # the model config sections it reads (of MODEL_SECTIONS: layers, experts, pretrained); a resolved
     # config holds exactly these
     sections: tuple[str, ...] = ("layers",)
+    # batch columns its forward receives as keyword arguments beside the fused embeddings, as they are
+    # in the data (a time bias reads `log_time_delta`, say); they are loaded and served with the inputs
+    extra_inputs: tuple[str, ...] = ()
 
     def is_causal(self, masking: str) -> bool:
         return masking == "clm" if self.causal is None else self.causal

@@ -31,7 +31,7 @@ from cmdrec.data.sessions import clean_history
 from cmdrec.data.undo import UndoRules
 from cmdrec.errors import RequestError
 from cmdrec.features.embeddings import mask_ids
-from cmdrec.models.build import input_columns
+from cmdrec.models.build import model_columns
 from cmdrec.models.registry import component
 from cmdrec.schema import FIRST_VALUE_ID
 from cmdrec.serving.encode import HistoryEncoder
@@ -71,7 +71,7 @@ class Predictor:
         dataset = PreparedDataset(data_dir)
         self.schema = dataset.schema()
         self.workflow = dataset.workflow()
-        self.columns = input_columns(self.config.model, self.schema)
+        self.columns = model_columns(self.config.model, self.schema)
         self.mask_ids = mask_ids(self.schema, self.columns)
         self.neural = component(self.config.model.backbone).neural
         self.encoder = HistoryEncoder(self.workflow, self.schema, self.columns, data_dir, self.max_events)

@@ -9,7 +9,7 @@ from cmdrec.data.masking import mask_batch
 from cmdrec.data.sequences import SequenceData, load_schema
 from cmdrec.errors import InputError, RequestError
 from cmdrec.features.embeddings import mask_ids
-from cmdrec.models.build import input_columns
+from cmdrec.models.build import model_columns
 from cmdrec.serving import Predictor
 from cmdrec.training.loop import train
 from tests.conftest import tiny_run
@@ -66,7 +66,7 @@ def test_an_event_attribute_reaches_the_model_and_a_history_without_it_is_refuse
 
 def assert_suggestions_equal_evaluation(predictor, data_dir, attributes=None):
     schema, config = load_schema(data_dir), predictor.config
-    columns = input_columns(config.model, schema)
+    columns = model_columns(config.model, schema)
     data = SequenceData.load(data_dir, "test", columns, config.model.window_length, "eval")
     batch = data.batch(np.arange(len(data)))
     evaluated = predictor.model(

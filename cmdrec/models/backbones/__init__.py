@@ -14,10 +14,11 @@ class Backbone(Protocol):
     causal: bool  # whether position t sees only positions <= t
 
     def __call__(
-        self, embeddings: torch.Tensor, padding_mask: torch.Tensor
+        self, embeddings: torch.Tensor, padding_mask: torch.Tensor, **extra_inputs: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """(fused embeddings (B, T, D), padding mask (B, T), True at events) -> (hidden states (B, T, D),
-        auxiliary outputs such as router logits)."""
+        """(fused embeddings (B, T, D), padding mask (B, T), True at events, and the (B, T) batch columns
+        the registry's `extra_inputs` names) -> (hidden states (B, T, D), auxiliary outputs such as router
+        logits)."""
         ...
 
 
