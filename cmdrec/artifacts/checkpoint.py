@@ -46,8 +46,10 @@ def save_checkpoint(
     metrics: dict,
     ema_model: torch.nn.Module | None = None,
     weights: dict[str, torch.Tensor] | None = None,
+    partial: bool = True,
 ) -> Path:
-    """`weights`, when given, replaces the full state (adapter runs keep only their trainable part)."""
+    """`weights`, when given, replaces `model`'s state: the trainable part of an adapter run
+    (`partial`), or the full state an FSDP run gathered from its shards."""
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{step:08d}"
     tmp = directory / f".tmp-{step:08d}"
@@ -56,7 +58,8 @@ def save_checkpoint(
     writing = WEIGHTS
     try:
         if weights is not None:
-            save_file(weights, str(tmp / WEIGHTS), metadata={"partial": "true"})
+            # "every name": a gathered state that writes a tied weight under each name it has
+            save_file(weights, str(tmp / WEIGHTS), metadata={"partial": "true" if partial else "every name"})
         else:
             save_model(model, str(tmp / WEIGHTS))
         if ema_model is not None:
@@ -143,8 +146,11 @@ def load_checkpoint(
 def load_weights(model: torch.nn.Module, path: Path) -> None:
     """Full weights, or the trainable part of an adapter run (the frozen base comes from its files)."""
     with safe_open(str(path), "pt") as handle:
-        partial = (handle.metadata() or {}).get("partial") == "true"
-    if not partial:
+        layout = (handle.metadata() or {}).get("partial")
+    if layout == "every name":
+        model.load_state_dict(load_file(str(path)))
+        return
+    if layout != "true":
         load_model(model, str(path))
         return
     weights = load_file(str(path))

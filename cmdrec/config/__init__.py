@@ -12,6 +12,7 @@ from cmdrec.config.data import (
     SplitConfig,
     TextConfig,
     UndoConfig,
+    WorkflowsConfig,
     load_data_config,
 )
 from cmdrec.config.loading import apply_overrides, from_dict, load_config, load_yaml, to_dict
@@ -21,6 +22,7 @@ from cmdrec.config.run import (
     AdapterConfig,
     EvalConfig,
     ExpertsConfig,
+    FsdpConfig,
     LayersConfig,
     LossConfig,
     ModelConfig,
@@ -35,6 +37,7 @@ __all__ = [
     "BITS",
     "MODEL_SECTIONS",
     "ExpertsConfig",
+    "FsdpConfig",
     "LayersConfig",
     "PretrainedConfig",
     "AdapterConfig",
@@ -54,6 +57,7 @@ __all__ = [
     "TextConfig",
     "TrainingConfig",
     "UndoConfig",
+    "WorkflowsConfig",
     "apply_overrides",
     "from_dict",
     "load_config",

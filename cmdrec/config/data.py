@@ -117,6 +117,18 @@ class ChunkingConfig:
 
 
 @dataclass(frozen=True)
+class WorkflowsConfig:
+    """Workflow tokens: byte-pair merges of consecutive commands learned on the training split."""
+
+    merges: int = 200  # composite tokens to learn at most
+    min_count: int = 20  # a pair merges only when it occurs this often in the training split
+
+    def __post_init__(self):
+        if self.merges < 1 or self.min_count < 2:
+            raise InputError("features.workflows: merges must be at least 1 and min_count at least 2")
+
+
+@dataclass(frozen=True)
 class FeatureConfig:
     min_command_count: int = 1  # commands seen fewer times in train map to the OOV id
     # "catalogue": every catalogue command gets an id (train frequency still orders them, unseen ones
@@ -137,6 +149,8 @@ class FeatureConfig:
     # vocabulary "catalogue" they keep ids, which measures how well brand-new commands are ranked
     holdout_commands: tuple[str, ...] = ()
     chunking: ChunkingConfig | None = None  # cut train sessions into seeded random-length chunks
+    # merge frequent runs of commands into workflow tokens (next-command evaluation is unchanged)
+    workflows: WorkflowsConfig | None = None
 
 
 @dataclass(frozen=True)

@@ -205,6 +205,18 @@ MONITOR = re.compile(r"loss|([a-z0-9_]+/)?(ndcg|recall|mrr)@\d+")
 
 
 @dataclass(frozen=True)
+class FsdpConfig:
+    """Fully sharded data parallel (torch's fully_shard) across the ranks of a distributed run."""
+
+    enabled: bool = False
+    cpu_offload: bool = False  # parameters, gradients and optimizer state in CPU memory between uses (GPU only)
+    # transformer_block: shard each block of the backbone; size_based: each module of min_num_params or more
+    wrap_policy: Literal["transformer_block", "size_based"] = "transformer_block"
+    min_num_params: int = 1_000_000
+    reshard_after_forward: bool = True  # free the gathered parameters after forward (less memory, more traffic)
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
     epochs: int = 10
     batch_size: int = 128
@@ -229,6 +241,7 @@ class TrainingConfig:
     deterministic: bool = False  # torch's deterministic algorithms (slower on a GPU; CPU kernels already are)
     # read the training split one shard at a time (a split larger than memory); its own seeded order
     streaming: bool = False
+    fsdp: FsdpConfig = field(default_factory=FsdpConfig)
     wandb_project: str | None = None
 
     def __post_init__(self):

@@ -33,6 +33,7 @@ ITEMS_FILE = "items.parquet"
 WORKFLOW_DIR = "workflow"
 WORKFLOW_FILE = "workflow.json"  # inside WORKFLOW_DIR, beside the catalogue the workflow was fitted with
 WORKFLOW_CATALOGUE = "catalogue.parquet"
+TOKENIZER_FILE = "workflow_tokens.json"  # inside WORKFLOW_DIR: the learned merges (features.workflows)
 PROCESSING_FILE = "processing.json"  # the cleaning the sessions went through, for serving to repeat
 PREPROCESS_REPORT = "preprocess_report.json"
 TEXT_EMBEDDINGS = "text_embeddings.safetensors"

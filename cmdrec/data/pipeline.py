@@ -35,9 +35,10 @@ from cmdrec.data.partitioned import (
     shard_transform,
 )
 from cmdrec.data.presets import noise_commands
-from cmdrec.data.readers import bare_catalogue, read_catalogue
+from cmdrec.data.readers import COMMAND, bare_catalogue, read_catalogue
 from cmdrec.data.splits import SPLITS, assign_splits, split_sessions_table
 from cmdrec.data.splits import split_report as split_report_of
+from cmdrec.data.tokens import WorkflowTokens, describe, tokenize_sequences
 from cmdrec.data.undo import resolve_rules
 from cmdrec.data.workflow import Workflow
 from cmdrec.errors import InputError
@@ -117,6 +118,11 @@ def preprocess(config: DataConfig) -> dict:
     for name in SPLITS:  # one layout at a time
         (out / f"{name}.parquet").unlink(missing_ok=True)
         shutil.rmtree(out / name, ignore_errors=True)
+    if len(shards) > 1 and config.features.workflows is not None:
+        raise InputError(
+            "features.workflows learns its merges from every training session at once: preprocess a log processed "
+            "in one partition (processing.partitions=1) to use it"
+        )
     if len(shards) == 1:
         workflow, split_report, transform_reports = _preprocess_in_memory(shards[0], catalogue, config, out)
     else:
@@ -151,8 +157,27 @@ def _preprocess_in_memory(path: Path, catalogue: pl.DataFrame, config: DataConfi
             sequences, transform_reports[name]["chunking"] = chunk_sequences(
                 sequences, config.features.chunking, config.split.seed
             )
+        if config.features.workflows is not None:
+            sequences, transform_reports[name]["workflows"] = _workflow_tokens(workflow, sequences, name, config)
         write_parquet_atomic(sequences, out / f"{name}.parquet")
     return workflow, split_report, transform_reports
+
+
+def _workflow_tokens(workflow: Workflow, sequences: pl.DataFrame, split: str, config: DataConfig):
+    """Learn the workflow tokens on the training sequences (the first split transformed), then tokenize."""
+    commands = workflow.categorify[COMMAND]
+    if workflow.tokens is None:
+        workflow.tokens = WorkflowTokens.fit(
+            sequences[COMMAND].to_list(), commands.cardinality, config.features.workflows
+        )
+    list_columns = [*workflow.categorify, *workflow.normalize]
+    tokenized, report = tokenize_sequences(
+        sequences, workflow.tokens, COMMAND, list_columns, "train" if split == "train" else "eval"
+    )
+    if split == "train":
+        report["learned"] = len(workflow.tokens.composites)
+        report["first_learned"] = describe(workflow.tokens, ["<pad>", "<oov>", *commands.values])
+    return tokenized, report
 
 
 def _preprocess_shards(shards: list[Path], catalogue: pl.DataFrame, config: DataConfig, out: Path):

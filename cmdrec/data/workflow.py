@@ -25,6 +25,7 @@ from cmdrec.data.dataset import WORKFLOW_CATALOGUE as CATALOGUE_FILE
 from cmdrec.data.derived import derive_continuous, time_features
 from cmdrec.data.readers import COMMAND, DESCRIPTION, NO_CATEGORY, TIME, USER
 from cmdrec.data.sessions import SESSION
+from cmdrec.data.tokens import WorkflowTokens
 from cmdrec.errors import InputError
 from cmdrec.io import write_json_atomic, write_parquet_atomic
 from cmdrec.schema import FIRST_VALUE_ID, OOV_ID, PAD_ID, ColumnSpec, Schema, Tag
@@ -136,6 +137,7 @@ class Workflow:
     categorify: dict[str, Categorify] = field(default_factory=dict)
     normalize: dict[str, Normalize] = field(default_factory=dict)
     catalogue: pl.DataFrame | None = None  # command metadata, joined onto events that lack it
+    tokens: WorkflowTokens | None = None  # workflow tokens learned on the training sequences
 
     # ------------------------------------------------------------ fit
 
@@ -224,19 +226,19 @@ class Workflow:
         ]
         for name, fitted in self.categorify.items():
             tags = [Tag.CATEGORICAL, Tag.LIST]
+            properties = {"pad_id": PAD_ID, "oov_id": OOV_ID, "min_count": fitted.min_count}
+            cardinality = fitted.cardinality
             if name == COMMAND:
                 tags.insert(0, Tag.ITEM_ID)
+                if self.tokens is not None:  # ids past the commands are workflow tokens, made of these commands
+                    properties |= {
+                        "commands": cardinality,
+                        "workflow_tokens": [list(t) for t in self.tokens.composites],
+                    }
+                    cardinality = self.tokens.cardinality
             if name in self.config.label_columns:
                 tags.append(Tag.LABEL)
-            columns.append(
-                ColumnSpec(
-                    name,
-                    tuple(tags),
-                    "int64",
-                    fitted.cardinality,
-                    {"pad_id": PAD_ID, "oov_id": OOV_ID, "min_count": fitted.min_count},
-                )
-            )
+            columns.append(ColumnSpec(name, tuple(tags), "int64", cardinality, properties))
         for name, fitted in self.normalize.items():
             columns.append(
                 ColumnSpec(name, (Tag.CONTINUOUS, Tag.LIST), "float32", None, {"mean": fitted.mean, "std": fitted.std})
@@ -296,6 +298,8 @@ class Workflow:
                 "normalize": {k: {"mean": v.mean, "std": v.std} for k, v in self.normalize.items()},
             },
         )
+        if self.tokens is not None:
+            self.tokens.save(directory)
 
     @classmethod
     def load(cls, directory: str | Path) -> Workflow:
@@ -305,14 +309,16 @@ class Workflow:
             raise InputError(f"no saved workflow at {path}; run preprocessing first")
         state = json.loads(path.read_text())
         catalogue_path = directory / CATALOGUE_FILE
+        categorify = {
+            k: Categorify(k, v["min_count"], tuple(v["values"]), tuple(v["counts"]))
+            for k, v in state["categorify"].items()
+        }
         return cls(
             config=from_dict(FeatureConfig, state["config"]),
-            categorify={
-                k: Categorify(k, v["min_count"], tuple(v["values"]), tuple(v["counts"]))
-                for k, v in state["categorify"].items()
-            },
+            categorify=categorify,
             normalize={k: Normalize(k, v["mean"], v["std"]) for k, v in state["normalize"].items()},
             catalogue=pl.read_parquet(catalogue_path) if catalogue_path.is_file() else None,
+            tokens=WorkflowTokens.load(directory, categorify[COMMAND].cardinality),
         )
 
 

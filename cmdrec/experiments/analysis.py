@@ -36,6 +36,8 @@ def analyse(model, config: RunConfig, split: str, out_dir: str | Path, next_k: i
     schema = load_schema(config.data_dir)
     columns = data_columns(config.model, schema)
     data = SequenceData.load(config.data_dir, split, columns, config.model.window_length, "eval")
+    if "workflow_tokens" in schema.item_id.properties:
+        raise InputError("--analysis reads every position of the test windows; data with workflow tokens has one")
     items = PreparedDataset(config.data_dir).items()
     names = items["name"].to_list()
     has_categories = "category" in items.columns

@@ -13,6 +13,7 @@ from cmdrec.features.embeddings import InputBlock
 from cmdrec.models.heads import ClassificationHead, HistoryCopy, TextScoringHead
 from cmdrec.models.recommender import SequenceRecommender
 from cmdrec.models.registry import component
+from cmdrec.models.tokens import token_text_table
 from cmdrec.schema import Schema, Tag
 
 SECTIONS = {"layers": LayersConfig, "experts": ExpertsConfig, "pretrained": PretrainedConfig}
@@ -109,12 +110,16 @@ def build_model(
             f"model.backbone {config.backbone!r} is bidirectional: with clm masking position t would see its own "
             "target t+1 during training; use masking: mlm"
         )
+    if "workflow_tokens" in schema.item_id.properties and config.masking != "clm":
+        raise InputError("data with workflow tokens (features.workflows) trains with masking clm only")
     if config.history_copy and config.masking != "clm":
         raise InputError(
             "model.history_copy points at the events before each predicted one, which only clm masking keeps; "
             f"masking is {config.masking!r}"
         )
     item = schema.item_id
+    if text_table is not None:
+        text_table = token_text_table(text_table, schema)
     if (config.text_embeddings or config.text_output) and (
         text_table is None or len(text_table) != schema.item_id.cardinality
     ):

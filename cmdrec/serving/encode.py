@@ -26,6 +26,7 @@ class HistoryEncoder:
     def __init__(self, workflow: Workflow, schema: Schema, columns: list[str], data_dir: str | Path, window: int):
         self.columns, self.window = columns, window  # window: events the model reads before the one it predicts
         self.item = schema.item_id.name
+        self.tokens = workflow.tokens  # workflow tokens the model reads instead of single commands
         self.command_ids = _ids(workflow, COMMAND)
         self.attributes = event_attributes(workflow)
         self.attribute_ids = {c: _ids(workflow, c) for c in self.attributes if c in columns}
@@ -79,20 +80,35 @@ class HistoryEncoder:
         return Batch(features=features, padding_mask=padding_mask, item_column=self.item)
 
     def _encode_one(self, history, times, given) -> dict[str, list]:
+        if self.tokens is not None:
+            return self._encode_tokens(history, times, given)
         start = max(len(history) - self.window, 0)
-        recent = history[start:]
-        ids = [self.command_ids.get(c, OOV_ID) for c in recent]
-        row = {self.item: ids}
+        ids = [self.command_ids.get(c, OOV_ID) for c in history[start:]]
+        return self._features(history, times, given, start, list(range(start, len(history))), ids)
+
+    def _encode_tokens(self, history, times, given) -> dict[str, list]:
+        """The whole history as workflow tokens (as evaluation tokenizes it), then its last `window`
+        tokens, each with the features of its first event."""
+        ids = [self.command_ids.get(c, OOV_ID) for c in history]
+        token_ids, starts = self.tokens.spans([ids])[0]
+        token_ids, starts = token_ids[-self.window :], starts[-self.window :]
+        return self._features(history, times, given, starts[0], starts, token_ids)
+
+    def _features(self, history, times, given, start: int, events: list[int], items: list[int]) -> dict[str, list]:
+        """The row of the events at `events` (all at or after `start`), read by the model as `items`."""
+        commands = [history[i] for i in events]
+        first = [self.command_ids.get(c, OOV_ID) for c in commands]
+        row = {self.item: items}
         for name, table in self.per_command.items():
-            row[name] = [table.get(c, table[None]) for c in recent]
+            row[name] = [table.get(c, table[None]) for c in commands]
         for name, table in self.looked_up.items():
-            row[name] = table[ids].tolist()
+            row[name] = table[first].tolist()
         for name, table in self.attribute_ids.items():
             value = given.get(name)
-            row[name] = [OOV_ID if value is None else table.get(value, OOV_ID)] * len(recent)
+            row[name] = [OOV_ID if value is None else table.get(value, OOV_ID)] * len(events)
         for name, (mean, std) in self.continuous.items():
             raw = self.derived[name](times, start, len(history))
-            row[name] = [(x - mean) / std for x in raw]
+            row[name] = [(raw[i - start] - mean) / std for i in events]
         return row
 
 

@@ -33,6 +33,7 @@ from cmdrec.errors import RequestError
 from cmdrec.features.embeddings import mask_ids
 from cmdrec.models.build import model_columns
 from cmdrec.models.registry import component
+from cmdrec.models.tokens import command_logits, first_commands
 from cmdrec.schema import FIRST_VALUE_ID
 from cmdrec.serving.encode import HistoryEncoder
 from cmdrec.training.metrics import seen_items
@@ -84,6 +85,10 @@ class Predictor:
         self._index = {name: i for i, name in enumerate(self.names)}
         self.categories = _column(items, "category_name")
         self.descriptions = _column(items, "description")
+        self.first = first_commands(self.schema)  # each item id's first command, when they are workflow tokens
+        tokens = self.workflow.tokens
+        parts = [] if tokens is None else tokens.composites
+        self.token_commands = [[name] for name in self.names] + [[self.names[i] for i in p] for p in parts]
         self.processing, self.noise, self.undo = _processing(dataset)
         if self.processing is None:
             log.warning("%s records no processing settings: histories are scored as given, uncleaned", data_dir)
@@ -186,10 +191,10 @@ class Predictor:
         """The top `k` of prepared histories, in one forward pass."""
         if not prepared:
             return []
-        times = None if any(p.timestamps is None for p in prepared) else [p.timestamps for p in prepared]
-        encoded = self.encoder.encode([p.commands for p in prepared], times, [p.attributes for p in prepared])
-        batch = next_event(encoded, self.config.model.masking, self.mask_ids)
-        scores = self.model(batch.to(self.device)).logits[self.schema.item_id.name].float().cpu()
+        if exclude_seen and self.first is not None:
+            raise RequestError("exclude_seen", "not available for a model that reads workflow tokens")
+        batch, token_scores = self._forward(prepared)
+        scores = command_logits(token_scores, self.first)
         distribution = _distribution(scores, self.neural)
         if exclude_seen:
             scores = scores.masked_fill(seen_items(*batch.predicted_histories(), scores.shape[1]), float("-inf"))
@@ -208,6 +213,24 @@ class Predictor:
                 )
             )
         return answers
+
+    def _forward(self, prepared: Sequence[PreparedHistory]):
+        """The batch of the histories and the model's score of every item id (command, or workflow token)."""
+        times = None if any(p.timestamps is None for p in prepared) else [p.timestamps for p in prepared]
+        encoded = self.encoder.encode([p.commands for p in prepared], times, [p.attributes for p in prepared])
+        batch = next_event(encoded, self.config.model.masking, self.mask_ids)
+        return batch, self.model(batch.to(self.device)).logits[self.schema.item_id.name].float().cpu()
+
+    @torch.inference_mode()
+    def recommend_workflows(self, history: Sequence[str], k: int = 5, timestamps=None, attributes=None):
+        """The `k` likeliest next tokens, workflows among them, as (their commands, probability)."""
+        check_k(k)
+        if self.first is None:
+            raise RequestError("workflows", "this model reads single commands: it has no workflow tokens")
+        probabilities = torch.softmax(self._forward([self.prepare(history, timestamps, attributes)])[1][0], 0)
+        top = probabilities[FIRST_VALUE_ID:].topk(min(k, len(probabilities) - FIRST_VALUE_ID))
+        runs = [self.token_commands[i + FIRST_VALUE_ID] for i in top.indices.tolist()]
+        return list(zip(runs, top.values.tolist(), strict=True))
 
     def describe(self, command: str) -> tuple[str | None, str | None]:
         """(category, description) of a vocabulary command."""

@@ -2,6 +2,7 @@
 
 Endpoints: `POST /v1/recommend`, `POST /v1/recommend/batch`, live sessions
 (`POST /v1/sessions/{id}/events`, `GET /v1/sessions/{id}`, `POST /v1/sessions/{id}/feedback`),
+`POST /v1/workflows` (next runs of commands, for a model with workflow tokens),
 `GET /healthz`, `GET /readyz`, `GET /v1/model`, `GET /v1/commands` (the vocabulary, for
 autocomplete), `GET /metrics` (Prometheus), `POST /v1/admin/reload`, and the demo page at `/`.
 Requests are validated by strict pydantic models (no silent coercion of "5" into 5) and by the
@@ -278,6 +279,20 @@ def create_app(path: str | Path, config: ServingConfig | None = None, predictor:
             for row, answer in zip(rows, answers, strict=True):
                 results[row] = answer
         return JSONResponse({"results": results})
+
+    @app.post("/v1/workflows")
+    async def workflows(body: RecommendRequest):
+        """The likeliest next tokens of a model with workflow tokens: whole runs of commands among them."""
+        service.check_k(body.k)
+        if len(body.history) > config.max_history:
+            raise RequestError("history", f"{len(body.history)} events; at most {config.max_history} are accepted")
+        times = None if body.timestamps is None else parse_times(body.timestamps, "timestamps")
+        found = await asyncio.to_thread(
+            service.predictor.recommend_workflows, body.history, body.k, times, body.attributes
+        )
+        return JSONResponse(
+            {"workflows": [{"workflow": " > ".join(run), "commands": run, "probability": p} for run, p in found]}
+        )
 
     @app.post("/v1/sessions/{session_id}/events")
     async def session_events(session_id: str, body: EventsRequest):

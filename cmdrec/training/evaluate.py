@@ -13,9 +13,11 @@ from cmdrec.config import EvalConfig, ModelConfig, RunConfig
 from cmdrec.data.dataset import PreparedDataset
 from cmdrec.data.masking import mask_batch
 from cmdrec.data.sequences import SequenceData, iterate_batches, load_schema
+from cmdrec.errors import InputError
 from cmdrec.features.embeddings import mask_ids as build_mask_ids
 from cmdrec.losses import cross_entropy
 from cmdrec.models.build import data_columns
+from cmdrec.models.tokens import command_logits
 from cmdrec.schema import FIRST_VALUE_ID
 from cmdrec.training.metrics import BUCKETS, RankingMetrics, frequency_buckets, seen_items, target_ranks
 
@@ -40,6 +42,12 @@ def evaluate(
     metrics = RankingMetrics(eval_config.ks)
     bucket_metrics = {name: RankingMetrics(eval_config.ks) for name in BUCKETS} if buckets is not None else {}
     task_metrics = {task: RankingMetrics(eval_config.ks) for task in model_config.aux_tasks}
+    first = None if data.first_commands is None else torch.from_numpy(data.first_commands)
+    if first is not None and (eval_config.positions != "last" or eval_config.exclude_seen):
+        raise InputError(
+            "data with workflow tokens is evaluated on the next command after each history: positions=last, "
+            "exclude_seen=false"
+        )
     started, loss_sum, candidates = time.perf_counter(), 0.0, 0
     for _, batch in iterate_batches(data, eval_config.batch_size):
         masked = mask_batch(
@@ -56,7 +64,7 @@ def evaluate(
         )
         masked = masked.to(device)
         output = model(masked)
-        logits = output.logits[item]
+        logits = command_logits(output.logits[item], first)
         for task, accumulator in task_metrics.items():
             task_targets = masked.targets[task][masked.loss_mask]
             known = task_targets >= FIRST_VALUE_ID

@@ -16,6 +16,7 @@ import shutil
 import time
 
 import torch
+from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
@@ -25,8 +26,16 @@ from cmdrec.artifacts.checkpoint import (
     WEIGHTS,
     list_checkpoints,
     load_checkpoint,
+    verify_checkpoint,
 )
-from cmdrec.artifacts.loading import RESULTS, build_neural, read_valid, record_data_dir, save_baseline
+from cmdrec.artifacts.loading import (
+    RESULTS,
+    build_neural,
+    is_adapter_run,
+    read_valid,
+    record_data_dir,
+    save_baseline,
+)
 from cmdrec.artifacts.runs import RunDir
 from cmdrec.config import RunConfig, to_dict
 from cmdrec.data.sequences import SequenceData, batches_per_epoch, epoch_order, load_schema
@@ -38,6 +47,7 @@ from cmdrec.losses import classification_loss
 from cmdrec.models.build import build_baseline, data_columns, resolve_input_features, resolve_sections
 from cmdrec.models.registry import component
 from cmdrec.schema import FIRST_VALUE_ID
+from cmdrec.training import fsdp
 from cmdrec.training.callbacks import Checkpointing, CsvLogs, EarlyStopping, TrackerLogs
 from cmdrec.training.distributed import (
     World,
@@ -178,6 +188,10 @@ def _build_trainer(config: RunConfig, run: RunDir, n_batches: int, resume_from, 
     if training.ema_decay:
         average = torch.optim.swa_utils.get_ema_multi_avg_fn(training.ema_decay)
         ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=average)
+    saved = None if resume_from is None else load_checkpoint(resume_from, model, ema.module if ema else None)
+    if training.fsdp.enabled:  # after the full weights are in: they are sharded from there
+        fsdp.check(training.fsdp, device, world, ema is not None)
+        fsdp.shard(model, training.fsdp, device)
     # fused: one kernel for the whole update instead of a loop over tensors (~6x faster step on CPU for small models)
     optimizer = torch.optim.AdamW(param_groups(model, training.weight_decay), lr=training.learning_rate, fused=True)
     amp_dtype = autocast_dtype(training.mixed_precision, device)
@@ -198,12 +212,14 @@ def _build_trainer(config: RunConfig, run: RunDir, n_batches: int, resume_from, 
         ema=ema,
         scaler=torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None,
         amp_dtype=amp_dtype,
-        trained_items=_trained_items(load_buckets(config.data_dir), device),
+        trained_items=_trained_items(load_buckets(config.data_dir), schema.item_id.cardinality, device),
         world=world,
     )
-    if resume_from is not None:
-        saved = load_checkpoint(resume_from, model, ema.module if ema else None)
-        optimizer.load_state_dict(saved["optimizer"])
+    if saved is not None:
+        if training.fsdp.enabled:
+            fsdp.load_optimizer_state(model, optimizer, saved["optimizer"])
+        else:
+            optimizer.load_state_dict(saved["optimizer"])
         per_rank = saved["rng"].get("torch_per_rank")
         if world.distributed and (per_rank is None or len(per_rank) != world.size):
             log.warning(
@@ -220,7 +236,7 @@ def _build_trainer(config: RunConfig, run: RunDir, n_batches: int, resume_from, 
         if ema is not None:
             ema.n_averaged.fill_(saved["ema_n_averaged"])
         trainer.state = TrainerState(**saved["position"])
-    if world.distributed:
+    if world.distributed and not training.fsdp.enabled:
         # unused parameters exist (HF decoders' token tables when fed embeddings; experts no token chose)
         ids = [device.index] if device.type == "cuda" else None
         trainer.model = DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
@@ -322,7 +338,12 @@ def _final_evaluation(trainer: Trainer, test_data: SequenceData) -> dict:
     if state.best_step is None:
         raise InputError(f"run {trainer.run.path} stopped before its first validation; nothing to evaluate")
     best = trainer.run.checkpoints / f"{state.best_step:08d}"
-    load_checkpoint(best, model, weights=EMA_WEIGHTS if trainer.ema is not None else WEIGHTS)
+    weights = EMA_WEIGHTS if trainer.ema is not None else WEIGHTS
+    if fsdp.is_sharded(model):
+        verify_checkpoint(best)
+        fsdp.load_model_state(model, load_file(str(best / weights)), partial=is_adapter_run(config.model))
+    else:
+        load_checkpoint(best, model, weights=weights)
     test = evaluate(model, test_data, config.model, config.eval, trainer.mask_ids, trainer.device)
     epochs_run = state.epoch
     result = {
@@ -362,9 +383,12 @@ def rank_batches(data: SequenceData, batch_size: int, order, start_batch: int, w
             yield number, data.batch(mine), weight, len(indices)
 
 
-def _trained_items(buckets: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
-    """Which command ids the training softmax may cover, or None when that is all of them: the
-    reserved ids are already masked by the heads, and masking costs a copy of every step's logits."""
+def _trained_items(buckets: torch.Tensor | None, n_items: int, device: torch.device) -> torch.Tensor | None:
+    """Which item ids the training softmax may cover, or None when that is all of them: the reserved
+    ids are already masked by the heads, and masking costs a copy of every step's logits. Workflow
+    tokens (ids past the commands) are learned from the training split, so all of them are in it."""
     if buckets is None or not (buckets[FIRST_VALUE_ID:] == UNSEEN).any():
         return None
-    return (buckets != UNSEEN).to(device)
+    trained = torch.ones(n_items, dtype=torch.bool)
+    trained[: len(buckets)] = buckets != UNSEEN
+    return trained.to(device)

@@ -23,6 +23,7 @@ from cmdrec.config import RunConfig, to_dict
 from cmdrec.data.masking import mask_batch
 from cmdrec.data.sequences import SequenceData
 from cmdrec.errors import InputError
+from cmdrec.training import fsdp
 from cmdrec.training.distributed import (
     World,
     barrier,
@@ -174,6 +175,8 @@ def forward_backward(
     no_sync = (
         trainer.model.no_sync() if not sync and isinstance(trainer.model, DistributedDataParallel) else nullcontext()
     )
+    if fsdp.is_sharded(trainer.model):  # FSDP's counterpart of no_sync
+        trainer.model.set_requires_gradient_sync(sync)
     with no_sync:
         with autocast:
             output = trainer.model(masked)
@@ -235,13 +238,24 @@ def write_checkpoint(trainer: Trainer, metrics: dict) -> None:
     """Save a resumable checkpoint and prune old ones (never the best). Every rank calls it: each
     rank's RNG state goes into the checkpoint, which rank 0 alone writes."""
     state, run, world = trainer.state, trainer.run, trainer.world
+    model_config = trainer.config.model
     per_rank = gather(world, torch.get_rng_state())
     cuda_per_rank = gather(world, torch.cuda.get_rng_state()) if torch.cuda.is_available() else None
+    sharded = fsdp.is_sharded(trainer.module)
+    if sharded:  # gathered by every rank, written by rank 0
+        weights = fsdp.full_model_state(trainer.module)
+        optimizer_state = fsdp.full_optimizer_state(trainer.module, trainer.optimizer)
     if not world.main:
         barrier(world)
         return
+    if not sharded:
+        weights = trainable_state(trainer.module) if is_adapter_run(model_config) else None
+        optimizer_state = trainer.optimizer.state_dict()
+    elif is_adapter_run(model_config):
+        trainable = {name for name, p in trainer.module.named_parameters() if p.requires_grad}
+        weights = {name: tensor for name, tensor in weights.items() if name in trainable}
     trainer_state = {
-        "optimizer": trainer.optimizer.state_dict(),
+        "optimizer": optimizer_state,
         "rng": {
             "torch": torch.get_rng_state(),
             **({"torch_per_rank": per_rank} if world.distributed else {}),
@@ -251,7 +265,6 @@ def write_checkpoint(trainer: Trainer, metrics: dict) -> None:
         "position": dataclasses.asdict(state),
         **({"ema_n_averaged": int(trainer.ema.n_averaged)} if trainer.ema is not None else {}),
     }
-    model_config = trainer.config.model
     save_checkpoint(
         run.checkpoints,
         state.step,
@@ -260,7 +273,8 @@ def write_checkpoint(trainer: Trainer, metrics: dict) -> None:
         to_dict(model_config),
         metrics,
         trainer.ema.module if trainer.ema else None,
-        trainable_state(trainer.module) if is_adapter_run(model_config) else None,
+        weights,
+        partial=is_adapter_run(model_config),
     )
     protect = {run.checkpoints / f"{state.best_step:08d}"} if state.best_step is not None else set()
     prune_checkpoints(run.checkpoints, trainer.config.training.keep_checkpoints, protect)

@@ -10,6 +10,7 @@ from cmdrec.data.sequences import SequenceData, load_schema
 from cmdrec.errors import InputError, RequestError
 from cmdrec.features.embeddings import mask_ids
 from cmdrec.models.build import model_columns
+from cmdrec.models.tokens import command_logits, first_commands
 from cmdrec.serving import Predictor
 from cmdrec.training.loop import train
 from tests.conftest import tiny_run
@@ -72,13 +73,15 @@ def assert_suggestions_equal_evaluation(predictor, data_dir, attributes=None):
     evaluated = predictor.model(
         mask_batch(batch, config.model.masking, ["command"], training=False, mask_ids=mask_ids(schema, columns))
     )
-    expected = evaluated.logits["command"].float().topk(5, dim=1)
-    # the full sessions, as a live caller would send them: every event before the evaluated one
+    expected = command_logits(evaluated.logits["command"].float(), first_commands(schema)).topk(5, dim=1)
+    # the full sessions, as a live caller would send them: every event before the evaluated one (a
+    # workflow token stands for its commands)
     names = command_names(data_dir)
+    item = schema.item_id.properties
+    parts = {item["commands"] + i: p for i, p in enumerate(item.get("workflow_tokens", []))}
     sessions = pl.read_parquet(data_dir / "test.parquet")["command"].to_list()
-    answers = predictor.recommend_many(
-        [[names[i] for i in session[:-1]] for session in sessions], k=5, attributes=attributes
-    )
+    histories = [[names[c] for i in session[:-1] for c in parts.get(i, [i])] for session in sessions]
+    answers = predictor.recommend_many(histories, k=5, attributes=attributes)
     for answer, ids, values in zip(answers, expected.indices, expected.values, strict=False):
         assert answer.commands == [names[i] for i in ids.tolist()]
         assert answer.scores == pytest.approx(values.tolist(), rel=1e-5, abs=1e-5)

@@ -1,0 +1,139 @@
+"""What each of the paper's data stages does to NDCG@10 on the VS logs: the Llama baseline and the full
+model trained on the data with one stage on, against the same protocol with every stage off (the
+random session split and epochs of the full-model benchmark), one seed each (a screen).
+
+    python benchmarks/pipeline_stages_vs.py --prepare-only
+    python benchmarks/pipeline_stages_vs.py --models llama [--steps base workflows ...] [--epochs 10] [--seed 1]
+
+Finished runs are re-read, so the benchmark resumes where it stopped and several invocations (one
+per model, say) can share the work. Each (stage, model) result is written to
+benchmarks/results/pipeline_stages_vs/ as it finishes, and benchmarks/results/pipeline_stages_vs.json
+gathers them all. Undo reconstruction and redundant-command removal change the events, hence the
+test targets: their rows are measured on the changed data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+from vs_data import VS_LOGS, have_vs_logs, vs_config
+
+from cmdrec.config import TextConfig, load_run_config
+from cmdrec.data.dataset import PreparedDataset
+from cmdrec.data.pipeline import preprocess, process_logs
+from cmdrec.experiments.suite import machine
+from cmdrec.io import read_json, write_json_atomic
+from cmdrec.text.pipeline import embed_commands
+from cmdrec.training.loop import train
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks/results/pipeline_stages_vs"
+MINED = ROOT / "benchmarks/results/mining_vs/redundant_pairs.parquet"
+MODELS = {"llama": "configs/baselines/llama.yaml", "full": "configs/full/mixtral_full.yaml"}
+
+
+def reviewed_pairs() -> list[list[str]]:
+    """The mined candidates kept after review: ranks 1-28 (confidence at least 0.93: two names logged
+    for one action, or a window a command opens), less rank 22, the reverse of rank 21, which would
+    remove both of those commands."""
+    mined = pl.read_parquet(MINED).filter((pl.col("rank") <= 28) & (pl.col("rank") != 22)).sort("rank")
+    return [[row["accompanying"], row["main"]] for row in mined.iter_rows(named=True)]
+
+
+def steps() -> dict[str, list[str]]:
+    """Stage -> data config overrides that turn it on."""
+    return {
+        "base": [],
+        "undo": ["processing.undo.preset=vs"],
+        "redundant": [f"processing.redundant.pairs={json.dumps(reviewed_pairs())}", "processing.redundant.window=1"],
+        "workflows": ["features.workflows.merges=200", "features.workflows.min_count=20"],
+        "balanced": ["split.balance_commands=true"],
+        "chunking": ["features.chunking.min=10", "features.chunking.max=100"],
+    }
+
+
+def prepared(step: str, overrides: list[str], logs: Path) -> Path:
+    out = ROOT / "outputs/bench/stages" / step
+    data = out / "preprocessed"
+    if not PreparedDataset(data).text_embeddings_path.is_file():
+        config = vs_config(logs, out / "processed", data, overrides)
+        report = process_logs(config)
+        preprocessed = preprocess(config)
+        embed_commands(data, TextConfig(cache_dir=str(ROOT / "outputs/cache/text")))
+        write_json_atomic(out / "data_report.json", {"process": report, "preprocess": preprocessed})
+    return data
+
+
+def run(step: str, model: str, data: Path, epochs: int, seed: int, command: str) -> dict:
+    path = RESULTS / f"{step}-{model}.json"
+    if path.is_file():
+        return read_json(path)
+    name = f"{step}-{model}-s{seed}"
+    overrides = [f"data_dir={data}", "runs_dir=runs/bench/stages", f"name={name}", f"training.epochs={epochs}",
+                 f"training.seed={seed}", "training.num_threads=1"]  # fmt: skip
+    started = time.perf_counter()
+    result = train(load_run_config(ROOT / MODELS[model], overrides), show_progress=False)
+    data_report = read_json(data.parent / "data_report.json")
+    entry = {
+        "step": step,
+        "model": model,
+        "seed": seed,
+        "epochs": epochs,
+        "run": f"runs/bench/stages/{name}",
+        "command": command,
+        "test": result["test"],
+        "valid": result["valid"],
+        "epochs_run": result["epochs_run"],
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "events_after_processing": data_report["process"]["after"]["events"],
+        "test_sessions": data_report["preprocess"]["split"]["test"]["sessions"],
+        "data": {"train": data_report["preprocess"]["transform"]["train"].get("workflows")},
+    }
+    write_json_atomic(path, entry)
+    return entry
+
+
+def gather() -> dict:
+    entries = [read_json(p) for p in sorted(RESULTS.glob("*.json"))]
+    return {
+        "benchmark": "the paper's data stages, each on alone, on the VS logs (random session split)",
+        "machine": machine(),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "runs": entries,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(VS_LOGS))
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--steps", nargs="+", default=None, help="default: all")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--prepare-only", action="store_true", help="prepare every stage's data, train nothing")
+    args = parser.parse_args()
+    if not have_vs_logs(args.data):
+        print(f"VS logs not found at {args.data}; nothing measured", file=sys.stderr)
+        return 1
+    chosen = {k: v for k, v in steps().items() if args.steps is None or k in args.steps}
+    command = shlex.join(["python", "benchmarks/pipeline_stages_vs.py", *sys.argv[1:]])
+    data = {step: prepared(step, overrides, Path(args.data)) for step, overrides in chosen.items()}
+    if args.prepare_only:
+        return 0
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for model in args.models:
+        for step in chosen:
+            entry = run(step, model, data[step], args.epochs, args.seed, command)
+            print(f"{step:>10} {model:>6}: test NDCG@10 {entry['test']['ndcg@10']:.4f}", flush=True)
+    write_json_atomic(ROOT / "benchmarks/results/pipeline_stages_vs.json", gather())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Workflow tokens (features.workflows): merges learned on the training split, every split tokenized,
+evaluation on the next command, and serving that reads a history exactly as evaluation does."""
+
+import dataclasses
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from cmdrec.config import WorkflowsConfig
+from cmdrec.data.dataset import PreparedDataset
+from cmdrec.data.pipeline import preprocess, process_logs
+from cmdrec.data.synthetic import sample_config, write_sample
+from cmdrec.data.tokens import WorkflowTokens
+from cmdrec.errors import InputError, RequestError
+from cmdrec.models.tokens import command_logits
+from cmdrec.serving import Predictor
+from cmdrec.training.evaluate import evaluate_run
+from cmdrec.training.loop import train
+from tests.conftest import tiny_run
+from tests.serving.test_predict import assert_suggestions_equal_evaluation, command_names
+
+
+@pytest.fixture(scope="module")
+def tokenized(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tokens")
+    write_sample(root / "raw", users=16, sessions_per_user=6, seed=3)
+    config = sample_config(str(root / "raw"), str(root / "out"))
+    features = dataclasses.replace(config.features, workflows=WorkflowsConfig(merges=15, min_count=5))
+    config = dataclasses.replace(config, features=features)
+    process_logs(config)
+    return root / "out/preprocessed", preprocess(config), root
+
+
+def test_merges_are_learned_on_train_and_every_split_is_tokenized(tokenized):
+    data, report, root = tokenized
+    train_report = report["transform"]["train"]["workflows"]
+    assert train_report["learned"] == 15 and train_report["tokens"] < train_report["events"]
+    assert " > " in train_report["first_learned"][0]["name"]
+    schema = PreparedDataset(data).schema()
+    commands = schema.item_id.properties["commands"]
+    assert schema.item_id.cardinality == commands + 15 and len(schema.item_id.properties["workflow_tokens"]) == 15
+    # a test row is the tokens of every event before the last, then the last event: a command
+    events = pl.read_parquet(root / "out/processed/events.parquet")
+    test = pl.read_parquet(data / "test.parquet")
+    names = command_names(data)
+    tokens = PreparedDataset(data).workflow().tokens
+    for row in test.head(10).iter_rows(named=True):
+        session = events.filter(pl.col("session_id") == row["session_id"])["command"].to_list()
+        ids = [names.index(c) for c in session]
+        assert row["command"][-1] == ids[-1] < commands
+        assert row["command"][:-1] == tokens.spans([ids[:-1]])[0][0]
+        assert row["length"] == len(row["command"]) == len(row["category"])
+
+
+def test_token_scores_combine_into_the_probability_of_each_first_command():
+    first = torch.tensor([0, 1, 2, 3, 2, 2])  # tokens 4 and 5 start with command 2
+    logits = torch.randn(3, 6)
+    combined = command_logits(logits, first)
+    probabilities = torch.softmax(logits, 1)
+    expected = torch.stack([probabilities[:, 0], probabilities[:, 1], probabilities[:, [2, 4, 5]].sum(1),
+                            probabilities[:, 3]], 1)  # fmt: skip
+    assert torch.allclose(torch.softmax(combined, 1), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("model", [{"backbone": "gpt2"}, {"backbone": "markov"}], ids=["gpt2", "markov"])
+def test_a_model_on_tokens_is_evaluated_and_served_on_the_next_command(tokenized, tmp_path, model):
+    data, _, _ = tokenized
+    train(tiny_run(data, tmp_path, "run", model=model, training={"epochs": 2}), show_progress=False)
+    metrics = evaluate_run(tmp_path / "run")
+    assert 0 < metrics["ndcg@10"] <= 1 and metrics["positions_evaluated"] > 0
+    predictor = Predictor(tmp_path / "run")
+    assert_suggestions_equal_evaluation(predictor, data)  # the served history is tokenized as evaluated
+    answer = predictor.recommend(["Open", "Wall", "Wall", "Door"], k=5)
+    assert len(answer.commands) == 5 and all(" > " not in c for c in answer.commands)
+    workflows = predictor.recommend_workflows(["Open", "Wall", "Wall", "Door"], k=20)
+    assert len(workflows) == 20 and any(len(run) > 1 for run, _ in workflows)
+    assert sum(p for _, p in workflows) <= 1 + 1e-6
+    with pytest.raises(RequestError, match="workflow tokens"):
+        predictor.recommend(["Open", "Wall"], exclude_seen=True)
+
+
+def test_evaluation_modes_and_maskings_that_tokens_cannot_serve_are_refused(tokenized, tmp_path):
+    data, _, _ = tokenized
+    with pytest.raises(InputError, match="masking clm only"):
+        train(tiny_run(data, tmp_path, "bert", model={"backbone": "bert", "masking": "mlm"}), show_progress=False)
+    train(tiny_run(data, tmp_path, "run", training={"epochs": 1}), show_progress=False)
+    from cmdrec.config import EvalConfig
+
+    with pytest.raises(InputError, match="positions=last"):
+        evaluate_run(tmp_path / "run", EvalConfig(positions="all"))
+
+
+def test_the_tokenizer_round_trips_and_a_partitioned_log_is_refused(tokenized, tmp_path):
+    data, _, root = tokenized
+    tokens = PreparedDataset(data).workflow().tokens
+    again = WorkflowTokens.load(data / "workflow", tokens.n_commands)
+    history = list(np.random.default_rng(0).integers(2, tokens.n_commands, 50))
+    assert again.spans([history]) == tokens.spans([history])
+    assert json.loads((data / "workflow" / "workflow_tokens.json").read_text())["model"]["type"] == "BPE"
+    config = sample_config(str(root / "raw"), str(tmp_path / "parts"))
+    config = dataclasses.replace(
+        config,
+        processing=dataclasses.replace(config.processing, partitions=2),
+        features=dataclasses.replace(config.features, workflows=WorkflowsConfig(merges=5, min_count=5)),
+    )
+    process_logs(config)
+    with pytest.raises(InputError, match="processing.partitions=1"):
+        preprocess(config)
+
+
+def test_the_service_returns_workflows(tokenized, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from cmdrec.serving.service import create_app
+
+    data, _, _ = tokenized
+    train(tiny_run(data, tmp_path, "run", training={"epochs": 1}), show_progress=False)
+    with TestClient(create_app(tmp_path / "run")) as client:
+        answer = client.post("/v1/workflows", json={"history": ["Open", "Wall", "Door"], "k": 10}).json()
+        runs = answer["workflows"]
+        assert len(runs) == 10 and any(len(r["commands"]) > 1 for r in runs)
+        assert all(r["workflow"] == " > ".join(r["commands"]) for r in runs)
+        assert client.post("/v1/workflows", json={"history": ["Open"], "k": 0}).status_code == 422
