@@ -397,6 +397,50 @@ def llm_backbones() -> str:
     return "\n".join(lines)
 
 
+STAGE_NAMES = {
+    "base": "every stage off (the full-model benchmark's data)",
+    "undo": "undo/redo reconstruction (VS preset)",
+    "redundant": "redundant-command removal (27 reviewed mined pairs)",
+    "workflows": "workflow tokens (200 merges, min count 20)",
+    "balanced": "coverage-balanced split",
+    "chunking": "random-length chunks (10-100)",
+}
+
+
+def pipeline_stages() -> str:
+    """Each of the paper's data stages on alone: test NDCG@10 of each model, and the change from base."""
+    report = json.loads((RESULTS / "pipeline_stages_vs.json").read_text())
+    runs = {(r["step"], r["model"]): r for r in report["runs"]}
+    models = [m for m in ("llama", "full") if any(key[1] == m for key in runs)]
+    seeds = sorted({r["seed"] for r in report["runs"]})
+    epochs = sorted({r["epochs"] for r in report["runs"]})
+    lines = [
+        f"`python benchmarks/pipeline_stages_vs.py` (seed {', '.join(map(str, seeds))}; "
+        f"{', '.join(map(str, epochs))} epochs; VS logs, random session split), measured "
+        f"{report['measured_at'][:10]}; the change is against `base` with the same model:",
+        "",
+        "| stage | "
+        + " | ".join(f"{m} NDCG@10 | change" for m in models)
+        + " | events after processing | test sessions |",
+        "| --- | " + " | ".join("---: | ---:" for _ in models) + " | ---: | ---: |",
+    ]
+    for step, label in STAGE_NAMES.items():
+        cells, any_run = [], None
+        for model in models:
+            run, base = runs.get((step, model)), runs.get(("base", model))
+            if run is None:
+                cells.append("not run | ")
+                continue
+            any_run = run
+            value = run["test"]["ndcg@10"]
+            change = "" if step == "base" or base is None else f"{value - base['test']['ndcg@10']:+.4f}"
+            cells.append(f"{value:.4f} | {change}")
+        if any_run is not None:
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {any_run['events_after_processing']:,} | "
+                         f"{any_run['test_sessions']:,} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 TABLES = {
     "preprocess": preprocess,
     "train_scale": train_scale,
@@ -408,6 +452,7 @@ TABLES = {
     "baselines_vs": baselines_vs,
     "peer_t4rec": peer_t4rec,
     "llm_backbones": llm_backbones,
+    "pipeline_stages": pipeline_stages,
     "full_vs": lambda: full_vs("full_vs"),
     "full_vs_10ep": lambda: full_vs("full_vs_10ep"),
     "full_vs_copy": lambda: full_vs("full_vs_copy"),

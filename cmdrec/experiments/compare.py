@@ -218,6 +218,13 @@ def _measured_buckets(report: dict) -> list[str]:
     return [b for b in BUCKETS if any(b in entry["buckets_mean"] for entry in report["models"].values())]
 
 
+def model_colours(names: list[str]) -> dict[str, str]:
+    """One colour per model, the same in every picture of a report (the full model first, in red)."""
+    palette = ["tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:pink",
+               "tab:gray", "tab:olive", "tab:cyan"]  # fmt: skip
+    return {name: palette[index % len(palette)] for index, name in enumerate(names)}
+
+
 def _plots(report: dict, out: Path) -> None:
     import matplotlib
 
@@ -227,12 +234,9 @@ def _plots(report: dict, out: Path) -> None:
     names = list(report["models"])
     means = [report["models"][n]["mean"]["ndcg@10"] for n in names]
     stds = [report["models"][n]["std"]["ndcg@10"] for n in names]
-    colours = [
-        {"full": "tab:red", "ablation": "tab:orange", "baseline": "tab:blue"}[report["models"][n]["role"]]
-        for n in names
-    ]
+    colour = model_colours(names)
     figure, axis = plt.subplots(figsize=(8, 0.4 * len(names) + 1.5))
-    axis.barh(names, means, xerr=stds, color=colours)
+    axis.barh(names, means, xerr=stds, color=[colour[n] for n in names])
     axis.invert_yaxis()
     axis.set_xlabel("NDCG@10 (test, last item)")
     figure.tight_layout()
@@ -244,7 +248,7 @@ def _plots(report: dict, out: Path) -> None:
     buckets = _measured_buckets(report)
     for index, name in enumerate(names):
         values = [report["models"][name]["buckets_mean"].get(b, 0.0) for b in buckets]
-        axis.bar([i + index * width for i in range(len(buckets))], values, width, label=name)
+        axis.bar([i + index * width for i in range(len(buckets))], values, width, label=name, color=colour[name])
     axis.set_xticks([i + 0.4 - width / 2 for i in range(len(buckets))], buckets)
     axis.set_ylabel("NDCG@10")
     axis.legend(fontsize=6)
@@ -260,9 +264,8 @@ def _plots(report: dict, out: Path) -> None:
             with path.open() as handle:
                 rows = list(csv.DictReader(handle))
             if rows:
-                axis.plot(
-                    [int(r["epoch"]) + 1 for r in rows], [float(r["ndcg@10"]) for r in rows], marker="o", label=name
-                )
+                epochs, scores = [int(r["epoch"]) + 1 for r in rows], [float(r["ndcg@10"]) for r in rows]
+                axis.plot(epochs, scores, marker="o", label=name, color=colour[name])
     axis.set_xlabel("epoch")
     axis.set_ylabel("valid NDCG@10")
     axis.legend(fontsize=6)

@@ -291,7 +291,7 @@ def create_app(path: str | Path, config: ServingConfig | None = None, predictor:
             service.predictor.recommend_workflows, body.history, body.k, times, body.attributes
         )
         return JSONResponse(
-            {"workflows": [{"workflow": " > ".join(run), "commands": run, "probability": p} for run, p in found]}
+            {"workflows": [{"name": " > ".join(run), "commands": run, "probability": p} for run, p in found]}
         )
 
     @app.post("/v1/sessions/{session_id}/events")

@@ -122,5 +122,5 @@ def test_the_service_returns_workflows(tokenized, tmp_path):
         answer = client.post("/v1/workflows", json={"history": ["Open", "Wall", "Door"], "k": 10}).json()
         runs = answer["workflows"]
         assert len(runs) == 10 and any(len(r["commands"]) > 1 for r in runs)
-        assert all(r["workflow"] == " > ".join(r["commands"]) for r in runs)
+        assert all(r["name"] == " > ".join(r["commands"]) for r in runs)
         assert client.post("/v1/workflows", json={"history": ["Open"], "k": 0}).status_code == 422

@@ -116,3 +116,12 @@ def test_compare_with_parallel_jobs_reports_what_one_job_does(tiny_data, tmp_pat
     assert {n: e["mean"] for n, e in parallel["models"].items()} == {n: e["mean"] for n, e in one["models"].items()}
     with pytest.raises(InputError, match="jobs: 0 must be at least 1"):
         run_compare(full, baselines, seeds=[1], out_dir=tmp_path / "none", jobs=0)
+
+
+def test_each_model_keeps_one_colour_across_the_pictures():
+    from cmdrec.experiments.compare import model_colours
+
+    names = ["mixtral-full", "mixtral-full - fusion", "llama", "markov"]
+    colours = model_colours(names)
+    assert colours["mixtral-full"] == "tab:red" and len(set(colours.values())) == len(names)
+    assert model_colours(names) == colours  # the bars, the buckets and the learning curves ask the same
