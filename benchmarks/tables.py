@@ -441,6 +441,21 @@ def pipeline_stages() -> str:
     return "\n".join(lines)
 
 
+def pipeline_stages_headline() -> str:
+    """The README's short version: the change each stage makes to test NDCG@10, per model."""
+    report = json.loads((RESULTS / "pipeline_stages_vs.json").read_text())
+    runs = {(r["step"], r["model"]): r["test"]["ndcg@10"] for r in report["runs"]}
+    models = [m for m in ("llama", "full") if ("base", m) in runs]
+    lines = ["| data stage (one seed) | " + " | ".join(f"{m} NDCG@10 change" for m in models) + " |",
+             "| --- | " + " | ".join("---:" for _ in models) + " |"]  # fmt: skip
+    for step, label in STAGE_NAMES.items():
+        if step == "base" or not any((step, m) in runs for m in models):
+            continue
+        cells = [f"{runs[(step, m)] - runs[('base', m)]:+.4f}" if (step, m) in runs else "not run" for m in models]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 TABLES = {
     "preprocess": preprocess,
     "train_scale": train_scale,
@@ -453,6 +468,7 @@ TABLES = {
     "peer_t4rec": peer_t4rec,
     "llm_backbones": llm_backbones,
     "pipeline_stages": pipeline_stages,
+    "pipeline_stages_headline": pipeline_stages_headline,
     "full_vs": lambda: full_vs("full_vs"),
     "full_vs_10ep": lambda: full_vs("full_vs_10ep"),
     "full_vs_copy": lambda: full_vs("full_vs_copy"),

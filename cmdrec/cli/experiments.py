@@ -51,9 +51,12 @@ def add_commands(sub) -> None:
     )
     compare.set_defaults(handler=run_compare_command)
 
-    plot = sub.add_parser("plot", help="pictures: a processed log's data, a model's command embeddings")
-    plot.add_argument("what", choices=["data", "embeddings"])
-    plot.add_argument("path", help="data: a processed directory; embeddings: a run or a bundle")
+    plot = sub.add_parser(
+        "plot", help="pictures: a processed log's data, a model's command embeddings, its attention over a history"
+    )
+    plot.add_argument("what", choices=["data", "embeddings", "attention"])
+    plot.add_argument("path", help="data: a processed directory; embeddings, attention: a run or a bundle")
+    plot.add_argument("--history", nargs="+", default=None, help="attention: command names, oldest first")
     plot.add_argument("--out", default=None, help="default: PATH/plots")
     plot.set_defaults(handler=run_plot)
 
@@ -113,10 +116,15 @@ def run_compare_command(args) -> int:
 
 
 def run_plot(args) -> int:
-    from cmdrec.experiments.plots import plot_data, plot_embeddings
+    from cmdrec.experiments.plots import plot_attention, plot_data, plot_embeddings
 
     out = args.out or str(Path(args.path) / "plots")
-    written = (plot_data if args.what == "data" else plot_embeddings)(args.path, out)
+    if args.what == "attention":
+        if not args.history:
+            raise InputError("cmdrec plot attention needs --history COMMAND ...")
+        written = plot_attention(args.path, args.history, out)
+    else:
+        written = (plot_data if args.what == "data" else plot_embeddings)(args.path, out)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 

@@ -100,6 +100,50 @@ def plot_embeddings(run: str | Path, out_dir: str | Path) -> list[Path]:
     return written
 
 
+@torch.no_grad()
+def plot_attention(run: str | Path, history: list[str], out_dir: str | Path, timestamps=None) -> list[Path]:
+    """One heatmap per layer of how much each position of a history attends to each other one (the
+    mean over heads), for backbones built on a Hugging Face transformer; the history is cleaned and
+    encoded as serving would read it."""
+    from cmdrec.data.masking import next_event
+    from cmdrec.serving import Predictor
+
+    predictor = Predictor(run)
+    encoder = getattr(getattr(predictor.model, "backbone", None), "model", None)
+    if encoder is None or not hasattr(encoder, "set_attn_implementation"):
+        raise InputError(f"{run}: its backbone ({predictor.config.model.backbone}) exposes no attention maps")
+    prepared = predictor.prepare(history, timestamps)
+    times = None if prepared.timestamps is None else [prepared.timestamps]
+    batch = next_event(predictor.encoder.encode([prepared.commands], times, [prepared.attributes]),
+                       predictor.config.model.masking, predictor.mask_ids)  # fmt: skip
+    read = batch.features[batch.item_column][0][batch.padding_mask[0]].tolist()
+    labels = [" > ".join(predictor.token_commands[i]) if i < len(predictor.token_commands) else "<mask>" for i in read]
+    implementation = encoder.config._attn_implementation
+    encoder.set_attn_implementation("eager")  # sdpa returns no attention weights
+    try:
+        fused = predictor.model.inputs(batch.features)
+        output = encoder(inputs_embeds=fused, attention_mask=batch.padding_mask.long(), output_attentions=True)
+    finally:
+        encoder.set_attn_implementation(implementation)
+    plt = _pyplot()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for layer, weights in enumerate(output.attentions):
+        matrix = weights[0].mean(0)[: len(labels), : len(labels)].float().numpy()
+        size = max(4.0, 0.35 * len(labels) + 2)
+        figure, axes = plt.subplots(figsize=(size, size))
+        image = axes.imshow(matrix, cmap="viridis", vmin=0)
+        axes.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+        axes.set_yticks(range(len(labels)), labels, fontsize=7)
+        axes.set_xlabel("attended command")
+        axes.set_ylabel("reading command")
+        axes.set_title(f"Attention, layer {layer + 1} (mean over heads)")
+        figure.colorbar(image, ax=axes, fraction=0.046)
+        written.append(_save(plt, figure, out / f"attention_layer{layer + 1}.png"))
+    return written
+
+
 def _pca(table: torch.Tensor) -> torch.Tensor:
     centred = table - table.mean(0)
     _, _, components = torch.pca_lowrank(centred, q=2, center=False)
