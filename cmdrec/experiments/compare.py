@@ -139,10 +139,53 @@ def run_compare(
         "full_config": to_dict(full),
         "machine": machine(),
     }
+    report["analysis"] = _analyses(report, out)
     write_json_atomic(out / "compare.json", report)
-    write_text_atomic(out / "compare.md", _markdown(report))
+    write_text_atomic(out / "compare.md", _markdown(report) + _analysis_markdown(report["analysis"]))
     _plots(report, out)
     return report
+
+
+def _analyses(report: dict, out: Path) -> dict:
+    """Where the full model and the best baseline go wrong (`cmdrec evaluate --analysis`), on their
+    first seed's test split, in `analysis/NAME/`."""
+    from cmdrec.artifacts.bundle import load_model_dir
+    from cmdrec.experiments.analysis import analyse
+
+    analyses = {}
+    for name in filter(None, (report["summary"]["full"], report["summary"]["best_baseline"])):
+        run = next(iter(report["models"][name]["seeds"].values()))["run"]
+        try:
+            model, config = load_model_dir(run)
+            summary = analyse(model, config, "test", out / "analysis" / _slug(name))
+        except InputError as error:  # a model the analysis cannot read (mlm, workflow tokens)
+            analyses[name] = {"skipped": str(error)}
+            continue
+        analyses[name] = {
+            "by_history_length": summary["by_history_length"],
+            "most_missed": summary["most_missed"][:5],
+            "category_accuracy": summary.get("category_confusion", {}).get("accuracy"),
+        }
+    return analyses
+
+
+def _analysis_markdown(analyses: dict) -> str:
+    if not analyses:
+        return ""
+    lines = ["", "## Where they go wrong (first seed, test, every position; files in `analysis/`)", ""]
+    for name, entry in analyses.items():
+        if "skipped" in entry:
+            lines += [f"- {name}: not analysed ({entry['skipped']})", ""]
+            continue
+        accuracy = entry["category_accuracy"]
+        lines += [f"**{name}**" + (f": the top suggestion is in the right category {accuracy:.1%} of the time"
+                                   if accuracy is not None else ""), "",
+                  "| history length | NDCG@10 | Recall@10 | positions |", "| --- | ---: | ---: | ---: |"]  # fmt: skip
+        lines += [f"| {r['history']} | {r['ndcg@10']:.4f} | {r['recall@10']:.4f} | {r['positions']:,} |"
+                  for r in entry["by_history_length"]]  # fmt: skip
+        missed = ", ".join(f"{r['command']} ({r['misses']:,})" for r in entry["most_missed"])
+        lines += ["", f"Most missed: {missed}.", ""]
+    return "\n".join(lines)
 
 
 def _train_all(runs: list[RunConfig], jobs: int, show_progress: bool) -> list[dict]:

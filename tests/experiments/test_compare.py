@@ -56,6 +56,12 @@ def test_compare_writes_table_ablation_buckets_and_plots(tiny_data, tmp_path):
     )
     for png in ("ndcg10.png", "buckets.png", "learning_curves.png"):
         assert (tmp_path / "report" / png).stat().st_size > 1000
+    # where the full model and the best baseline go wrong, in the report
+    analysed = report["analysis"]
+    assert set(analysed) == {"full", report["summary"]["best_baseline"]}
+    assert all(entry["by_history_length"] and entry["most_missed"] for entry in analysed.values())
+    assert "## Where they go wrong" in table and "| history length | NDCG@10 |" in table
+    assert (tmp_path / "report/analysis/full/category_confusion.png").is_file()
 
 
 def test_compare_without_ablation_seeds_has_no_ablation_rows(tiny_data, tmp_path):
