@@ -130,9 +130,12 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def load_config(cls, path: str | Path | None = None, overrides: list[str] = ()):
-    """Config `cls` from a YAML file (or defaults) with `a.b=c` overrides; errors name the file."""
+def load_config(cls, path: str | Path | None = None, overrides: list[str] = (), upgrade=None):
+    """Config `cls` from a YAML file (or defaults) with `a.b=c` overrides; errors name the file.
+    `upgrade` rewrites the file's mapping in today's spelling before the overrides apply to it."""
     data = load_yaml(path) if path else {}
+    if upgrade is not None:
+        data = upgrade(data)
     try:
         return from_dict(cls, apply_overrides(data, list(overrides)))
     except InputError as error:

@@ -337,4 +337,7 @@ def current_spelling(overrides: list[str]) -> list[str]:
 
 
 def load_run_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
-    return load_config(RunConfig, path, current_spelling(list(overrides)))
+    def upgraded(data: dict) -> dict:
+        return {**data, "model": sectioned(data["model"])} if isinstance(data.get("model"), dict) else data
+
+    return load_config(RunConfig, path, current_spelling(list(overrides)), upgraded)

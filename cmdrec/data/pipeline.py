@@ -113,16 +113,16 @@ def preprocess(config: DataConfig) -> dict:
     shards = table_parts(source, "events")
     if not shards:
         raise InputError(f"no processed sessions at {source / EVENTS_FILE}; run the process step first")
-    catalogue = pl.read_parquet(source / CATALOGUE_FILE)
-    out = Path(config.preprocessed_dir)
-    for name in SPLITS:  # one layout at a time
-        (out / f"{name}.parquet").unlink(missing_ok=True)
-        shutil.rmtree(out / name, ignore_errors=True)
     if len(shards) > 1 and config.features.workflows is not None:
         raise InputError(
             "features.workflows learns its merges from every training session at once: preprocess a log processed "
             "in one partition (processing.partitions=1) to use it"
         )
+    catalogue = pl.read_parquet(source / CATALOGUE_FILE)
+    out = Path(config.preprocessed_dir)
+    for name in SPLITS:  # one layout at a time
+        (out / f"{name}.parquet").unlink(missing_ok=True)
+        shutil.rmtree(out / name, ignore_errors=True)
     if len(shards) == 1:
         workflow, split_report, transform_reports = _preprocess_in_memory(shards[0], catalogue, config, out)
     else:

@@ -123,6 +123,8 @@ def tokenize_sequences(
     n_tokens = sum(len(i) for i in ids)
     used = {t for row in ids for t in row if t >= tokens.n_commands}
     report = {"events": events, "tokens": n_tokens, "composite_tokens_used": len(used)}
+    if mode == "train":  # a session merged into one token has no transition left to train on
+        report["sessions_of_one_token"] = sum(len(i) == 1 for i in ids)
     return tokenized.drop("_kept"), report
 
 

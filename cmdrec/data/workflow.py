@@ -20,7 +20,7 @@ import polars as pl
 
 from cmdrec import __version__
 from cmdrec.config import FeatureConfig, from_dict, to_dict
-from cmdrec.data.dataset import ITEMS_FILE, WORKFLOW_FILE
+from cmdrec.data.dataset import ITEMS_FILE, TOKENIZER_FILE, WORKFLOW_FILE
 from cmdrec.data.dataset import WORKFLOW_CATALOGUE as CATALOGUE_FILE
 from cmdrec.data.derived import derive_continuous, time_features
 from cmdrec.data.readers import COMMAND, DESCRIPTION, NO_CATEGORY, TIME, USER
@@ -300,6 +300,8 @@ class Workflow:
         )
         if self.tokens is not None:
             self.tokens.save(directory)
+        else:  # preprocessing again without workflow tokens: serving must not tokenize
+            (directory / TOKENIZER_FILE).unlink(missing_ok=True)
 
     @classmethod
     def load(cls, directory: str | Path) -> Workflow:

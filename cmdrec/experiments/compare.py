@@ -22,6 +22,7 @@ from cmdrec.errors import InputError
 from cmdrec.experiments.suite import METRIC_ORDER, machine
 from cmdrec.io import write_json_atomic, write_text_atomic
 from cmdrec.models.registry import component
+from cmdrec.plugins import load_plugins
 from cmdrec.text.pipeline import embed_commands
 from cmdrec.training.evaluate import evaluate_run
 from cmdrec.training.loop import train
@@ -39,7 +40,7 @@ def _without(config: RunConfig, module: str) -> RunConfig | None:
         "focal loss": loss.name == "focal" and {"loss": dataclasses.replace(loss, name="cross_entropy")},
         "mixture of experts": component(model.backbone).experts
         and {
-            "model": dataclasses.replace(model, backbone=component(model.backbone).dense_counterpart),
+            "model": dataclasses.replace(model, backbone=component(model.backbone).dense_counterpart, experts=None),
             "loss": LossConfig(**{**dataclasses.asdict(loss), "moe_balance": 0.0}),
         },
         "text embeddings": model.text_embeddings and {"model": dataclasses.replace(model, text_embeddings=False)},
@@ -209,6 +210,7 @@ def _train_all(runs: list[RunConfig], jobs: int, show_progress: bool) -> list[di
 
 
 def _train_quietly(run: RunConfig) -> dict:
+    load_plugins()  # a spawned process: the components of plugins are registered again here
     return train(run, show_progress=False)
 
 

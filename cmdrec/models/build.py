@@ -160,4 +160,6 @@ def build_baseline(config: ModelConfig, schema: Schema):
     spec = component(config.backbone)
     if spec.neural:
         raise InputError(f"{config.backbone!r} is a neural backbone; use build_model")
+    if "workflow_tokens" in schema.item_id.properties:  # its scores are counts: no sum of token probabilities
+        raise InputError(f"{config.backbone!r} counts single commands: train it on data without features.workflows")
     return spec.build(schema.item_id.cardinality, schema.item_id.name)

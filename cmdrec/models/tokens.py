@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from cmdrec.data.tokens import first_command_ids
-from cmdrec.schema import Schema
+from cmdrec.schema import FIRST_VALUE_ID, Schema
 
 
 def first_commands(schema: Schema) -> torch.Tensor | None:
@@ -26,6 +26,7 @@ def command_logits(logits: torch.Tensor, first: torch.Tensor | None) -> torch.Te
     logits = logits.float()
     top = logits.max(dim=1, keepdim=True).values
     mass = torch.zeros(len(logits), n_commands, device=logits.device).index_add_(1, first, (logits - top).exp())
+    mass[:, :FIRST_VALUE_ID] = 0  # padding and out-of-vocabulary: never a suggestion, whatever merged with them
     return mass.log() + top
 
 

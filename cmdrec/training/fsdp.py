@@ -97,7 +97,9 @@ def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], partial: 
     names: dict[int, list[str]] = {}
     for name, parameter in model.named_parameters(remove_duplicate=False):
         names.setdefault(id(parameter), []).append(name)
-    targets = [*((n[0], p) for p, n in ((p, names[id(p)]) for p in model.parameters())), *model.named_buffers()]
+    persistent = set(model.state_dict())  # a non-persistent buffer (a rotary table, a fixed zero bias) is rebuilt
+    buffers = [(name, buffer) for name, buffer in model.named_buffers() if name in persistent]
+    targets = [*((names[id(p)][0], p) for p in model.parameters()), *buffers]
     for name, target in targets:
         aliases = names.get(id(target), [name])
         value = next((state[n] for n in aliases if n in state), None)

@@ -131,3 +131,15 @@ def test_each_model_keeps_one_colour_across_the_pictures():
     colours = model_colours(names)
     assert colours["mixtral-full"] == "tab:red" and len(set(colours.values())) == len(names)
     assert model_colours(names) == colours  # the bars, the buckets and the learning curves ask the same
+
+
+def test_the_dense_ablation_of_the_shipped_mixture_of_experts_config_resolves():
+    from pathlib import Path
+
+    from cmdrec.config import load_run_config
+    from cmdrec.experiments.compare import _without
+    from cmdrec.models.build import resolve_sections
+
+    shipped = load_run_config(Path(__file__).resolve().parents[2] / "configs/full/mixtral_full.yaml")
+    dense = resolve_sections(_without(shipped, "mixture of experts").model)
+    assert dense.backbone == "llama" and dense.experts is None and dense.layers == shipped.model.layers

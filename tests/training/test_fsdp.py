@@ -27,7 +27,8 @@ SHARDED = {"enabled": True, "wrap_policy": "size_based", "min_num_params": 500}
 
 
 def config_file(tiny_data, tmp_path, name, model=None, **training):
-    model = {"dropout": 0.0, "tie_weights": True, **(model or {})}  # tied: the gathered state holds it once
+    # tied: the gathered state holds it under both names; no output bias: a non-persistent buffer to rebuild
+    model = {"dropout": 0.0, "tie_weights": True, "output_bias": False, **(model or {})}
     sections = {"model": model, "training": {"epochs": 3, "batch_size": 16, "early_stopping_patience": None,
                                              **training}}  # fmt: skip
     config = tiny_run(tiny_data, tmp_path / "runs", name, **sections)
