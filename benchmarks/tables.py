@@ -400,7 +400,7 @@ def llm_backbones() -> str:
 STAGE_NAMES = {
     "base": "every stage off (the full-model benchmark's data)",
     "undo": "undo/redo reconstruction (VS preset)",
-    "redundant": "redundant-command removal (27 reviewed mined pairs)",
+    "redundant": "redundant-command removal (the reviewed mined pairs)",
     "workflows": "workflow tokens (200 merges, min count 20)",
     "balanced": "coverage-balanced split",
     "chunking": "random-length chunks (10-100)",

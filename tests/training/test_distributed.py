@@ -52,6 +52,19 @@ def descendants(pid):
     return found
 
 
+def kill_after_checkpoint(job, checkpoints, step: int) -> None:
+    """SIGKILL the launcher and every rank at once, as a node dies, once a checkpoint of `step` or later exists."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and job.poll() is None:
+        if any(int(p.name) >= step for p in list_checkpoints(checkpoints)):
+            break
+        time.sleep(0.01)
+    assert job.poll() is None, "the job ended before it could be killed"
+    for pid in [job.pid, *descendants(job.pid)]:
+        os.kill(pid, signal.SIGKILL)
+    job.communicate(timeout=30)
+
+
 def finish(process, timeout=240):
     output = process.communicate(timeout=timeout)[0]
     assert process.returncode == 0, output
@@ -76,17 +89,8 @@ def test_the_whole_job_killed_mid_epoch_resumes_to_the_same_weights(tiny_data, t
     _, straight = config_file(tiny_data, tmp_path, "straight", epochs=6, checkpoint_every_steps=2)
     finish(launch(straight))
     _, killed = config_file(tiny_data, tmp_path, "killed", epochs=6, checkpoint_every_steps=2)
-    job = launch(killed)
     checkpoints = tmp_path / "runs" / "killed" / "checkpoints"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and job.poll() is None:
-        if any(int(p.name) >= 3 for p in list_checkpoints(checkpoints)):
-            break
-        time.sleep(0.01)
-    assert job.poll() is None, "the job ended before it could be killed"
-    for pid in [job.pid, *descendants(job.pid)]:  # the launcher and both ranks at once, as a node dies
-        os.kill(pid, signal.SIGKILL)
-    job.communicate(timeout=30)
+    kill_after_checkpoint(launch(killed), checkpoints, step=3)
     assert not (tmp_path / "runs" / "killed" / "results.json").exists()
     finish(launch(killed))
     a = load_file(str(list_checkpoints(tmp_path / "runs" / "straight" / "checkpoints")[-1] / "model.safetensors"))

@@ -3,9 +3,6 @@ process, checkpoints that resume exactly after a kill -9 and export to a bundle,
 sharded pretrained decoder."""
 
 import json
-import os
-import signal
-import time
 
 import pytest
 import yaml
@@ -20,7 +17,7 @@ from cmdrec.serving import Predictor
 from cmdrec.training import fsdp
 from cmdrec.training.loop import train
 from tests.conftest import tiny_run
-from tests.training.test_distributed import descendants, finish, launch
+from tests.training.test_distributed import finish, kill_after_checkpoint, launch
 
 pytest.importorskip("torch.distributed.fsdp")
 SHARDED = {"enabled": True, "wrap_policy": "size_based", "min_num_params": 500}
@@ -55,17 +52,8 @@ def test_a_sharded_job_killed_mid_epoch_resumes_to_the_same_weights(tiny_data, t
     _, straight = config_file(tiny_data, tmp_path, "straight", epochs=4, checkpoint_every_steps=2, fsdp=SHARDED)
     finish(launch(straight))
     _, killed = config_file(tiny_data, tmp_path, "killed", epochs=4, checkpoint_every_steps=2, fsdp=SHARDED)
-    job = launch(killed)
     checkpoints = tmp_path / "runs/killed/checkpoints"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and job.poll() is None:
-        if any(int(p.name) >= 3 for p in list_checkpoints(checkpoints)):
-            break
-        time.sleep(0.01)
-    assert job.poll() is None, "the job ended before it could be killed"
-    for pid in [job.pid, *descendants(job.pid)]:
-        os.kill(pid, signal.SIGKILL)
-    job.communicate(timeout=30)
+    kill_after_checkpoint(launch(killed), checkpoints, step=3)
     finish(launch(killed))
     a = load_file(str(list_checkpoints(tmp_path / "runs/straight/checkpoints")[-1] / "model.safetensors"))
     b = load_file(str(list_checkpoints(checkpoints)[-1] / "model.safetensors"))
