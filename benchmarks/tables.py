@@ -120,21 +120,79 @@ def beauty() -> str:
         f"| published SASRec, full cross-entropy | {published['ndcg@10']} | {published['recall@10']} | | | | | | |"
     )
     for first, *repeats in BEAUTY_SEED_REPEATS:
-        paths = [RESULTS / f"{name}.json" for name in (first, *repeats)]
-        if all(path.is_file() for path in paths):
-            runs = [json.loads(path.read_text()) for path in paths]
-            entries = [next(iter(run["models"].values())) for run in runs]
-            spread = {
-                m: (statistics.mean(e[m] for e in entries), statistics.stdev(e[m] for e in entries))
-                for m in ("ndcg@10", "recall@10")
-            }
+        found = beauty_seeds(first, *repeats)
+        if found is not None:
+            seeds, spread = found
             lines += [
                 "",
-                f"`{first}` repeated with other seeds ({', '.join(repeats)}): seeds {[run['seed'] for run in runs]}, "
+                f"`{first}` repeated with other seeds ({', '.join(repeats)}): seeds {seeds}, "
                 f"test NDCG@10 {spread['ndcg@10'][0]:.4f} ± {spread['ndcg@10'][1]:.4f}, "
                 f"Recall@10 {spread['recall@10'][0]:.4f} ± {spread['recall@10'][1]:.4f} (mean ± std).",
             ]
     return "\n".join(lines)
+
+
+def beauty_seeds(*names: str) -> tuple[list[int], dict] | None:
+    """The seeds of a Beauty run repeated under `names`, and (mean, std) of its test NDCG@10 and Recall@10."""
+    paths = [RESULTS / f"{name}.json" for name in names]
+    if not all(path.is_file() for path in paths):
+        return None
+    runs = [json.loads(path.read_text()) for path in paths]
+    entries = [next(iter(run["models"].values())) for run in runs]
+    spread = {
+        m: (statistics.mean(e[m] for e in entries), statistics.stdev(e[m] for e in entries))
+        for m in ("ndcg@10", "recall@10")
+    }
+    return [run["seed"] for run in runs], spread
+
+
+def headline() -> str:
+    """The README's headline table, each figure from its results file."""
+    developer = json.loads((RESULTS / "full_vs_developer.json").read_text())
+    summary = developer["summary"]
+    full, best = (developer["models"][summary[k]] for k in ("full", "best_baseline"))
+
+    def spread(entry: dict) -> str:
+        return f"{entry['mean']['ndcg@10']:.4f} ± {entry['std']['ndcg@10']:.4f}"
+
+    _, beauty_d128 = beauty_seeds(*BEAUTY_SEED_REPEATS[-1])
+    published = json.loads((RESULTS / "beauty_d128.json").read_text())["published_sasrec_full_ce"]
+    peer = json.loads((RESULTS / "peer_t4rec.json").read_text())
+    fastest = peer.get("best_at_equal_ndcg") or {"row": "cmdrec", "throughput_ratio": peer["throughput_ratio"]}
+    http = json.loads((RESULTS / "serving_http.json").read_text())
+    p99, target = http["targets"]["p99_ms_at_100_single_per_s"], http["targets"]["p99_target_ms"]
+    equal = "equal" if round(http["served_recall@10"], 6) == round(http["offline_recall@10"], 6) else "different"
+    rows = [
+        (
+            f"full model + developer feature vs best baseline ({summary['best_baseline'].title()}), VS logs, "
+            f"{len(full['seeds'])} seeds",
+            f"NDCG@10 {spread(full)} vs {spread(best)} ({summary['relative_ndcg@10_gain']:+.1%})",
+            "[full model](docs/benchmarks/full_model.md)",
+        ),
+        (
+            "SASRec-style GPT-2 (width 128) on Amazon Beauty vs the published SASRec figures",
+            f"NDCG@10 {beauty_d128['ndcg@10'][0]:.4f} ± {beauty_d128['ndcg@10'][1]:.4f} vs {published['ndcg@10']}",
+            "[Beauty](docs/benchmarks/beauty.md)",
+        ),
+        (
+            "training throughput vs Transformers4Rec 23.12, same data and model size, at least as accurate",
+            f"{fastest['throughput_ratio']:.2f}x ({fastest['row']}; goal 2x"
+            + (", met)" if fastest["throughput_ratio"] >= 2 else ", not reached)"),
+            "[peers](docs/benchmarks/baselines.md)",
+        ),
+        (
+            "served vs offline Recall@10, every VS test session, over HTTP",
+            f"{equal} ({http['served_recall@10']:.4f})",
+            "[serving](docs/serving.md)",
+        ),
+        (
+            f"HTTP p99 at 100 requests/s, full model (target {target} ms)",
+            f"{p99:.0f} ms, target " + ("met" if p99 <= target else "not met"),
+            "[serving](docs/serving.md)",
+        ),
+    ]
+    lines = ["| what | result | page |", "| --- | --- | --- |"]
+    return "\n".join(lines + [f"| {what} | {result} | {page} |" for what, result, page in rows])
 
 
 def new_commands(dataset: str) -> str:
@@ -315,6 +373,23 @@ def train_scale() -> str:
         gap = f"valid NDCG@10 differs by {dp['valid_ndcg@10_difference']}"
         loss = f"valid loss by {dp['valid_loss_relative_difference']:.2%}"
         lines += ["", f"Two processes against one at the same global batch: {gap}, {loss}."]
+    if "fsdp_memory" in report:
+        fsdp = report["fsdp_memory"]
+        parameters = fsdp["rows"][0]["parameters"]
+        lines += [
+            "",
+            f"A random Llama of {parameters / 1e6:.0f}M parameters ({', '.join(fsdp['shape'])}) on "
+            f"{fsdp['processes']} gloo processes, one epoch of a small synthetic log, measured "
+            f"{fsdp['measured_at'][:10]}; a rank's peak is its resident memory, shared libraries included:",
+            "",
+            "| run | peak per rank | peak, all processes | checkpoint on disk | seq/s |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for row in fsdp["rows"]:
+            lines.append(
+                f"| {row['run']} | {row['peak_process_memory_gb']:.2f} GB | {row['peak_memory_gb']:.2f} GB | "
+                f"{row['checkpoint_gb']:.2f} GB | {row['sequences_per_second']:,.1f} |"
+            )
     lines += ["", "Not measured: " + "; ".join(report["not_measured"]) + "."]
     return "\n".join(lines)
 
@@ -376,6 +451,11 @@ def peer_t4rec() -> str:
             f"{entry['train_seconds']:.0f} | {entry['eval_seconds']:.2f} |"
         )
     lines += ["", f"Training throughput, cmdrec over Transformers4Rec: {report['throughput_ratio']:.2f}x."]
+    best = report.get("best_at_equal_ndcg")
+    if best is not None:
+        lines[-1] += (
+            f" The fastest cmdrec configuration at least as accurate ({best['row']}): {best['throughput_ratio']:.2f}x."
+        )
     return "\n".join(lines)
 
 
@@ -457,6 +537,7 @@ def pipeline_stages_headline() -> str:
 
 
 TABLES = {
+    "headline": headline,
     "preprocess": preprocess,
     "train_scale": train_scale,
     "data_scale": data_scale,

@@ -1,5 +1,7 @@
 """Checkpoints: `checkpoints/<step>/` with safetensors weights, trainer state (optimizer, RNG,
-data position), the model config and metrics, plus a manifest of file sizes and checksums.
+data position), the model config and metrics, plus a manifest of file sizes and checksums. A sharded
+checkpoint of an FSDP run holds `sharded/` instead of the weights: every rank's shards of the
+weights and of the optimizer state, as torch.distributed.checkpoint writes them.
 
 A checkpoint is written to a temporary directory and renamed into place, so a crash never
 leaves a half-written one under its final name; a damaged one is detected by its manifest."""
@@ -11,6 +13,7 @@ import hashlib
 import json
 import pickle
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -27,6 +30,7 @@ TRAINER_STATE = "trainer_state.pt"
 MODEL_CONFIG = "model_config.json"
 METRICS = "metrics.json"
 MANIFEST = "manifest.json"
+SHARDED = "sharded"
 
 
 def sha256_file(path: Path) -> str:
@@ -35,6 +39,11 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def staging_directory(directory: Path, step: int) -> Path:
+    """Where a checkpoint is written before it is renamed into place."""
+    return directory / f".tmp-{step:08d}"
 
 
 def save_checkpoint(
@@ -47,20 +56,23 @@ def save_checkpoint(
     ema_model: torch.nn.Module | None = None,
     weights: dict[str, torch.Tensor] | None = None,
     partial: bool = True,
+    staged_shards: bool = False,
 ) -> Path:
     """`weights`, when given, replaces `model`'s state: the trainable part of an adapter run
-    (`partial`), or the full state an FSDP run gathered from its shards."""
+    (`partial`), or the full state an FSDP run gathered from its shards. `staged_shards`: the ranks
+    wrote their shards to `staging_directory(...)/sharded` already; the rest is added beside them."""
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{step:08d}"
-    tmp = directory / f".tmp-{step:08d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = staging_directory(directory, step)
+    if not staged_shards:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
     writing = WEIGHTS
     try:
         if weights is not None:
             # "every name": a gathered state that writes a tied weight under each name it has
             save_file(weights, str(tmp / WEIGHTS), metadata={"partial": "true" if partial else "every name"})
-        else:
+        elif not staged_shards:
             save_model(model, str(tmp / WEIGHTS))
         if ema_model is not None:
             writing = EMA_WEIGHTS
@@ -72,7 +84,11 @@ def save_checkpoint(
         writing = METRICS
         (tmp / METRICS).write_text(json.dumps(metrics, indent=2))
         writing = MANIFEST
-        files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(tmp.iterdir())}
+        files = {
+            p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in sorted(tmp.rglob("*"))
+            if p.is_file()
+        }
         write_json_atomic(tmp / MANIFEST, {"step": step, "files": files})
     except Exception as error:  # safetensors and torch wrap the OS error in their own types
         shutil.rmtree(tmp, ignore_errors=True)
@@ -90,7 +106,7 @@ def _out_of_space(error: BaseException) -> bool:
 
 def _no_space_message(directory: Path, final: Path, writing: str) -> str:
     previous = list_checkpoints(directory)
-    needed = sum(f.stat().st_size for f in previous[-1].iterdir()) if previous else None
+    needed = sum(f.stat().st_size for f in previous[-1].rglob("*") if f.is_file()) if previous else None
     free = shutil.disk_usage(directory).free
     resume = f"; {previous[-1].name} stays the resume point" if previous else ""
     size = f"about {needed:,} bytes needed (the last checkpoint's size), " if needed else ""
@@ -144,7 +160,11 @@ def load_checkpoint(
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:
-    """Full weights, or the trainable part of an adapter run (the frozen base comes from its files)."""
+    """Full weights, or the trainable part of an adapter run (the frozen base comes from its files);
+    from a sharded checkpoint, its shards assembled in this one process."""
+    if not path.is_file() and (path.parent / SHARDED).is_dir():
+        load_sharded_weights(model, path.parent / SHARDED)
+        return
     with safe_open(str(path), "pt") as handle:
         layout = (handle.metadata() or {}).get("partial")
     if layout == "every name":
@@ -161,6 +181,24 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
         raise InputError(
             f"{path} does not match this model: unexpected {result.unexpected_keys[:3]}, missing {sorted(absent)[:3]}"
         )
+
+
+def load_sharded_weights(model: torch.nn.Module, directory: Path) -> None:
+    """The weights of a sharded checkpoint into an unsharded model, without a process group."""
+    import torch.distributed.checkpoint as dcp
+
+    state = model.state_dict()
+    try:
+        with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+            dcp.load({"model": state}, checkpoint_id=str(directory), no_dist=True)
+    except Exception as error:  # noqa: BLE001 - DCP reports a key mismatch in its own exception types
+        raise InputError(f"{directory}: not this model's sharded checkpoint ({error})") from None
+    model.load_state_dict(state)
+
+
+def is_sharded_checkpoint(path: Path) -> bool:
+    return (path / SHARDED).is_dir()
 
 
 def read_model_config(path: Path) -> dict:

@@ -9,6 +9,7 @@ writes logs, checkpoints and results."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -18,6 +19,8 @@ import torch
 import torch.distributed as dist
 
 from cmdrec.errors import InputError
+
+log = logging.getLogger(__name__)
 
 LAUNCHED = "CMDREC_DISTRIBUTED_CHILD"  # set for the ranks a launch started, so they do not launch again
 
@@ -107,3 +110,16 @@ def launch(argv: list[str], nproc: int, devices: tuple[int, ...] = ()) -> int:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "cmdrec", *argv]  # fmt: skip
     return subprocess.call(command, env=env)
+
+
+def restore_rng(saved: dict, world: World) -> None:
+    """This rank's random state from a checkpoint's (each rank's own when the world size is the same)."""
+    per_rank = saved.get("torch_per_rank")
+    same_world = per_rank is not None and len(per_rank) == world.size
+    if world.distributed and not same_world:
+        log.warning("resuming on %d ranks from a checkpoint of another world size: dropout draws differ", world.size)
+    torch.set_rng_state(per_rank[world.rank] if same_world else saved["torch"])
+    if "cuda" in saved and torch.cuda.is_available():
+        cuda_states = saved.get("cuda_per_rank")
+        same = cuda_states is not None and len(cuda_states) == world.size
+        torch.cuda.set_rng_state(cuda_states[world.rank] if same else saved["cuda"])

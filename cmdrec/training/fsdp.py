@@ -2,9 +2,12 @@
 holds a shard of every wrapped module's parameters, gradients and optimizer state, and gathers a
 module's parameters only while it runs.
 
-Checkpoints stay the ordinary single-file kind: the full weights and the full optimizer state are
-gathered (every rank takes part) and rank 0 writes them, so an FSDP run resumes exactly, evaluates,
-and exports to a bundle like any other, and resuming on another number of ranks is possible. With
+Checkpoints are by default the ordinary single-file kind: the full weights and the full optimizer
+state are gathered (every rank takes part) and rank 0 writes them, so an FSDP run resumes exactly,
+evaluates, and exports to a bundle like any other, and resuming on another number of ranks is
+possible. With `sharded_checkpoints`, each rank writes its own shards through
+torch.distributed.checkpoint instead (nothing is gathered); such a checkpoint resumes on any number
+of ranks, and evaluation and export assemble its shards in one process. With
 gloo on torch 2.13 the reduce-scatter averages gradients, as DDP does (checked by the 2-process test
 against one process); older torches summed them (pytorch issue 162338)."""
 
@@ -120,6 +123,36 @@ def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, sta
     # strict=False: a parameter that never had a gradient (a decoder's unused token table) has no state
     # in the checkpoint, as in the run that wrote it
     set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True, strict=False))
+
+
+def save_sharded(model: nn.Module, optimizer: torch.optim.Optimizer, directory) -> None:
+    """Every rank writes its shards of the weights and of the optimizer state (a collective)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=str(directory))
+
+
+def load_sharded_model(model: nn.Module, directory) -> None:
+    """A sharded checkpoint's weights into the sharded model, each rank reading its own shards."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
+
+    state = {"model": get_model_state_dict(model)}
+    dcp.load(state, checkpoint_id=str(directory))
+    set_model_state_dict(model, state["model"])
+
+
+def load_sharded_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer, directory) -> None:
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, set_optimizer_state_dict
+
+    state = {"optimizer": get_optimizer_state_dict(model, optimizer)}
+    # partial: a parameter that never had a gradient has no state in the checkpoint (see load_optimizer_state)
+    dcp.load(state, checkpoint_id=str(directory), planner=DefaultLoadPlanner(allow_partial_load=True))
+    set_optimizer_state_dict(model, optimizer, state["optimizer"])
 
 
 def is_sharded(model: nn.Module) -> bool:

@@ -23,7 +23,9 @@ from tqdm.auto import tqdm
 from cmdrec.artifacts.adapters import check_training_machine
 from cmdrec.artifacts.checkpoint import (
     EMA_WEIGHTS,
+    SHARDED,
     WEIGHTS,
+    is_sharded_checkpoint,
     list_checkpoints,
     load_checkpoint,
     verify_checkpoint,
@@ -45,6 +47,7 @@ from cmdrec.features.embeddings import mask_ids as build_mask_ids
 from cmdrec.io import write_json_atomic
 from cmdrec.losses import classification_loss
 from cmdrec.models.build import build_baseline, data_columns, resolve_input_features, resolve_sections
+from cmdrec.models.dropout import use_byte_mask_dropout
 from cmdrec.models.registry import component
 from cmdrec.schema import FIRST_VALUE_ID
 from cmdrec.training import fsdp
@@ -54,6 +57,7 @@ from cmdrec.training.distributed import (
     broadcast,
     from_environment,
     rank_device,
+    restore_rng,
     shard,
     start,
     stop,
@@ -184,6 +188,8 @@ def _build_trainer(config: RunConfig, run: RunDir, n_batches: int, resume_from, 
         )
     schema = load_schema(config.data_dir)
     model = build_neural(model_config, schema, config.data_dir, device).to(device)
+    if training.fast_dropout and not use_byte_mask_dropout(model):
+        log.warning("training.fast_dropout: %s has no dropout layers to replace", model_config.backbone)
     ema = None
     if training.ema_decay:
         average = torch.optim.swa_utils.get_ema_multi_avg_fn(training.ema_decay)
@@ -216,23 +222,15 @@ def _build_trainer(config: RunConfig, run: RunDir, n_batches: int, resume_from, 
         world=world,
     )
     if saved is not None:
-        if training.fsdp.enabled:
+        if is_sharded_checkpoint(resume_from):
+            if not fsdp.is_sharded(model):
+                raise InputError(f"{resume_from} is a sharded checkpoint: resume it with training.fsdp enabled")
+            fsdp.load_sharded_optimizer(model, optimizer, resume_from / SHARDED)
+        elif training.fsdp.enabled:
             fsdp.load_optimizer_state(model, optimizer, saved["optimizer"])
         else:
             optimizer.load_state_dict(saved["optimizer"])
-        per_rank = saved["rng"].get("torch_per_rank")
-        if world.distributed and (per_rank is None or len(per_rank) != world.size):
-            log.warning(
-                "resuming on %d ranks from a checkpoint of another world size: dropout draws differ", world.size
-            )
-        own = per_rank[world.rank] if per_rank is not None and len(per_rank) == world.size else saved["rng"]["torch"]
-        torch.set_rng_state(own)
-        if "cuda" in saved["rng"] and torch.cuda.is_available():
-            cuda_states = saved["rng"].get("cuda_per_rank")
-            own_cuda = (
-                cuda_states[world.rank] if cuda_states and len(cuda_states) == world.size else saved["rng"]["cuda"]
-            )
-            torch.cuda.set_rng_state(own_cuda)
+        restore_rng(saved["rng"], world)
         if ema is not None:
             ema.n_averaged.fill_(saved["ema_n_averaged"])
         trainer.state = TrainerState(**saved["position"])
@@ -341,7 +339,10 @@ def _final_evaluation(trainer: Trainer, test_data: SequenceData) -> dict:
     weights = EMA_WEIGHTS if trainer.ema is not None else WEIGHTS
     if fsdp.is_sharded(model):
         verify_checkpoint(best)
-        fsdp.load_model_state(model, load_file(str(best / weights)), partial=is_adapter_run(config.model))
+        if is_sharded_checkpoint(best):
+            fsdp.load_sharded_model(model, best / SHARDED)
+        else:
+            fsdp.load_model_state(model, load_file(str(best / weights)), partial=is_adapter_run(config.model))
     else:
         load_checkpoint(best, model, weights=weights)
     test = evaluate(model, test_data, config.model, config.eval, trainer.mask_ids, trainer.device)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -14,8 +15,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from cmdrec.artifacts.adapters import trainable_state
 from cmdrec.artifacts.checkpoint import (
+    SHARDED,
     prune_checkpoints,
     save_checkpoint,
+    staging_directory,
 )
 from cmdrec.artifacts.loading import is_adapter_run
 from cmdrec.artifacts.runs import RunDir
@@ -236,13 +239,23 @@ def record_validation(trainer: Trainer, epoch: int, metrics: dict) -> bool:
 
 def write_checkpoint(trainer: Trainer, metrics: dict) -> None:
     """Save a resumable checkpoint and prune old ones (never the best). Every rank calls it: each
-    rank's RNG state goes into the checkpoint, which rank 0 alone writes."""
+    rank's RNG state goes into the checkpoint, which rank 0 alone writes (each rank its own shards,
+    when the checkpoints are sharded)."""
     state, run, world = trainer.state, trainer.run, trainer.world
     model_config = trainer.config.model
     per_rank = gather(world, torch.get_rng_state())
     cuda_per_rank = gather(world, torch.cuda.get_rng_state()) if torch.cuda.is_available() else None
     sharded = fsdp.is_sharded(trainer.module)
-    if sharded:  # gathered by every rank, written by rank 0
+    shards = sharded and trainer.config.training.fsdp.sharded_checkpoints
+    weights = optimizer_state = None
+    if shards:
+        staging = staging_directory(run.checkpoints, state.step)
+        if world.main:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+        barrier(world)
+        fsdp.save_sharded(trainer.module, trainer.optimizer, staging / SHARDED)
+    elif sharded:  # gathered by every rank, written by rank 0
         weights = fsdp.full_model_state(trainer.module)
         optimizer_state = fsdp.full_optimizer_state(trainer.module, trainer.optimizer)
     if not world.main:
@@ -251,11 +264,11 @@ def write_checkpoint(trainer: Trainer, metrics: dict) -> None:
     if not sharded:
         weights = trainable_state(trainer.module) if is_adapter_run(model_config) else None
         optimizer_state = trainer.optimizer.state_dict()
-    elif is_adapter_run(model_config):
+    elif weights is not None and is_adapter_run(model_config):
         trainable = {name for name, p in trainer.module.named_parameters() if p.requires_grad}
         weights = {name: tensor for name, tensor in weights.items() if name in trainable}
     trainer_state = {
-        "optimizer": optimizer_state,
+        **({} if shards else {"optimizer": optimizer_state}),  # a sharded one is in the shards
         "rng": {
             "torch": torch.get_rng_state(),
             **({"torch_per_rank": per_rank} if world.distributed else {}),
@@ -275,6 +288,7 @@ def write_checkpoint(trainer: Trainer, metrics: dict) -> None:
         trainer.ema.module if trainer.ema else None,
         weights,
         partial=is_adapter_run(model_config),
+        staged_shards=shards,
     )
     protect = {run.checkpoints / f"{state.best_step:08d}"} if state.best_step is not None else set()
     prune_checkpoints(run.checkpoints, trainer.config.training.keep_checkpoints, protect)

@@ -76,7 +76,8 @@ def test_block_wrapping_finds_the_backbones_blocks_and_bad_settings_are_refused(
         fsdp.check(FsdpConfig(enabled=True, cpu_offload=True), cpu, World(rank=0, size=2, local_rank=0), ema=False)
 
 
-def test_lora_on_a_sharded_pretrained_decoder_trains_and_exports(tiny_data, tmp_path):
+@pytest.mark.parametrize("sharded_checkpoints", [False, True])
+def test_lora_on_a_sharded_pretrained_decoder_trains_and_exports(tiny_data, tmp_path, sharded_checkpoints):
     pytest.importorskip("peft")
     import torch
     from transformers import LlamaConfig, LlamaModel
@@ -88,11 +89,36 @@ def test_lora_on_a_sharded_pretrained_decoder_trains_and_exports(tiny_data, tmp_
     LlamaModel(LlamaConfig(**shape)).save_pretrained(decoder)
     pretrained = {"path": str(decoder), "attn_implementation": "eager", "adapter": {"method": "lora", "r": 4}}
     model = {"backbone": "pretrained", "tie_weights": False, "pretrained": pretrained}
-    _, path = config_file(tiny_data, tmp_path, "lora", model=model, epochs=2, fsdp={"enabled": True})
+    settings = {"enabled": True, "sharded_checkpoints": sharded_checkpoints}
+    _, path = config_file(tiny_data, tmp_path, "lora", model=model, epochs=2, fsdp=settings)
     finish(launch(path))
     result = json.loads((tmp_path / "runs/lora/results.json").read_text())
     assert result["test"]["positions_evaluated"] > 0
-    weights = load_file(str(list_checkpoints(tmp_path / "runs/lora/checkpoints")[-1] / "model.safetensors"))
-    assert any("lora_A" in name for name in weights) and not any("base_layer" in name for name in weights)
+    if not sharded_checkpoints:
+        weights = load_file(str(list_checkpoints(tmp_path / "runs/lora/checkpoints")[-1] / "model.safetensors"))
+        assert any("lora_A" in name for name in weights) and not any("base_layer" in name for name in weights)
     bundle = export_bundle(tmp_path / "runs/lora", tmp_path / "bundle")
     assert len(Predictor(bundle).recommend(["Open", "Wall"], k=3).commands) == 3
+
+
+def test_sharded_checkpoints_resume_exactly_evaluate_and_export(tiny_data, tmp_path):
+    from cmdrec.artifacts.loading import load_trained
+    from cmdrec.training.evaluate import evaluate_run
+
+    per_rank = {**SHARDED, "sharded_checkpoints": True}
+    settings = {"epochs": 4, "checkpoint_every_steps": 2, "fsdp": per_rank}
+    _, straight = config_file(tiny_data, tmp_path, "straight", **settings)
+    finish(launch(straight))
+    _, killed = config_file(tiny_data, tmp_path, "killed", **settings)
+    checkpoints = tmp_path / "runs/killed/checkpoints"
+    kill_after_checkpoint(launch(killed), checkpoints, step=3)
+    finish(launch(killed))
+    last = list_checkpoints(checkpoints)[-1]
+    assert not (last / "model.safetensors").exists()
+    assert len(list((last / "sharded").glob("*.distcp"))) == 2  # one file of shards per rank
+    a, b = (load_trained(tmp_path / "runs" / name)[0].state_dict() for name in ("straight", "killed"))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    result = json.loads((tmp_path / "runs/killed/results.json").read_text())
+    assert evaluate_run(tmp_path / "runs/killed")["ndcg@10"] == pytest.approx(result["test"]["ndcg@10"], abs=1e-6)
+    bundle = export_bundle(tmp_path / "runs/killed", tmp_path / "bundle")
+    assert len(Predictor(bundle).recommend(["Open", "Wall", "Door"], k=3).commands) == 3
