@@ -9,14 +9,17 @@ Finished runs are re-read, so the benchmark resumes where it stopped and several
 per model, say) can share the work. Each (stage, model) result is written to
 benchmarks/results/pipeline_stages_vs/ as it finishes, and benchmarks/results/pipeline_stages_vs.json
 gathers them all. Undo reconstruction and redundant-command removal change the events, hence the
-test targets: their rows are measured on the changed data.
+test targets: their rows are measured on the changed data, and both runs again on the test targets
+the two versions share (the same event evaluated, each after its own history).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -24,12 +27,14 @@ from pathlib import Path
 import polars as pl
 from vs_data import VS_LOGS, have_vs_logs, vs_config
 
+from cmdrec.artifacts.loading import load_trained
 from cmdrec.config import TextConfig, load_run_config
 from cmdrec.data.dataset import PreparedDataset
 from cmdrec.data.pipeline import preprocess, process_logs
 from cmdrec.experiments.suite import machine
 from cmdrec.io import read_json, write_json_atomic
 from cmdrec.text.pipeline import embed_commands
+from cmdrec.training.evaluate import evaluate_model
 from cmdrec.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,6 +104,59 @@ def run(step: str, model: str, data: Path, epochs: int, seed: int, command: str)
     return entry
 
 
+CHANGED_TARGETS = ("undo", "redundant")  # the stages that change the events, hence some test targets
+
+
+def target_events(data: Path) -> pl.DataFrame:
+    """Each test session's id and the event it is evaluated on (its last: user, time, command)."""
+    test = pl.read_parquet(data / "test.parquet", columns=["session_id"])
+    events = pl.scan_parquet(data.parent / "processed" / "events.parquet")
+    return (
+        events.select("session_id", "event_index", "user_id", "timestamp", "command")
+        .join(test.lazy(), on="session_id")
+        .sort("session_id", "event_index")
+        .group_by("session_id")
+        .last()
+        .drop("event_index")
+        .collect()
+    )
+
+
+def evaluate_on(run_dir: Path, sessions: list, scratch: Path) -> dict:
+    """A finished run's test metrics on some of its test sessions: a copy of its data whose test split
+    holds only those (every other file linked)."""
+    model, config = load_trained(run_dir)
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    data = Path(config.data_dir)
+    for entry in data.iterdir():
+        if entry.name != "test.parquet":
+            (scratch / entry.name).symlink_to(entry.resolve())
+    test = pl.read_parquet(data / "test.parquet")
+    test.filter(pl.col("session_id").is_in(sessions)).write_parquet(scratch / "test.parquet")
+    metrics = evaluate_model(model, dataclasses.replace(config, data_dir=str(scratch)))
+    shutil.rmtree(scratch)
+    return metrics
+
+
+def shared_targets(step: str, model: str, data: dict[str, Path]) -> dict | None:
+    """Both runs on the test targets both versions of the data share: the same event (user, time,
+    command) evaluated after each one's own history."""
+    base_run, step_run = (RESULTS / f"{name}-{model}.json" for name in ("base", step))
+    if not (base_run.is_file() and step_run.is_file()):
+        return None
+    pairs = target_events(data["base"]).join(target_events(data[step]), on=["user_id", "timestamp", "command"])
+    scratch = ROOT / "outputs/bench/stages/shared-targets"
+    base = evaluate_on(ROOT / read_json(base_run)["run"], pairs["session_id"].to_list(), scratch)
+    changed = evaluate_on(ROOT / read_json(step_run)["run"], pairs["session_id_right"].to_list(), scratch)
+    return {
+        "sessions": pairs.height,
+        "base": {k: base[k] for k in ("ndcg@10", "recall@10", "positions_evaluated")},
+        step: {k: changed[k] for k in ("ndcg@10", "recall@10", "positions_evaluated")},
+        "ndcg@10_change": changed["ndcg@10"] - base["ndcg@10"],
+    }
+
+
 def gather() -> dict:
     entries = [read_json(p) for p in sorted(RESULTS.glob("*.json"))]
     return {
@@ -131,6 +189,13 @@ def main() -> int:
         for step in chosen:
             entry = run(step, model, data[step], args.epochs, args.seed, command)
             print(f"{step:>10} {model:>6}: test NDCG@10 {entry['test']['ndcg@10']:.4f}", flush=True)
+            if step in CHANGED_TARGETS and "shared_targets" not in entry:
+                base_data = data.get("base") or prepared("base", [], Path(args.data))
+                shared = shared_targets(step, model, {"base": base_data, step: data[step]})
+                if shared is not None:
+                    write_json_atomic(RESULTS / f"{step}-{model}.json", {**entry, "shared_targets": shared})
+                    print(f"{step:>10} {model:>6}: on {shared['sessions']} shared targets, NDCG@10 change "
+                          f"{shared['ndcg@10_change']:+.4f}", flush=True)  # fmt: skip
     write_json_atomic(ROOT / "benchmarks/results/pipeline_stages_vs.json", gather())
     return 0
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import math
 import shlex
+import shutil
 import statistics
 import sys
 import time
@@ -28,6 +29,7 @@ import polars as pl
 import torch
 
 from cmdrec.config import ModelConfig, RunConfig, TrainingConfig
+from cmdrec.data.masking import next_event
 from cmdrec.data.pipeline import preprocess, process_logs
 from cmdrec.data.synthetic import sample_config, write_sample
 from cmdrec.experiments.suite import machine
@@ -41,7 +43,7 @@ SAMPLE_OUT = "outputs/bench/serving-sample"
 
 
 def sample_run() -> tuple[Path, Path]:
-    """A GPT-2 with time and category features, trained on the bundled sample (as the quickstart's, 8 epochs)."""
+    """A GPT-2 with time and category features, trained on the bundled sample (8 epochs), afresh."""
     write_sample(f"{SAMPLE_OUT}/raw")
     config = sample_config(f"{SAMPLE_OUT}/raw", SAMPLE_OUT)
     process_logs(config)
@@ -53,6 +55,7 @@ def sample_run() -> tuple[Path, Path]:
         model=ModelConfig(input_features=("category", "log_time_delta", "hour")),
         training=TrainingConfig(epochs=8, warmup_steps=10, early_stopping_patience=None),
     )
+    shutil.rmtree(Path(run.runs_dir) / run.name, ignore_errors=True)  # this benchmark's own run, of any settings
     train(run, show_progress=False)
     return Path(run.runs_dir) / run.name, Path(config.processed_dir) / "events.parquet"
 
@@ -73,6 +76,34 @@ def test_histories(predictor: Predictor, events_path: Path) -> tuple[list[list[s
         )
     commands, times = events["command"].to_list(), events["timestamp"].to_list()
     return [c[:-1] for c in commands], [t[:-1] for t in times], [c[-1] for c in commands]
+
+
+def stage_times(predictor: Predictor, histories, timestamps, batch_size: int, repeats: int = 20) -> dict:
+    """Milliseconds per history of each stage of `Predictor.recommend_many` at one batch size (medians over
+    `repeats` batches): validating and cleaning, encoding (features and masking), the model's forward
+    pass, and a whole `Predictor.score` call (encoding, the forward pass, next-command scores, top k, answers)."""
+    timings: dict[str, list[float]] = {"prepare": [], "encode": [], "forward": [], "score": []}
+    for index in range(repeats):
+        start = (index * batch_size) % max(len(histories) - batch_size, 1)
+        rows = range(start, start + batch_size)
+        begin = time.perf_counter()
+        prepared = [predictor.prepare(histories[i], timestamps[i]) for i in rows]
+        timings["prepare"].append(time.perf_counter() - begin)
+        begin = time.perf_counter()
+        encoded = predictor.encoder.encode(
+            [p.commands for p in prepared], [p.timestamps for p in prepared], [p.attributes for p in prepared]
+        )
+        batch = next_event(encoded, predictor.config.model.masking, predictor.mask_ids)
+        timings["encode"].append(time.perf_counter() - begin)
+        with torch.inference_mode():
+            begin = time.perf_counter()
+            predictor.model(batch)
+            timings["forward"].append(time.perf_counter() - begin)
+        begin = time.perf_counter()
+        predictor.score(prepared, 10)
+        timings["score"].append(time.perf_counter() - begin)
+    median = {name: statistics.median(values) * 1000 / batch_size for name, values in timings.items()}
+    return {"batch_size": batch_size, "ms_per_history": {name: round(value, 3) for name, value in median.items()}}
 
 
 def main() -> int:
@@ -111,6 +142,8 @@ def main() -> int:
         )
     batched_seconds = time.perf_counter() - begin
 
+    stages = [stage_times(predictor, histories, timestamps, size) for size in (1, args.batch_size)]
+
     known = set(predictor.names[2:])
     scored = [(answer, target) for answer, target in zip(answers, targets, strict=False) if target in known]
     offline = evaluate_run(run_dir)
@@ -133,6 +166,7 @@ def main() -> int:
             "mean": round(statistics.fmean(latencies), 2),
         },
         "batched": {"batch_size": args.batch_size, "histories_per_second": round(len(histories) / batched_seconds, 1)},
+        "stages": stages,
         "served_recall@10": sum(target in answer.commands for answer, target in scored) / len(scored),
         "offline_recall@10": offline["recall@10"],
         "served_ndcg@10": sum(

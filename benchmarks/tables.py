@@ -291,7 +291,27 @@ def serving() -> str:
             f"{r['batched']['histories_per_second']:,} histories/s | {r['served_recall@10']:.4f} / "
             f"{r['served_ndcg@10']:.4f} | {r['offline_recall@10']:.4f} / {r['offline_ndcg@10']:.4f} |"
         )
+    stages = [(name, r) for name in ("serving_sample", "serving_vs") if "stages" in (r := load_result(name))]
+    if stages:
+        lines += [
+            "",
+            "Where the time goes in-process, milliseconds per history (medians of 20 batches):",
+            "",
+            "| run | torch threads | batch | prepare | encode | forward pass | whole score() call |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for name, r in stages:
+            for stage in r["stages"]:
+                ms = stage["ms_per_history"]
+                lines.append(
+                    f"| `{name}.json` | {r['threads']} | {stage['batch_size']} | {ms['prepare']:.3f} | "
+                    f"{ms['encode']:.3f} | {ms['forward']:.3f} | {ms['score']:.3f} |"
+                )
     return "\n".join(lines)
+
+
+def load_result(name: str) -> dict:
+    return json.loads((RESULTS / f"{name}.json").read_text())
 
 
 def serving_http() -> str:
@@ -391,6 +411,32 @@ def train_scale() -> str:
                 f"{row['checkpoint_gb']:.2f} GB | {row['sequences_per_second']:,.1f} |"
             )
     lines += ["", "Not measured: " + "; ".join(report["not_measured"]) + "."]
+    return "\n".join(lines)
+
+
+def quickstart_sample() -> str:
+    """Is the quickstart's first impression the sample's or the model's? Context structure and three seeds."""
+    report = load_result("quickstart_sample")
+    structure = report["context_structure"]
+    lines = [
+        f"`{report['command']}`, measured {report['measured_at'][:10]}. Test NDCG@10 of the next command from "
+        "counts of the commands before it (one back: a first-order Markov chain; two back, backing off to one):",
+        "",
+        "| log | test sessions | one command back | two commands back | gain of the second |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, row in structure.items():
+        lines.append(
+            f"| {name} | {row['test_sessions']:,} | {row['one command back']:.4f} | {row['two commands back']:.4f} | "
+            f"{row['relative_gain_of_two']:+.1%} |"
+        )
+    lines += ["", "The quickstart's two models on the sample (mean ± std over seeds):", ""]
+    lines += ["| model | seeds | test NDCG@10 | train s |", "| --- | ---: | ---: | ---: |"]
+    for label, entry in report["models"].items():
+        lines.append(
+            f"| {label} | {len(entry['seeds'])} | {entry['mean_ndcg@10']:.4f} ± {entry['std_ndcg@10']:.4f} | "
+            f"{entry['mean_train_seconds']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -518,6 +564,21 @@ def pipeline_stages() -> str:
         if any_run is not None:
             lines.append(f"| {label} | " + " | ".join(cells) + f" | {any_run['events_after_processing']:,} | "
                          f"{any_run['test_sessions']:,} |")  # fmt: skip
+    shared = [(key, r["shared_targets"]) for key, r in runs.items() if "shared_targets" in r]
+    if shared:
+        lines += [
+            "",
+            "The stages that change the events, on the test targets both versions share (the same event, each "
+            "after its own history):",
+            "",
+            "| stage | model | shared targets | base NDCG@10 | stage NDCG@10 | change |",
+            "| --- | --- | ---: | ---: | ---: | ---: |",
+        ]
+        for (step, model), row in shared:
+            lines.append(
+                f"| {STAGE_NAMES[step]} | {model} | {row['sessions']:,} | {row['base']['ndcg@10']:.4f} | "
+                f"{row[step]['ndcg@10']:.4f} | {row['ndcg@10_change']:+.4f} |"
+            )
     return "\n".join(lines)
 
 
@@ -539,6 +600,7 @@ def pipeline_stages_headline() -> str:
 TABLES = {
     "headline": headline,
     "preprocess": preprocess,
+    "quickstart_sample": quickstart_sample,
     "train_scale": train_scale,
     "data_scale": data_scale,
     "data_scale_headline": data_scale_headline,

@@ -23,7 +23,7 @@ from cmdrec.batch import Batch
 from cmdrec.data.dataset import PreparedDataset
 from cmdrec.data.files import read_table_parts, table_parts
 from cmdrec.data.sessions import SESSION
-from cmdrec.data.tokens import first_command_ids
+from cmdrec.data.tokens import first_command_ids, token_extensions
 from cmdrec.errors import InputError
 from cmdrec.schema import PAD_ID, ColumnSpec, Schema, Tag
 
@@ -58,6 +58,7 @@ class SequenceData:
     session_starts: np.ndarray | None = None
     window_starts: np.ndarray | None = None
     first_commands: np.ndarray | None = None  # item id -> its first command, when items are workflow tokens
+    token_extensions: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # see data.tokens.token_extensions
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -130,10 +131,13 @@ class SequenceData:
         commands = arrays[item] if first is None else first[arrays[item]]  # a token has its first command's
         for name in per_command:  # attributes of the command (e.g. LLM labels): looked up, not stored per event
             arrays[name] = command_attribute(data_dir, schema[name])[commands]
+        extensions = token_extensions(schema)
         if not earlier_items:
-            return cls(arrays, window_lengths, item, first_commands=first)
+            return cls(arrays, window_lengths, item, first_commands=first, token_extensions=extensions)
         flat_items = np.concatenate([item_values, np.full(1, PAD_ID, dtype=item_values.dtype)])
-        return cls(arrays, window_lengths, item, flat_items, offsets[session], offsets[session] + starts, first)
+        return cls(
+            arrays, window_lengths, item, flat_items, offsets[session], offsets[session] + starts, first, extensions
+        )
 
     def batch(self, indices: np.ndarray) -> Batch:
         lengths = self.lengths[indices]

@@ -97,6 +97,24 @@ def first_command_ids(schema) -> np.ndarray | None:
     return np.array([*range(properties["commands"]), *(p[0] for p in properties["workflow_tokens"])], dtype=np.int64)
 
 
+def token_extensions(schema) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(shorter token, longer token, the command after the shorter one's) for every token of a schema's
+    data that another extends; None without workflow tokens or without such pairs."""
+    first = first_command_ids(schema)
+    if first is None:
+        return None
+    properties = schema.item_id.properties
+    n_commands = properties["commands"]
+    parts = [tuple(p) for p in properties["workflow_tokens"]]
+    ids = {(i,): i for i in range(n_commands)} | {p: n_commands + j for j, p in enumerate(parts)}
+    triples = [
+        (ids[p[:m]], n_commands + j, p[m]) for j, p in enumerate(parts) for m in range(1, len(p)) if p[:m] in ids
+    ]
+    if not triples:
+        return None
+    return tuple(np.array(column, dtype=np.int64) for column in zip(*triples, strict=True))
+
+
 def tokenize_sequences(
     sequences: pl.DataFrame, tokens: WorkflowTokens, item: str, list_columns: list[str], mode: str
 ) -> tuple[pl.DataFrame, dict]:

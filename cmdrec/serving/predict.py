@@ -28,12 +28,13 @@ from cmdrec.data.dataset import PreparedDataset
 from cmdrec.data.derived import time_features, utc_time
 from cmdrec.data.masking import next_event
 from cmdrec.data.sessions import clean_history
+from cmdrec.data.tokens import token_extensions
 from cmdrec.data.undo import UndoRules
 from cmdrec.errors import RequestError
 from cmdrec.features.embeddings import mask_ids
 from cmdrec.models.build import model_columns
 from cmdrec.models.registry import component
-from cmdrec.models.tokens import command_logits, first_commands
+from cmdrec.models.tokens import first_commands, score_next_commands
 from cmdrec.schema import FIRST_VALUE_ID
 from cmdrec.serving.encode import HistoryEncoder
 from cmdrec.training.metrics import seen_items
@@ -86,6 +87,7 @@ class Predictor:
         self.categories = _column(items, "category_name")
         self.descriptions = _column(items, "description")
         self.first = first_commands(self.schema)  # each item id's first command, when they are workflow tokens
+        self.extensions = token_extensions(self.schema)
         tokens = self.workflow.tokens
         parts = [] if tokens is None else tokens.composites
         self.token_commands = [[name] for name in self.names] + [[self.names[i] for i in p] for p in parts]
@@ -193,8 +195,7 @@ class Predictor:
             return []
         if exclude_seen and self.first is not None:
             raise RequestError("exclude_seen", "not available for a model that reads workflow tokens")
-        batch, token_scores = self._forward(prepared)
-        scores = command_logits(token_scores, self.first)
+        batch, scores = self._forward(prepared)
         distribution = _distribution(scores, self.neural)
         if exclude_seen:
             scores = scores.masked_fill(seen_items(*batch.predicted_histories(), scores.shape[1]), float("-inf"))
@@ -214,12 +215,16 @@ class Predictor:
             )
         return answers
 
-    def _forward(self, prepared: Sequence[PreparedHistory]):
-        """The batch of the histories and the model's score of every item id (command, or workflow token)."""
+    def _batch(self, prepared: Sequence[PreparedHistory]):
         times = None if any(p.timestamps is None for p in prepared) else [p.timestamps for p in prepared]
         encoded = self.encoder.encode([p.commands for p in prepared], times, [p.attributes for p in prepared])
-        batch = next_event(encoded, self.config.model.masking, self.mask_ids)
-        return batch, self.model(batch.to(self.device)).logits[self.schema.item_id.name].float().cpu()
+        return next_event(encoded, self.config.model.masking, self.mask_ids)
+
+    def _forward(self, prepared: Sequence[PreparedHistory]):
+        """The batch of the histories and the model's score of every command (as evaluation scores it)."""
+        batch = self._batch(prepared)
+        scores, _, _ = score_next_commands(self.model, batch.to(self.device), self.first, self.extensions)
+        return batch, scores.float().cpu()
 
     @torch.inference_mode()
     def recommend_workflows(self, history: Sequence[str], k: int = 5, timestamps=None, attributes=None):
@@ -227,7 +232,8 @@ class Predictor:
         check_k(k)
         if self.first is None:
             raise RequestError("workflows", "this model reads single commands: it has no workflow tokens")
-        probabilities = torch.softmax(self._forward([self.prepare(history, timestamps, attributes)])[1][0], 0)
+        batch = self._batch([self.prepare(history, timestamps, attributes)]).to(self.device)
+        probabilities = torch.softmax(self.model(batch).logits[self.schema.item_id.name][0].float().cpu(), 0)
         top = probabilities[FIRST_VALUE_ID:].topk(min(k, len(probabilities) - FIRST_VALUE_ID))
         runs = [self.token_commands[i + FIRST_VALUE_ID] for i in top.indices.tolist()]
         return list(zip(runs, top.values.tolist(), strict=True))

@@ -17,7 +17,7 @@ from cmdrec.errors import InputError
 from cmdrec.features.embeddings import mask_ids as build_mask_ids
 from cmdrec.losses import cross_entropy
 from cmdrec.models.build import data_columns
-from cmdrec.models.tokens import command_logits
+from cmdrec.models.tokens import score_next_commands
 from cmdrec.schema import FIRST_VALUE_ID
 from cmdrec.training.metrics import BUCKETS, RankingMetrics, frequency_buckets, seen_items, target_ranks
 
@@ -63,12 +63,12 @@ def evaluate(
             lengths.numel() if eval_config.positions == "last" or model_config.masking == "mlm" else (lengths - 1).sum()
         )
         masked = masked.to(device)
-        output = model(masked)
-        logits = command_logits(output.logits[item], first)
+        logits, output, scored = score_next_commands(model, masked, first, data.token_extensions)
         for task, accumulator in task_metrics.items():
             task_targets = masked.targets[task][masked.loss_mask]
+            task_logits = output.logits[task] if scored is None else output.logits[task][scored]
             known = task_targets >= FIRST_VALUE_ID
-            accumulator.add(target_ranks(output.logits[task][known], task_targets[known]).cpu())
+            accumulator.add(target_ranks(task_logits[known], task_targets[known]).cpu())
         targets = masked.targets[item][masked.loss_mask]
         exclude = None
         if eval_config.exclude_seen:

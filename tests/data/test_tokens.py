@@ -9,13 +9,15 @@ import polars as pl
 import pytest
 import torch
 
+from cmdrec.batch import Batch
 from cmdrec.config import WorkflowsConfig
 from cmdrec.data.dataset import PreparedDataset
 from cmdrec.data.pipeline import preprocess, process_logs
 from cmdrec.data.synthetic import sample_config, write_sample
 from cmdrec.data.tokens import WorkflowTokens
 from cmdrec.errors import InputError, RequestError
-from cmdrec.models.tokens import command_logits
+from cmdrec.models.recommender import ModelOutput
+from cmdrec.models.tokens import command_logits, score_next_commands
 from cmdrec.serving import Predictor
 from cmdrec.training.evaluate import evaluate_run
 from cmdrec.training.loop import train
@@ -64,6 +66,28 @@ def test_token_scores_combine_into_the_probability_of_each_first_command():
                             probabilities[:, 3]], 1)  # fmt: skip
     assert torch.allclose(torch.softmax(combined[:, 2:], 1), expected[:, 2:] / expected[:, 2:].sum(1, keepdim=True))
     assert (combined[:, :2] == float("-inf")).all()  # padding and OOV are never suggested, merged or not
+
+
+def test_a_history_that_ends_inside_a_workflow_is_also_read_before_its_last_token():
+    # commands B=2, C=3, D=4; token 5 is "B > C". The history [D, B] ends where training saw "B > C"
+    first = torch.tensor([0, 1, 2, 3, 4, 2])
+    extensions = (np.array([2]), np.array([5]), np.array([3]))  # "B > C" extends B with C
+    before, after = torch.randn(6), torch.randn(6)  # the model's token logits at the two positions
+
+    def model(batch):
+        assert batch.loss_mask.tolist() == [[True, True], [True, False]]  # the earlier position is read too
+        return ModelOutput({"command": torch.stack([before, after, torch.zeros(6)])})
+
+    batch = Batch({"command": torch.tensor([[4, 2], [4, 0]])}, torch.tensor([[True, True], [True, False]]),
+                  loss_mask=torch.tensor([[False, True], [True, False]]))  # fmt: skip
+    scores, _, scored = score_next_commands(model, batch, first, extensions)
+    assert scored.tolist() == [False, True, True]
+    p, q = torch.softmax(before, 0), torch.softmax(command_logits(after[None], first)[0], 0)
+    expected = p[2] * q
+    expected[3] += p[5]  # P(C): "B > C" in B's place, or B and then C
+    expected[:2] = 0
+    assert torch.allclose(scores[0].exp(), expected, atol=1e-6)
+    assert torch.equal(scores[1], command_logits(torch.zeros(1, 6), first)[0])  # one event: nothing before it
 
 
 def test_a_model_on_tokens_is_evaluated_and_served_on_the_next_command(tokenized, tmp_path):

@@ -10,7 +10,7 @@ from cmdrec.data.sequences import SequenceData, load_schema
 from cmdrec.errors import InputError, RequestError
 from cmdrec.features.embeddings import mask_ids
 from cmdrec.models.build import model_columns
-from cmdrec.models.tokens import command_logits, first_commands
+from cmdrec.models.tokens import first_commands, score_next_commands
 from cmdrec.serving import Predictor
 from cmdrec.training.loop import train
 from tests.conftest import tiny_run
@@ -70,10 +70,9 @@ def assert_suggestions_equal_evaluation(predictor, data_dir, attributes=None):
     columns = model_columns(config.model, schema)
     data = SequenceData.load(data_dir, "test", columns, config.model.window_length, "eval")
     batch = data.batch(np.arange(len(data)))
-    evaluated = predictor.model(
-        mask_batch(batch, config.model.masking, ["command"], training=False, mask_ids=mask_ids(schema, columns))
-    )
-    expected = command_logits(evaluated.logits["command"].float(), first_commands(schema)).topk(5, dim=1)
+    masked = mask_batch(batch, config.model.masking, ["command"], training=False, mask_ids=mask_ids(schema, columns))
+    scores, _, _ = score_next_commands(predictor.model, masked, first_commands(schema), data.token_extensions)
+    expected = scores.float().topk(5, dim=1)
     # the full sessions, as a live caller would send them: every event before the evaluated one (a
     # workflow token stands for its commands)
     names = command_names(data_dir)
