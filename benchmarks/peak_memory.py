@@ -26,7 +26,7 @@ def run_with_peaks(argv: list[str]) -> tuple[str, float, float]:
         while not done.is_set():
             try:
                 sizes = [p.memory_info().rss for p in [parent, *parent.children(recursive=True)] if p.is_running()]
-                peak, single = max(peak, sum(sizes)), max(single, *sizes)
+                peak, single = max(peak, sum(sizes)), max([single, *sizes])
             except psutil.Error:
                 pass
             done.wait(0.05)

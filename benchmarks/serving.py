@@ -83,6 +83,7 @@ def stage_times(predictor: Predictor, histories, timestamps, batch_size: int, re
     `repeats` batches): validating and cleaning, encoding (features and masking), the model's forward
     pass, and a whole `Predictor.score` call (encoding, the forward pass, next-command scores, top k, answers)."""
     timings: dict[str, list[float]] = {"prepare": [], "encode": [], "forward": [], "score": []}
+    batch_size = min(batch_size, len(histories))
     for index in range(repeats):
         start = (index * batch_size) % max(len(histories) - batch_size, 1)
         rows = range(start, start + batch_size)
@@ -97,7 +98,7 @@ def stage_times(predictor: Predictor, histories, timestamps, batch_size: int, re
         timings["encode"].append(time.perf_counter() - begin)
         with torch.inference_mode():
             begin = time.perf_counter()
-            predictor.model(batch)
+            predictor.model(batch.to(predictor.device))
             timings["forward"].append(time.perf_counter() - begin)
         begin = time.perf_counter()
         predictor.score(prepared, 10)

@@ -175,7 +175,8 @@ def headline() -> str:
             "[Beauty](docs/benchmarks/beauty.md)",
         ),
         (
-            "training throughput vs Transformers4Rec 23.12, same data and model size, at least as accurate",
+            "training throughput vs Transformers4Rec 23.12: the fastest cmdrec configuration at least as accurate, "
+            "same data and model size, one run each",
             f"{fastest['throughput_ratio']:.2f}x ({fastest['row']}; goal 2x"
             + (", met)" if fastest["throughput_ratio"] >= 2 else ", not reached)"),
             "[peers](docs/benchmarks/baselines.md)",
@@ -373,16 +374,20 @@ def data_scale() -> str:
     return "\n".join(lines)
 
 
+TRAIN_SCALE_PARTS = ("data_parallel_vs", "streaming_synthetic")
+
+
 def train_scale() -> str:
     """One process against two data-parallel ones; the training split streamed against in memory."""
     report = json.loads((RESULTS / "train_scale.json").read_text())
+    provenance = {(report[p]["command"], report[p]["measured_at"][:10]) for p in TRAIN_SCALE_PARTS if p in report}
     lines = [
-        f"`{report['command'].strip()}`",
+        "; ".join(f"`{command}`, measured {day}" for command, day in sorted(provenance)),
         "",
         "| run | processes | seq/s | valid NDCG@10 | valid loss | test NDCG@10 | peak memory |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for part in ("data_parallel_vs", "streaming_synthetic"):
+    for part in TRAIN_SCALE_PARTS:
         for row in report.get(part, {}).get("rows", []):
             lines.append(
                 f"| {row['run']} | {row['processes']} | {row['sequences_per_second']:,.0f} | {row['valid_ndcg@10']} | "
@@ -399,8 +404,8 @@ def train_scale() -> str:
         lines += [
             "",
             f"A random Llama of {parameters / 1e6:.0f}M parameters ({', '.join(fsdp['shape'])}) on "
-            f"{fsdp['processes']} gloo processes, one epoch of a small synthetic log, measured "
-            f"{fsdp['measured_at'][:10]}; a rank's peak is its resident memory, shared libraries included:",
+            f"{fsdp['processes']} gloo processes, one epoch of a small synthetic log (`{fsdp['command']}`, measured "
+            f"{fsdp['measured_at'][:10]}); a rank's peak is its resident memory, shared libraries included:",
             "",
             "| run | peak per rank | peak, all processes | checkpoint on disk | seq/s |",
             "| --- | ---: | ---: | ---: | ---: |",
@@ -431,11 +436,12 @@ def quickstart_sample() -> str:
             f"{row['relative_gain_of_two']:+.1%} |"
         )
     lines += ["", "The quickstart's two models on the sample (mean ± std over seeds):", ""]
-    lines += ["| model | seeds | test NDCG@10 | train s |", "| --- | ---: | ---: | ---: |"]
+    lines += ["| model | seeds | test NDCG@10 | per seed | train s |", "| --- | ---: | ---: | --- | ---: |"]
     for label, entry in report["models"].items():
+        seeds = ", ".join(f"{s['ndcg@10']:.4f}" for s in entry["seeds"])
         lines.append(
             f"| {label} | {len(entry['seeds'])} | {entry['mean_ndcg@10']:.4f} ± {entry['std_ndcg@10']:.4f} | "
-            f"{entry['mean_train_seconds']:.0f} |"
+            f"{seeds} | {entry['mean_train_seconds']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -571,12 +577,13 @@ def pipeline_stages() -> str:
             "The stages that change the events, on the test targets both versions share (the same event, each "
             "after its own history):",
             "",
-            "| stage | model | shared targets | base NDCG@10 | stage NDCG@10 | change |",
+            "| stage | model | shared targets (evaluated: base / stage) | base NDCG@10 | stage NDCG@10 | change |",
             "| --- | --- | ---: | ---: | ---: | ---: |",
         ]
         for (step, model), row in shared:
             lines.append(
-                f"| {STAGE_NAMES[step]} | {model} | {row['sessions']:,} | {row['base']['ndcg@10']:.4f} | "
+                f"| {STAGE_NAMES[step]} | {model} | {row['sessions']:,} ({row['base']['positions_evaluated']:,} / "
+                f"{row[step]['positions_evaluated']:,}) | {row['base']['ndcg@10']:.4f} | "
                 f"{row[step]['ndcg@10']:.4f} | {row['ndcg@10_change']:+.4f} |"
             )
     return "\n".join(lines)

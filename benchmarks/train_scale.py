@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -79,32 +80,43 @@ def main() -> int:
     runs = scratch / "runs"
     common = [f"training.epochs={args.epochs}", "training.early_stopping_patience=null", "model.dropout=0.0"]
     out = Path(args.out)
-    result: dict = json.loads(out.read_text()) if out.is_file() else {}
-    result["command"] = "python benchmarks/train_scale.py " + " ".join(sys.argv[1:])
-    result.pop("not_measured", None)
+    result: dict = json.loads(out.read_text()) if out.is_file() else {}  # the sections not run keep theirs
+    command = shlex.join(["python", "benchmarks/train_scale.py", *sys.argv[1:]])
+
+    def measured(section: dict) -> dict:
+        return {**section, "command": command, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
     if "fsdp" in args.sections:
-        result["fsdp_memory"] = fsdp_memory(scratch, runs)
-    if "vs" in args.sections and (Path(args.data) / "schema.json").is_file():
+        result["fsdp_memory"] = measured(fsdp_memory(scratch, runs))
+    if "vs" in args.sections and not (Path(args.data) / "schema.json").is_file():
+        print(f"no prepared VS data at {args.data}: the data-parallel section is not measured")
+        result.pop("data_parallel_vs", None)
+    elif "vs" in args.sections:
         print("VS logs: one process against two data-parallel processes (gloo), the same global batch")
         vs = [f"data_dir={args.data}", *common]
         one = train_case("gpt2-1proc", "configs/baselines/gpt2.yaml", [*vs, "training.num_threads=2"], runs)
         two = train_case("gpt2-2proc", "configs/baselines/gpt2.yaml", [*vs, "training.num_threads=1"], runs, nproc=2)
-        result["data_parallel_vs"] = {
-            "config": "configs/baselines/gpt2.yaml",
-            "rows": [one, two],
-            "valid_ndcg@10_difference": round(abs(one["valid_ndcg@10"] - two["valid_ndcg@10"]), 4),
-            "valid_loss_relative_difference": round(abs(one["valid_loss"] - two["valid_loss"]) / one["valid_loss"], 4),
-        }
+        result["data_parallel_vs"] = measured(
+            {
+                "config": "configs/baselines/gpt2.yaml",
+                "rows": [one, two],
+                "valid_ndcg@10_difference": round(abs(one["valid_ndcg@10"] - two["valid_ndcg@10"]), 4),
+                "valid_loss_relative_difference": round(
+                    abs(one["valid_loss"] - two["valid_loss"]) / one["valid_loss"], 4
+                ),
+            }
+        )
 
     if "streaming" in args.sections:
-        result["streaming_synthetic"] = streaming(scratch, runs, args.events)
+        result["streaming_synthetic"] = measured(streaming(scratch, runs, args.events))
     result["not_measured"] = ["GPU rows: no GPU was lent to this session"]
     result["machine"] = {
         "cpus": os.cpu_count(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),
     }
-    result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    for stale in ("command", "measured_at"):  # each section records its own
+        result.pop(stale, None)
     write_json_atomic(args.out, result)
     print(f"wrote {args.out}")
     return 0
@@ -168,7 +180,7 @@ def fsdp_memory(scratch: Path, runs: Path) -> dict:
         checkpoint = max((runs / row["run"] / "checkpoints").iterdir())
         row["checkpoint_gb"] = round(sum(f.stat().st_size for f in checkpoint.rglob("*") if f.is_file()) / 2**30, 3)
         shutil.rmtree(runs / row["run"])  # gigabytes of checkpoints
-    return {"shape": LLAMA_300M, "processes": 2, "rows": rows, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return {"shape": LLAMA_300M, "processes": 2, "rows": rows}
 
 
 if __name__ == "__main__":

@@ -12,9 +12,12 @@ saved in checkpoints like every other random draw. Dropout inside fused attentio
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
+log = logging.getLogger(__name__)
 LEVELS = 256
 
 
@@ -37,12 +40,14 @@ class ByteMaskDropout(nn.Module):
         super().__init__()
         self.p = p
         self.drop_below = round(p * LEVELS)
+        if p > 0 and self.drop_below == 0:
+            log.warning("dropout %g rounds to 0/%d with training.fast_dropout: no dropout there", p, LEVELS)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         if not self.training or self.drop_below == 0:
             return inputs
         if self.drop_below >= LEVELS:
-            return torch.zeros_like(inputs)
+            return inputs * 0  # every element dropped, the graph kept
         return _ByteMask.apply(inputs, self.drop_below)
 
     def extra_repr(self) -> str:

@@ -66,13 +66,14 @@ def score_next_commands(model, batch, first: torch.Tensor | None, extensions):
 
 def _backed_off(scores: torch.Tensor, previous: torch.Tensor, last_tokens: torch.Tensor, extensions) -> torch.Tensor:
     prefix, longer, following = (torch.as_tensor(t, device=scores.device) for t in extensions)
-    after = torch.softmax(scores, dim=1)  # q: the next command after the last token
-    before = torch.softmax(previous, dim=1)  # p: the token in the last token's place
+    # in double precision: a product of two small probabilities must not underflow to a score of -inf
+    after = torch.softmax(scores.double(), dim=1)  # q: the next command after the last token
+    before = torch.softmax(previous.double(), dim=1)  # p: the token in the last token's place
     extending = (prefix[None, :] == last_tokens[:, None]) * before[:, longer]
     total = torch.zeros_like(after).index_add_(1, following, extending)
     total += before.gather(1, last_tokens[:, None]) * after
     total[:, :FIRST_VALUE_ID] = 0
-    return total.log()
+    return total.log().to(scores.dtype)
 
 
 def token_text_table(text_table: torch.Tensor, schema: Schema) -> torch.Tensor:

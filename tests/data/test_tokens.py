@@ -14,7 +14,7 @@ from cmdrec.config import WorkflowsConfig
 from cmdrec.data.dataset import PreparedDataset
 from cmdrec.data.pipeline import preprocess, process_logs
 from cmdrec.data.synthetic import sample_config, write_sample
-from cmdrec.data.tokens import WorkflowTokens
+from cmdrec.data.tokens import WorkflowTokens, token_extensions
 from cmdrec.errors import InputError, RequestError
 from cmdrec.models.recommender import ModelOutput
 from cmdrec.models.tokens import command_logits, score_next_commands
@@ -68,6 +68,21 @@ def test_token_scores_combine_into_the_probability_of_each_first_command():
     assert (combined[:, :2] == float("-inf")).all()  # padding and OOV are never suggested, merged or not
 
 
+def test_every_extension_of_a_learned_token_is_found(tokenized):
+    data, _, _ = tokenized
+    schema = PreparedDataset(data).schema()
+    commands, parts = schema.item_id.properties["commands"], schema.item_id.properties["workflow_tokens"]
+    runs = {i: [i] for i in range(commands)} | {commands + j: list(p) for j, p in enumerate(parts)}
+    found = set(zip(*token_extensions(schema), strict=True))
+    expected = {
+        (shorter, longer, runs[longer][len(runs[shorter])])
+        for longer in runs
+        for shorter in runs
+        if len(runs[shorter]) < len(runs[longer]) and runs[longer][: len(runs[shorter])] == runs[shorter]
+    }
+    assert found == expected and any(len(runs[shorter]) > 1 for shorter, _, _ in found)  # composite prefixes too
+
+
 def test_a_history_that_ends_inside_a_workflow_is_also_read_before_its_last_token():
     # commands B=2, C=3, D=4; token 5 is "B > C". The history [D, B] ends where training saw "B > C"
     first = torch.tensor([0, 1, 2, 3, 4, 2])
@@ -97,6 +112,14 @@ def test_a_model_on_tokens_is_evaluated_and_served_on_the_next_command(tokenized
     assert 0 < metrics["ndcg@10"] <= 1 and metrics["positions_evaluated"] > 0
     predictor = Predictor(tmp_path / "run")
     assert_suggestions_equal_evaluation(predictor, data)  # the served history is tokenized as evaluated
+    # and served suggestions score as evaluation does: the same Recall@10 over the test sessions
+    names, item = command_names(data), PreparedDataset(data).schema().item_id.properties
+    parts = {item["commands"] + j: p for j, p in enumerate(item["workflow_tokens"])}
+    sessions = pl.read_parquet(data / "test.parquet")["command"].to_list()
+    histories = [[names[c] for i in s[:-1] for c in parts.get(i, [i])] for s in sessions]
+    answers = predictor.recommend_many(histories, k=10)
+    served = sum(names[s[-1]] in a.commands for s, a in zip(sessions, answers, strict=True)) / len(sessions)
+    assert served == pytest.approx(metrics["recall@10"])
     answer = predictor.recommend(["Open", "Wall", "Wall", "Door"], k=5)
     assert len(answer.commands) == 5 and all(" > " not in c for c in answer.commands)
     workflows = predictor.recommend_workflows(["Open", "Wall", "Wall", "Door"], k=20)

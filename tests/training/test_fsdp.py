@@ -94,6 +94,8 @@ def test_lora_on_a_sharded_pretrained_decoder_trains_and_exports(tiny_data, tmp_
     finish(launch(path))
     result = json.loads((tmp_path / "runs/lora/results.json").read_text())
     assert result["test"]["positions_evaluated"] > 0
+    last = list_checkpoints(tmp_path / "runs/lora/checkpoints")[-1]
+    assert (last / "sharded").is_dir() == sharded_checkpoints
     if not sharded_checkpoints:
         weights = load_file(str(list_checkpoints(tmp_path / "runs/lora/checkpoints")[-1] / "model.safetensors"))
         assert any("lora_A" in name for name in weights) and not any("base_layer" in name for name in weights)
@@ -102,6 +104,7 @@ def test_lora_on_a_sharded_pretrained_decoder_trains_and_exports(tiny_data, tmp_
 
 
 def test_sharded_checkpoints_resume_exactly_evaluate_and_export(tiny_data, tmp_path):
+    from cmdrec.artifacts.checkpoint import load_sharded_weights
     from cmdrec.artifacts.loading import load_trained
     from cmdrec.training.evaluate import evaluate_run
 
@@ -116,7 +119,13 @@ def test_sharded_checkpoints_resume_exactly_evaluate_and_export(tiny_data, tmp_p
     last = list_checkpoints(checkpoints)[-1]
     assert not (last / "model.safetensors").exists()
     assert len(list((last / "sharded").glob("*.distcp"))) == 2  # one file of shards per rank
-    a, b = (load_trained(tmp_path / "runs" / name)[0].state_dict() for name in ("straight", "killed"))
+    assert list_checkpoints(checkpoints)[-1].name == list_checkpoints(tmp_path / "runs/straight/checkpoints")[-1].name
+    weights = {}
+    for name in ("straight", "killed"):  # the last checkpoints, past the kill, assembled from their shards
+        model = load_trained(tmp_path / "runs" / name)[0]
+        load_sharded_weights(model, list_checkpoints(tmp_path / "runs" / name / "checkpoints")[-1] / "sharded")
+        weights[name] = model.state_dict()
+    a, b = weights["straight"], weights["killed"]
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
     result = json.loads((tmp_path / "runs/killed/results.json").read_text())
     assert evaluate_run(tmp_path / "runs/killed")["ndcg@10"] == pytest.approx(result["test"]["ndcg@10"], abs=1e-6)
