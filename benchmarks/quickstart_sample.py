@@ -38,11 +38,13 @@ from cmdrec.training.loop import train
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "outputs/bench/quickstart"
 VS_PREPARED = ROOT / "outputs/bench/vs-session/preprocessed"  # the full-model benchmark's data (full_vs.py)
-SETTINGS = {
-    "old quickstart (8 epochs, learning rate 1e-3)": TrainingConfig(
-        epochs=8, warmup_steps=10, early_stopping_patience=None
+MODELS = {  # label: (model, training)
+    "markov": (ModelConfig("markov"), TrainingConfig()),
+    "old quickstart (8 epochs, learning rate 1e-3)": (
+        ModelConfig(),
+        TrainingConfig(epochs=8, warmup_steps=10, early_stopping_patience=None),
     ),
-    "quickstart": QUICKSTART_GPT2,
+    "quickstart": (ModelConfig(), QUICKSTART_GPT2),
 }
 
 
@@ -96,31 +98,18 @@ def main() -> int:
     shutil.rmtree(runs, ignore_errors=True)
     rows: dict = {}
     for seed in args.seeds:
-        markov = train(
-            RunConfig(name=f"markov-s{seed}", data_dir=str(data), runs_dir=str(runs), model=ModelConfig("markov")),
-            show_progress=False,
-        )
-        counts = {"seed": seed, "ndcg@10": markov["test"]["ndcg@10"], "train_seconds": markov["train_seconds"]}
-        rows.setdefault("markov", []).append({**counts, "wall_seconds": 0})
-        for index, (label, training) in enumerate(SETTINGS.items()):
-            started = time.perf_counter()
-            run = RunConfig(name=f"gpt2-{index}-s{seed}", data_dir=str(data), runs_dir=str(runs),
+        for index, (label, (model, training)) in enumerate(MODELS.items()):
+            run = RunConfig(name=f"model{index}-s{seed}", data_dir=str(data), runs_dir=str(runs), model=model,
                             training=dataclasses.replace(training, seed=seed))  # fmt: skip
             result = train(run, show_progress=False)
             rows.setdefault(label, []).append(
-                {
-                    "seed": seed,
-                    "ndcg@10": result["test"]["ndcg@10"],
-                    "train_seconds": result["train_seconds"],
-                    "wall_seconds": round(time.perf_counter() - started, 1),
-                }  # fmt: skip
+                {"seed": seed, "ndcg@10": result["test"]["ndcg@10"], "train_seconds": result["train_seconds"]}
             )
     summary = {
         label: {
             "mean_ndcg@10": round(statistics.fmean(r["ndcg@10"] for r in entries), 4),
             "std_ndcg@10": round(statistics.stdev(r["ndcg@10"] for r in entries), 4) if len(entries) > 1 else 0.0,
             "mean_train_seconds": round(statistics.fmean(r["train_seconds"] for r in entries), 1),
-            "mean_wall_seconds": round(statistics.fmean(r["wall_seconds"] for r in entries), 1),
             "seeds": entries,
         }
         for label, entries in rows.items()

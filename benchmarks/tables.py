@@ -148,7 +148,7 @@ def beauty_seeds(*names: str) -> tuple[list[int], dict] | None:
 
 def headline() -> str:
     """The README's headline table, each figure from its results file."""
-    developer = json.loads((RESULTS / "full_vs_developer.json").read_text())
+    developer = load_result("full_vs_developer")
     summary = developer["summary"]
     full, best = (developer["models"][summary[k]] for k in ("full", "best_baseline"))
 
@@ -156,10 +156,10 @@ def headline() -> str:
         return f"{entry['mean']['ndcg@10']:.4f} ± {entry['std']['ndcg@10']:.4f}"
 
     _, beauty_d128 = beauty_seeds(*BEAUTY_SEED_REPEATS[-1])
-    published = json.loads((RESULTS / "beauty_d128.json").read_text())["published_sasrec_full_ce"]
-    peer = json.loads((RESULTS / "peer_t4rec.json").read_text())
+    published = load_result("beauty_d128")["published_sasrec_full_ce"]
+    peer = load_result("peer_t4rec")
     fastest = peer.get("best_at_equal_ndcg") or {"row": "cmdrec", "throughput_ratio": peer["throughput_ratio"]}
-    http = json.loads((RESULTS / "serving_http.json").read_text())
+    http = load_result("serving_http")
     p99, target = http["targets"]["p99_ms_at_100_single_per_s"], http["targets"]["p99_target_ms"]
     equal = "equal" if round(http["served_recall@10"], 6) == round(http["offline_recall@10"], 6) else "different"
     rows = [

@@ -1,15 +1,13 @@
 import pytest
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
-from cmdrec.artifacts.checkpoint import list_checkpoints
 from cmdrec.data.sequences import load_schema
 from cmdrec.models.build import build_model, resolve_sections
 from cmdrec.models.dropout import ByteMaskDropout, use_byte_mask_dropout
 from cmdrec.training.loop import train
 from tests.conftest import tiny_run
-from tests.training.test_loop import Kill, KillAt
+from tests.training.test_loop import Kill, KillAt, final_weights
 
 
 def test_the_rate_is_rounded_to_a_byte_and_the_expectation_kept():
@@ -44,10 +42,6 @@ def test_every_dropout_of_a_model_is_replaced(tiny_data, tmp_path, backbone):
 
 def figures_of(result: dict) -> dict:
     return {name: value for name, value in result["test"].items() if name != "eval_seconds"}
-
-
-def final_weights(run_dir):
-    return load_file(str(list_checkpoints(run_dir / "checkpoints")[-1] / "model.safetensors"))
 
 
 def test_training_with_it_is_seeded_and_resumes_exactly(tiny_data, tmp_path):
