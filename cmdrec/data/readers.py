@@ -107,13 +107,19 @@ def _clean_text(frame: pl.DataFrame, path, fields: dict[str, str], config, repor
     nulls = list(config.null_values)
     for name, source in fields.items():
         column = pl.col(name)
+        # the tests run on the distinct values (a log repeats its commands and users millions of times);
+        # the rows are rewritten only when one needs it
+        values, rewrite = frame[name].unique(), False
         if config.strip_whitespace:
-            # a test that allocates nothing; the strip (new strings) only where needed
-            changed = frame.select(column.str.contains(r"^\s|\s$").sum()).item()
-            if changed:
+            padded = values.filter(values.str.contains(r"^\s|\s$"))
+            if padded.len():
+                changed = frame.select(column.is_in(padded.implode()).sum()).item()
                 report.stripped[source] = report.stripped.get(source, 0) + changed
-                column = column.str.strip_chars()
-        frame = frame.with_columns(pl.when(column.is_in(nulls)).then(None).otherwise(column).alias(name))
+                column, values, rewrite = column.str.strip_chars(), values.str.strip_chars(), True
+        if values.is_in(nulls).any():
+            column, rewrite = pl.when(column.is_in(nulls)).then(None).otherwise(column), True
+        if rewrite:
+            frame = frame.with_columns(column.alias(name))
     return frame
 
 
@@ -123,13 +129,18 @@ CONTROL_CHARACTER = r"[\x00-\x08\x0b-\x1f\x7f]"
 def _drop_or_fail_bad_values(frame, path, fields: dict[str, str], skip: bool, report: LoadReport) -> pl.DataFrame:
     """Missing values and control characters (a NUL inside a command name) in identity fields are bad rows."""
     for name, source in fields.items():
-        for problem, bad in (
-            ("value is empty", pl.col(name).is_null() | (pl.col(name) == "")),
-            ("value contains a control character", pl.col(name).str.contains(CONTROL_CHARACTER)),
+        values = frame[name].unique()
+        for problem, bad, found in (
+            ("value is empty", pl.col(name).is_null() | (pl.col(name) == ""), values.is_null() | (values == "")),
+            (
+                "value contains a control character",
+                pl.col(name).str.contains(CONTROL_CHARACTER),
+                values.str.contains(CONTROL_CHARACTER),
+            ),
         ):
-            rows = frame.filter(bad)
-            if rows.height == 0:
+            if not found.any():  # tested on the distinct values; the rows are searched only when one is bad
                 continue
+            rows = frame.filter(bad)
             if not skip:
                 detail = "" if problem == "value is empty" else f": {rows[name][0]!r}"
                 raise InputError(located(path, problem + detail, row=int(rows[ROW][0]), field=source))

@@ -54,6 +54,7 @@ from cmdrec.training import fsdp
 from cmdrec.training.callbacks import Checkpointing, CsvLogs, EarlyStopping, TrackerLogs
 from cmdrec.training.distributed import (
     World,
+    barrier,
     broadcast,
     from_environment,
     rank_device,
@@ -105,7 +106,10 @@ def train(
             raise InputError(f"{config.model.backbone!r} is a count baseline: fit it in one process, without --nproc")
         start(world, resolve_device(config.training.device))
     try:
-        return _train_run(config, resume, list(callbacks), show_progress and world.main, world)
+        result = _train_run(config, resume, list(callbacks), show_progress and world.main, world)
+        # a rank that tears gloo down while a peer still talks to it can abort that peer (SIGABRT)
+        barrier(world)
+        return result
     finally:
         stop(world)
 

@@ -1,5 +1,11 @@
+from datetime import datetime, timedelta
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from cmdrec.config import ProcessingConfig
-from cmdrec.data.readers import COMMAND
+from cmdrec.data.readers import COMMAND, ORDER, TIME, USER
 from cmdrec.data.sessions import (
     SESSION,
     collapse_repeats,
@@ -8,6 +14,7 @@ from cmdrec.data.sessions import (
     keep_recent,
     process_events,
     session_statistics,
+    sort_events,
     split_sessions,
 )
 from tests.data.helpers import events_frame
@@ -23,6 +30,27 @@ def test_unsorted_input_is_sorted_per_user_with_row_order_breaking_ties():
     events = events_frame([("u2", 0, "X"), ("u1", 5, "B"), ("u1", 0, "A"), ("u1", 5, "C")])
     sessions = split_sessions(events, gap_minutes=30)
     assert sessions[COMMAND].to_list() == ["A", "B", "C", "X"]
+
+
+EVENT = st.tuples(st.sampled_from(["u1", "u10", "u2", "\u00e9"]), st.one_of(st.none(), st.integers(0, 5)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(EVENT, max_size=40), st.sampled_from([1, 10**9, 10**14]))
+def test_the_one_integer_sort_orders_as_user_time_and_input_order(events, microseconds_apart):
+    """sort_events packs user rank and time into one integer; it must order exactly as the columns do
+    (missing times first, ties in input order)."""
+    start = datetime(2000, 1, 1)
+    times = [None if t is None else start + timedelta(microseconds=t * microseconds_apart) for _, t in events]
+    frame = pl.DataFrame(
+        {
+            USER: [u for u, _ in events],
+            TIME: pl.Series(times, dtype=pl.Datetime("us")),
+            COMMAND: [str(n) for n in range(len(events))],
+            ORDER: pl.Series(range(len(events)), dtype=pl.Int64),
+        }
+    )
+    assert sort_events(frame).equals(frame.sort([USER, TIME, ORDER], nulls_last=False))
 
 
 def test_no_timestamps_means_one_session_per_user():
