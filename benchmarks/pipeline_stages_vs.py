@@ -1,6 +1,7 @@
 """What each of the paper's data stages does to NDCG@10 on the VS logs: the Llama baseline and the full
 model trained on the data with one stage on, against the same protocol with every stage off (the
-random session split and epochs of the full-model benchmark), one seed each (a screen).
+random session split and epochs of the full-model benchmark), one seed each (a screen), and more seeds
+of the stages worth a second look (`--seed 2`, `--seed 3`).
 
     python benchmarks/pipeline_stages_vs.py --prepare-only
     python benchmarks/pipeline_stages_vs.py --models llama [--steps base workflows ...] [--epochs 10] [--seed 1]
@@ -75,8 +76,12 @@ def prepared(step: str, overrides: list[str], logs: Path) -> Path:
     return data
 
 
-def run(step: str, model: str, data: Path, epochs: int, seed: int, command: str) -> dict:
-    path = RESULTS / f"{step}-{model}.json"
+def result_path(step: str, model: str, seed: int) -> Path:
+    return RESULTS / (f"{step}-{model}.json" if seed == 1 else f"{step}-{model}-s{seed}.json")
+
+
+def run(step: str, model: str, data: Path, epochs: int, seed: int, command: str, runs_at_once: int) -> dict:
+    path = result_path(step, model, seed)
     if path.is_file():
         return read_json(path)
     name = f"{step}-{model}-s{seed}"
@@ -96,6 +101,7 @@ def run(step: str, model: str, data: Path, epochs: int, seed: int, command: str)
         "valid": result["valid"],
         "epochs_run": result["epochs_run"],
         "train_seconds": round(time.perf_counter() - started, 1),
+        "runs_at_once": runs_at_once,  # above 1 the seconds were shared with other runs on the machine
         "events_after_processing": data_report["process"]["after"]["events"],
         "test_sessions": data_report["preprocess"]["split"]["test"]["sessions"],
         "data": {"train": data_report["preprocess"]["transform"]["train"].get("workflows")},
@@ -139,14 +145,14 @@ def evaluate_on(run_dir: Path, sessions: list, scratch: Path) -> dict:
     return metrics
 
 
-def shared_targets(step: str, model: str, data: dict[str, Path]) -> dict | None:
+def shared_targets(step: str, model: str, seed: int, data: dict[str, Path]) -> dict | None:
     """Both runs on the test targets both versions of the data share: the same event (user, time,
     command) evaluated after each one's own history."""
-    base_run, step_run = (RESULTS / f"{name}-{model}.json" for name in ("base", step))
+    base_run, step_run = (result_path(name, model, seed) for name in ("base", step))
     if not (base_run.is_file() and step_run.is_file()):
         return None
     pairs = target_events(data["base"]).join(target_events(data[step]), on=["user_id", "timestamp", "command"])
-    scratch = ROOT / "outputs/bench/stages/shared-targets"
+    scratch = ROOT / f"outputs/bench/stages/shared-targets-s{seed}"  # two seeds may run at once
     base = evaluate_on(ROOT / read_json(base_run)["run"], pairs["session_id"].to_list(), scratch)
     changed = evaluate_on(ROOT / read_json(step_run)["run"], pairs["session_id_right"].to_list(), scratch)
     return {
@@ -174,6 +180,7 @@ def main() -> int:
     parser.add_argument("--steps", nargs="+", default=None, help="default: all")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--runs-at-once", type=int, default=1, help="recorded: other runs sharing the machine")
     parser.add_argument("--prepare-only", action="store_true", help="prepare every stage's data, train nothing")
     args = parser.parse_args()
     if not have_vs_logs(args.data):
@@ -187,13 +194,13 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     for model in args.models:
         for step in chosen:
-            entry = run(step, model, data[step], args.epochs, args.seed, command)
+            entry = run(step, model, data[step], args.epochs, args.seed, command, args.runs_at_once)
             print(f"{step:>10} {model:>6}: test NDCG@10 {entry['test']['ndcg@10']:.4f}", flush=True)
             if step in CHANGED_TARGETS and "shared_targets" not in entry:
                 base_data = data.get("base") or prepared("base", [], Path(args.data))
-                shared = shared_targets(step, model, {"base": base_data, step: data[step]})
+                shared = shared_targets(step, model, args.seed, {"base": base_data, step: data[step]})
                 if shared is not None:
-                    write_json_atomic(RESULTS / f"{step}-{model}.json", {**entry, "shared_targets": shared})
+                    write_json_atomic(result_path(step, model, args.seed), {**entry, "shared_targets": shared})
                     print(f"{step:>10} {model:>6}: on {shared['sessions']} shared targets, NDCG@10 change "
                           f"{shared['ndcg@10_change']:+.4f}", flush=True)  # fmt: skip
     write_json_atomic(ROOT / "benchmarks/results/pipeline_stages_vs.json", gather())

@@ -250,6 +250,7 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=100_000)
     parser.add_argument("--sessions-rate", type=float, default=400, help="appends/s while creating those sessions")
     parser.add_argument("--server-threads", type=int, default=1, help="torch threads of the server's forward pass")
+    parser.add_argument("--model-workers", type=int, default=2, help="batches scored at once (a core each)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/serving_http.json"))
     args = parser.parse_args()
 
@@ -265,7 +266,8 @@ def main() -> int:
     url = f"http://127.0.0.1:{port}"
     # limits above the longest VS test session (thousands of events), below the battery's oversized requests
     # and a scoring queue (512 histories) that 900 overload clients overfill
-    settings = [f"num_threads={args.server_threads}", "max_history=50000", "max_body_bytes=16000000", "queue_size=512"]
+    settings = [f"num_threads={args.server_threads}", f"model_workers={args.model_workers}", "max_history=50000",
+                "max_body_bytes=16000000", "queue_size=512"]  # fmt: skip
     server = start_server(bundle, port, settings)
     result = {
         "command": shlex.join(["python", "benchmarks/serving_http.py", *sys.argv[1:]]),
@@ -273,6 +275,7 @@ def main() -> int:
         "backbone": predictor.config.model.backbone,
         "input_features": list(predictor.config.model.input_features),
         "server_threads": args.server_threads,
+        "model_workers": args.model_workers,
         "server_settings": settings,
         "test_sessions": len(histories),
         "mean_history_events": round(statistics.fmean(len(h) for h in histories), 1),

@@ -320,7 +320,8 @@ def serving_http() -> str:
     report = json.loads((RESULTS / "serving_http.json").read_text())
     lines = [
         f"`{report['command']}` ({report['backbone']}, {report['test_sessions']} VS test histories of "
-        f"{report['mean_history_events']} events on average; server torch threads {report['server_threads']})",
+        f"{report['mean_history_events']} events on average; server torch threads {report['server_threads']}, "
+        f"model workers {report.get('model_workers', 1)})",
         "",
         "| requests | rate /s | achieved /s | p50 ms | p95 ms | p99 ms | non-200 | generator CPU |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -542,12 +543,11 @@ STAGE_NAMES = {
 def pipeline_stages() -> str:
     """Each of the paper's data stages on alone: test NDCG@10 of each model, and the change from base."""
     report = json.loads((RESULTS / "pipeline_stages_vs.json").read_text())
-    runs = {(r["step"], r["model"]): r for r in report["runs"]}
+    runs = {(r["step"], r["model"]): r for r in report["runs"] if r["seed"] == 1}
     models = [m for m in ("llama", "full") if any(key[1] == m for key in runs)]
-    seeds = sorted({r["seed"] for r in report["runs"]})
     epochs = sorted({r["epochs"] for r in report["runs"]})
     lines = [
-        f"`python benchmarks/pipeline_stages_vs.py` (seed {', '.join(map(str, seeds))}; "
+        f"`python benchmarks/pipeline_stages_vs.py` (seed 1; "
         f"{', '.join(map(str, epochs))} epochs; VS logs, random session split), measured "
         f"{report['measured_at'][:10]}; the change is against `base` with the same model:",
         "",
@@ -586,21 +586,66 @@ def pipeline_stages() -> str:
                 f"{row[step]['positions_evaluated']:,}) | {row['base']['ndcg@10']:.4f} | "
                 f"{row[step]['ndcg@10']:.4f} | {row['ndcg@10_change']:+.4f} |"
             )
+    seeded = _stage_seeds(report)
+    if seeded:
+        lines += [
+            "",
+            "Stages run with more seeds (mean ± standard deviation over seeds; the change is each seed's change "
+            "against `base` of the same seed, averaged; shared targets as above):",
+            "",
+            "| stage | model | seeds | base NDCG@10 | stage NDCG@10 | change | change per seed | on shared targets |",
+            "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: |",
+        ]
+        for (step, model), pairs in seeded.items():
+            base = [b["test"]["ndcg@10"] for b, _ in pairs]
+            stage = [r["test"]["ndcg@10"] for _, r in pairs]
+            changes = [r - b for b, r in zip(base, stage, strict=True)]
+            shared = [r["shared_targets"]["ndcg@10_change"] for _, r in pairs if "shared_targets" in r]
+            lines.append(
+                f"| {STAGE_NAMES[step]} | {model} | {len(pairs)} | {_mean_std(base)} | {_mean_std(stage)} | "
+                f"{statistics.fmean(changes):+.4f} | {', '.join(f'{c:+.4f}' for c in changes)} | "
+                f"{f'{statistics.fmean(shared):+.4f}' if len(shared) == len(pairs) else '-'} |"
+            )
     return "\n".join(lines)
+
+
+def _stage_seeds(report: dict) -> dict[tuple[str, str], list[tuple[dict, dict]]]:
+    """(stage, model) run with more than one seed -> (base run, stage run) per seed both have."""
+    runs = {(r["step"], r["model"], r["seed"]): r for r in report["runs"]}
+    seeded = {}
+    for step, model, seed in sorted(runs):
+        if step != "base" and (base := runs.get(("base", model, seed))) is not None:
+            seeded.setdefault((step, model), []).append((base, runs[(step, model, seed)]))
+    return {key: pairs for key, pairs in seeded.items() if len(pairs) > 1}
+
+
+def _mean_std(values: list[float]) -> str:
+    return f"{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
 def pipeline_stages_headline() -> str:
     """The README's short version: the change each stage makes to test NDCG@10, per model."""
     report = json.loads((RESULTS / "pipeline_stages_vs.json").read_text())
-    runs = {(r["step"], r["model"]): r["test"]["ndcg@10"] for r in report["runs"]}
+    runs = {(r["step"], r["model"]): r["test"]["ndcg@10"] for r in report["runs"] if r["seed"] == 1}
+    seeded = _stage_seeds(report)
     models = [m for m in ("llama", "full") if ("base", m) in runs]
-    lines = ["| data stage (one seed) | " + " | ".join(f"{m} NDCG@10 change" for m in models) + " |",
+    lines = ["| data stage (seed 1; mean of seeds where more ran) | "
+             + " | ".join(f"{m} NDCG@10 change" for m in models) + " |",
              "| --- | " + " | ".join("---:" for _ in models) + " |"]  # fmt: skip
+
+    def cell(step: str, model: str) -> str:
+        if (step, model) in seeded:
+            pairs = seeded[(step, model)]
+            mean = statistics.fmean(r["test"]["ndcg@10"] - b["test"]["ndcg@10"] for b, r in pairs)
+            return f"{mean:+.4f} ({len(pairs)} seeds)"
+        if (step, model) in runs:
+            return f"{runs[(step, model)] - runs[('base', model)]:+.4f}"
+        return "not run"
+
     for step, label in STAGE_NAMES.items():
         if step == "base" or not any((step, m) in runs for m in models):
             continue
-        cells = [f"{runs[(step, m)] - runs[('base', m)]:+.4f}" if (step, m) in runs else "not run" for m in models]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} | " + " | ".join(cell(step, m) for m in models) + " |")
     return "\n".join(lines)
 
 

@@ -310,6 +310,7 @@ class ServingConfig:
     batch_size: int = 64  # most histories in one forward pass
     batch_wait_ms: float = 0.0  # extra wait for more requests; 0: a batch is what queued while the model ran
     queue_size: int = 2_048  # histories waiting to be scored; beyond it requests get 503
+    model_workers: int = 1  # batches scored at once, each in its own thread (with num_threads=1: one core each)
     session_events: int = 1_000  # events kept per live session
     session_ttl_seconds: float = 1_800.0
     max_sessions: int = 100_000
@@ -317,7 +318,7 @@ class ServingConfig:
 
     def __post_init__(self):
         for name in ("max_history", "max_k", "max_batch_histories", "max_body_bytes", "batch_size", "queue_size",
-                     "session_events", "max_sessions"):  # fmt: skip
+                     "session_events", "max_sessions", "model_workers"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise InputError(f"serving.{name} must be at least 1, got {getattr(self, name)}")
         if self.session_events > self.max_history:

@@ -1,8 +1,8 @@
 """Dynamic batching: concurrent requests share one forward pass.
 
-Requests wait in a bounded queue; one worker takes everything waiting (up to `max_batch`), waits at
-most `max_wait_ms` for more while the batch is not full, and scores the batch in a worker thread,
-so the event loop keeps accepting requests meanwhile. A lone request is scored at once; under load
+Requests wait in a bounded queue; a free worker takes everything waiting (up to `max_batch`), waits
+at most `max_wait_ms` for more while the batch is not full, and scores the batch in a thread of its
+own, so the event loop keeps accepting requests meanwhile. A lone request is scored at once; under load
 each forward pass takes all that arrived during the previous one. A full queue refuses at once
 (`QueueFull`, answered 503 with Retry-After) instead of growing without limit."""
 
@@ -35,22 +35,27 @@ class DynamicBatcher:
         max_wait_ms: float = 1.0,
         queue_size: int = 1024,
         on_batch: Callable[[int], None] = lambda size: None,
+        workers: int = 1,
     ):
         self.score, self.max_batch, self.max_wait = score, max_batch, max_wait_ms / 1000
         self.queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=queue_size)
         self.on_batch = on_batch
+        self.n_workers = workers
         self.executor: ThreadPoolExecutor | None = None
-        self.worker: asyncio.Task | None = None
+        self.workers: list[asyncio.Task] = []
 
     def start(self) -> None:
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cmdrec-model")
-        self.worker = asyncio.get_running_loop().create_task(self._run())
+        # each worker scores one batch at a time in its own thread; torch releases the GIL inside its
+        # operations, so several workers use several cores when batches are large
+        self.executor = ThreadPoolExecutor(max_workers=self.n_workers, thread_name_prefix="cmdrec-model")
+        loop = asyncio.get_running_loop()
+        self.workers = [loop.create_task(self._run()) for _ in range(self.n_workers)]
 
     async def stop(self) -> None:
         """Score what is queued, then stop."""
         await self.queue.join()
-        if self.worker is not None:
-            self.worker.cancel()
+        for worker in self.workers:
+            worker.cancel()
         if self.executor is not None:
             self.executor.shutdown(wait=True)
 

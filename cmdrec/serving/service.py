@@ -72,8 +72,9 @@ class Service:
         self.reloads = Counter("cmdrec_reloads", "model reloads", ["status"], registry=self.registry)
         self.registry.register(_StateCollector(self))
         self.batcher = DynamicBatcher(
-            self._score, config.batch_size, config.batch_wait_ms, config.queue_size, self.batch_sizes.observe
-        )
+            self._score, config.batch_size, config.batch_wait_ms, config.queue_size, self.batch_sizes.observe,
+            workers=config.model_workers,
+        )  # fmt: skip
 
     def _score(self, items: list, k: int, exclude_seen: bool) -> list[Recommendation]:
         """Score (predictor, prepared history) pairs; after a reload a batch may hold both models' requests."""

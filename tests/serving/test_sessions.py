@@ -64,3 +64,20 @@ def test_concurrent_requests_share_forward_passes_and_a_full_queue_refuses():
     answers = asyncio.run(scenario())
     assert answers[0] == [("a@3", 3)] and answers[1] == [("b@5", 5)]
     assert batches == [1, 7]
+
+
+def test_two_model_workers_score_two_batches_at_once():
+    both_running = threading.Barrier(2, timeout=5)  # broken (an error) unless two batches run together
+
+    def score(items, k, exclude_seen):
+        both_running.wait()
+        return list(items)
+
+    async def scenario():
+        batcher = DynamicBatcher(score, max_batch=1, max_wait_ms=0, workers=2)
+        batcher.start()
+        answers = await asyncio.gather(batcher.submit(["a"], 1, False), batcher.submit(["b"], 1, False))
+        await batcher.stop()
+        return answers
+
+    assert asyncio.run(scenario()) == [[("a", 1)], [("b", 1)]]

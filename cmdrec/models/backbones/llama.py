@@ -4,7 +4,7 @@ from torch import nn
 from transformers import LlamaConfig, LlamaModel
 
 from cmdrec.config import ModelConfig
-from cmdrec.models.backbones import feed_forward
+from cmdrec.models.backbones import feed_forward, lean
 
 
 class LlamaBackbone(nn.Module):
@@ -31,6 +31,8 @@ class LlamaBackbone(nn.Module):
         )
 
     def forward(self, embeddings, padding_mask):
+        if lean.applies(self.model, embeddings, padding_mask):
+            return lean.decoder_forward(self.model, embeddings)[0], {}
         # use_cache=False: whole sequences are scored and never generated, so a key/value cache is wasted work
         return self.model(
             inputs_embeds=embeddings, attention_mask=padding_mask.long(), use_cache=False

@@ -5,7 +5,7 @@ from torch import nn
 from transformers import MixtralConfig, MixtralModel
 
 from cmdrec.config import ModelConfig
-from cmdrec.models.backbones import feed_forward
+from cmdrec.models.backbones import feed_forward, lean
 
 
 class MixtralBackbone(nn.Module):
@@ -35,6 +35,9 @@ class MixtralBackbone(nn.Module):
         )
 
     def forward(self, embeddings, padding_mask):
+        if lean.applies(self.model, embeddings, padding_mask):
+            hidden, router_logits = lean.decoder_forward(self.model, embeddings)
+            return hidden, {"router_logits": router_logits}
         # use_cache=False: whole sequences are scored and never generated, so a key/value cache is wasted work
         output = self.model(
             inputs_embeds=embeddings, attention_mask=padding_mask.long(), output_router_logits=True, use_cache=False
