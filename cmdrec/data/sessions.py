@@ -51,12 +51,15 @@ def sort_events(events: pl.DataFrame) -> pl.DataFrame:
 def _user_time_key(events: pl.DataFrame) -> pl.Series | None:
     """One unsigned integer per event ordered as (user, time, input order) when the events are in input
     order and the user's rank and the time since the earliest event fit in 64 bits together; else None."""
-    if events.height < 2 or events.schema[USER] != pl.String or not events.schema[TIME].is_temporal():
+    time = events.schema[TIME]
+    # finer than microseconds would tie distinct times; other temporal types do not cast to microseconds
+    exact = (isinstance(time, pl.Datetime) and time.time_unit in ("us", "ms")) or time == pl.Date
+    if events.height < 2 or events.schema[USER] != pl.String or not exact or events[USER].null_count():
         return None
     if not events[ORDER].is_sorted():  # the stable sort below keeps ties in frame order
         return None
     users = events[USER].unique().sort()
-    micros = events[TIME].cast(pl.Datetime("us")).to_physical()
+    micros = events[TIME].cast(pl.Datetime("us", getattr(time, "time_zone", None))).to_physical()
     earliest, latest = micros.min(), micros.max()
     span = 1 if earliest is None else latest - earliest + 2  # 0 is kept for a missing time
     if users.len().bit_length() + span.bit_length() > 64:

@@ -1,6 +1,7 @@
 from datetime import datetime, timedelta
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -50,6 +51,20 @@ def test_the_one_integer_sort_orders_as_user_time_and_input_order(events, micros
             ORDER: pl.Series(range(len(events)), dtype=pl.Int64),
         }
     )
+    assert sort_events(frame).equals(frame.sort([USER, TIME, ORDER], nulls_last=False))
+
+
+@pytest.mark.parametrize(
+    "users, dtype",
+    [(["a", "a", "b"], pl.Datetime("ns")), (["a", "a", "b"], pl.Datetime("us", "Europe/Paris")),
+     (["a", "a", "b"], pl.Date), (["a", None, "b"], pl.Datetime("us"))],
+)  # fmt: skip
+def test_times_and_users_the_packed_sort_cannot_take_are_sorted_by_column(users, dtype):
+    times = [datetime(2020, 1, 2), datetime(2020, 1, 1), datetime(2020, 1, 1, 0, 0, 0, 1)]
+    frame = pl.DataFrame({USER: users, TIME: pl.Series(times).cast(dtype), COMMAND: ["A", "B", "C"],
+                          ORDER: pl.Series([0, 1, 2], dtype=pl.Int64)})  # fmt: skip
+    if dtype == pl.Datetime("ns"):  # a nanosecond apart: the same microsecond
+        frame = frame.with_columns(pl.Series(TIME, [1001, 1000, 5], dtype=pl.Int64).cast(dtype))
     assert sort_events(frame).equals(frame.sort([USER, TIME, ORDER], nulls_last=False))
 
 

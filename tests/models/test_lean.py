@@ -72,3 +72,10 @@ def test_the_library_runs_where_the_lean_forward_would_differ():
     module.train()
     with torch.inference_mode():
         assert not lean.applies(module.model, embeddings, torch.ones(2, 12, dtype=torch.bool))
+    module.eval()
+    with torch.inference_mode():
+        library_forward(module, embeddings, left_padded)  # the library leaves no hooks behind
+        assert lean.applies(module.model, embeddings, torch.ones(2, 12, dtype=torch.bool))
+        # FSDP gathers a layer's shards in hooks on it: such a layer must run its own forward
+        module.model.layers[0].register_forward_pre_hook(lambda layer, args: None)
+        assert not lean.applies(module.model, embeddings, torch.ones(2, 12, dtype=torch.bool))

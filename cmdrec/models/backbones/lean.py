@@ -21,7 +21,13 @@ def applies(decoder: nn.Module, embeddings: torch.Tensor, padding_mask: torch.Te
     """Whether `decoder_forward` equals the library's forward here."""
     if decoder.training or torch.is_grad_enabled() or embeddings.device.type != "cpu":
         return False
-    if embeddings.dtype != torch.float32 or decoder.config._attn_implementation != "sdpa":
+    config = decoder.config
+    if embeddings.dtype != torch.float32 or config._attn_implementation != "sdpa":
+        return False
+    if config.rope_parameters.get("rope_type", "default") != "default" or getattr(config, "sliding_window", None):
+        return False
+    # modules with hooks (FSDP gathers its shards in them) must run their own forward
+    if any(m._forward_hooks or m._forward_pre_hooks for m in decoder.modules()):
         return False
     # right padding: no event after a pad
     return bool((padding_mask[:, 1:] <= padding_mask[:, :-1]).all())
