@@ -34,6 +34,7 @@ from cmdrec.data.pipeline import preprocess, process_logs
 from cmdrec.data.synthetic import sample_config, write_sample
 from cmdrec.experiments.suite import machine
 from cmdrec.io import write_json_atomic
+from cmdrec.models.backbones import lean
 from cmdrec.serving import Predictor
 from cmdrec.training.evaluate import evaluate_run
 from cmdrec.training.loop import train
@@ -107,6 +108,47 @@ def stage_times(predictor: Predictor, histories, timestamps, batch_size: int, re
     return {"batch_size": batch_size, "ms_per_history": {name: round(value, 3) for name, value in median.items()}}
 
 
+def lean_comparison(predictor: Predictor, histories, timestamps, batch_size: int, rounds: int = 7) -> dict | None:
+    """The forward pass with the library's decoder forward and with cmdrec's lean one (the default where
+    it applies), in alternating rounds so that both see the same machine: milliseconds per history,
+    the best and the median round. None when the model has no decoder the lean forward serves."""
+    decoder = getattr(predictor.model.backbone, "model", None)
+    probe = torch.zeros(1, 2, predictor.config.model.d_model)
+    with torch.inference_mode():
+        if decoder is None or not lean.applies(decoder, probe, torch.ones(1, 2, dtype=torch.bool)):
+            return None
+    sample = [predictor.prepare(histories[i], timestamps[i]) for i in range(min(len(histories), 128))]
+
+    def encoded(rows):
+        batch = predictor.encoder.encode(
+            [p.commands for p in rows], [p.timestamps for p in rows], [p.attributes for p in rows]
+        )
+        return next_event(batch, predictor.config.model.masking, predictor.mask_ids).to(predictor.device)
+
+    sizes = [size for size in (1, 8, batch_size) if size <= len(sample)]
+    batches = {size: [encoded(sample[i : i + size]) for i in range(0, len(sample) - size + 1, size)] for size in sizes}
+    times = {(size, path): [] for size in sizes for path in ("library", "lean")}
+    applies = lean.applies
+    try:
+        with torch.inference_mode():
+            for _ in range(rounds):
+                for size, path in times:
+                    lean.applies = applies if path == "lean" else (lambda *args: False)
+                    begin = time.perf_counter()
+                    for batch in batches[size]:
+                        predictor.model(batch)
+                    times[(size, path)].append((time.perf_counter() - begin) * 1000 / (len(batches[size]) * size))
+    finally:
+        lean.applies = applies
+    return {
+        "rounds": rounds,
+        "ms_per_history": [
+            {"batch_size": size, "path": path, "best": round(min(v), 3), "median": round(statistics.median(v), 3)}
+            for (size, path), v in times.items()
+        ],
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -144,6 +186,7 @@ def main() -> int:
     batched_seconds = time.perf_counter() - begin
 
     stages = [stage_times(predictor, histories, timestamps, size) for size in (1, args.batch_size)]
+    lean_forward = lean_comparison(predictor, histories, timestamps, args.batch_size)
 
     known = set(predictor.names[2:])
     scored = [(answer, target) for answer, target in zip(answers, targets, strict=False) if target in known]
@@ -168,6 +211,7 @@ def main() -> int:
         },
         "batched": {"batch_size": args.batch_size, "histories_per_second": round(len(histories) / batched_seconds, 1)},
         "stages": stages,
+        **({"lean_forward": lean_forward} if lean_forward is not None else {}),
         "served_recall@10": sum(target in answer.commands for answer, target in scored) / len(scored),
         "offline_recall@10": offline["recall@10"],
         "served_ndcg@10": sum(

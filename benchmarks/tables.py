@@ -308,6 +308,20 @@ def serving() -> str:
                     f"| `{name}.json` | {r['threads']} | {stage['batch_size']} | {ms['prepare']:.3f} | "
                     f"{ms['encode']:.3f} | {ms['forward']:.3f} | {ms['score']:.3f} |"
                 )
+    results = [(name, load_result(name)) for name in ("serving_sample", "serving_vs")]
+    for name, comparison in [(name, r["lean_forward"]) for name, r in results if "lean_forward" in r]:
+        rows = {(row["batch_size"], row["path"]): row for row in comparison["ms_per_history"]}
+        lines += [
+            "",
+            f"The forward pass with the library's decoder forward and with the lean one (`{name}.json`, "
+            f"{comparison['rounds']} alternating rounds), milliseconds per history, best / median round:",
+            "",
+            "| batch | library | lean |",
+            "| ---: | ---: | ---: |",
+        ]
+        for size in sorted({size for size, _ in rows}):
+            cells = [f"{rows[(size, p)]['best']:.3f} / {rows[(size, p)]['median']:.3f}" for p in ("library", "lean")]
+            lines.append(f"| {size} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.distributed.fsdp import FSDPModule
 
 # up to this many tokens a mixture of experts runs every expert on every token and weighs the outputs
 # (fewer, larger operations); beyond it each expert runs on its own tokens, through the library's
@@ -26,8 +27,8 @@ def applies(decoder: nn.Module, embeddings: torch.Tensor, padding_mask: torch.Te
         return False
     if config.rope_parameters.get("rope_type", "default") != "default" or getattr(config, "sliding_window", None):
         return False
-    # modules with hooks (FSDP gathers its shards in them) must run their own forward
-    if any(m._forward_hooks or m._forward_pre_hooks for m in decoder.modules()):
+    # FSDP gathers a sharded module's weights in hooks on that module's own forward
+    if any(isinstance(m, FSDPModule) for m in decoder.modules()):
         return False
     # right padding: no event after a pad
     return bool((padding_mask[:, 1:] <= padding_mask[:, :-1]).all())
