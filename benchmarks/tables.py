@@ -284,15 +284,15 @@ def serving() -> str:
         "offline Recall@10 / NDCG@10 |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name in ("serving_sample", "serving_vs"):
-        r = json.loads((RESULTS / f"{name}.json").read_text())
+    results = [(name, load_result(name)) for name in ("serving_sample", "serving_vs")]
+    for name, r in results:
         lines.append(
             f"| `{r['run']}` ({r['backbone']}; `{name}.json`) | {r['test_sessions']} ({r['mean_history_events']}) | "
             f"{r['single_request_ms']['p50']} / {r['single_request_ms']['p95']} ms | "
             f"{r['batched']['histories_per_second']:,} histories/s | {r['served_recall@10']:.4f} / "
             f"{r['served_ndcg@10']:.4f} | {r['offline_recall@10']:.4f} / {r['offline_ndcg@10']:.4f} |"
         )
-    stages = [(name, r) for name in ("serving_sample", "serving_vs") if "stages" in (r := load_result(name))]
+    stages = [(name, r) for name, r in results if "stages" in r]
     if stages:
         lines += [
             "",
@@ -308,7 +308,6 @@ def serving() -> str:
                     f"| `{name}.json` | {r['threads']} | {stage['batch_size']} | {ms['prepare']:.3f} | "
                     f"{ms['encode']:.3f} | {ms['forward']:.3f} | {ms['score']:.3f} |"
                 )
-    results = [(name, load_result(name)) for name in ("serving_sample", "serving_vs")]
     for name, comparison in [(name, r["lean_forward"]) for name, r in results if "lean_forward" in r]:
         rows = {(row["batch_size"], row["path"]): row for row in comparison["ms_per_history"]}
         lines += [
@@ -613,7 +612,7 @@ def pipeline_stages() -> str:
         for (step, model), pairs in seeded.items():
             base = [b["test"]["ndcg@10"] for b, _ in pairs]
             stage = [r["test"]["ndcg@10"] for _, r in pairs]
-            changes = [r - b for b, r in zip(base, stage, strict=True)]
+            changes = _seed_changes(pairs)
             shared = [r["shared_targets"]["ndcg@10_change"] for _, r in pairs if "shared_targets" in r]
             lines.append(
                 f"| {STAGE_NAMES[step]} | {model} | {len(pairs)} | {_mean_std(base)} | {_mean_std(stage)} | "
@@ -633,6 +632,10 @@ def _stage_seeds(report: dict) -> dict[tuple[str, str], list[tuple[dict, dict]]]
     return {key: pairs for key, pairs in seeded.items() if len(pairs) > 1}
 
 
+def _seed_changes(pairs: list[tuple[dict, dict]]) -> list[float]:
+    return [r["test"]["ndcg@10"] - b["test"]["ndcg@10"] for b, r in pairs]
+
+
 def _mean_std(values: list[float]) -> str:
     return f"{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f}"
 
@@ -649,9 +652,8 @@ def pipeline_stages_headline() -> str:
 
     def cell(step: str, model: str) -> str:
         if (step, model) in seeded:
-            pairs = seeded[(step, model)]
-            mean = statistics.fmean(r["test"]["ndcg@10"] - b["test"]["ndcg@10"] for b, r in pairs)
-            return f"{mean:+.4f} ({len(pairs)} seeds)"
+            changes = _seed_changes(seeded[(step, model)])
+            return f"{statistics.fmean(changes):+.4f} ({len(changes)} seeds)"
         if (step, model) in runs:
             return f"{runs[(step, model)] - runs[('base', model)]:+.4f}"
         return "not run"

@@ -14,7 +14,7 @@ from torch.distributed.fsdp import FSDPModule
 
 # up to this many tokens a mixture of experts runs every expert on every token and weighs the outputs
 # (fewer, larger operations); beyond it each expert runs on its own tokens, through the library's
-# expert kernels (on the VS full model 49 tokens are faster dense, 392 sparse)
+# expert kernels (on the VS full model one history is faster dense, eight are faster sparse)
 DENSE_EXPERTS_TOKENS = 128
 
 
@@ -89,8 +89,8 @@ def _experts(block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     top, chosen = logits.float().softmax(dim=-1).topk(router.top_k, dim=-1)
     top = top / top.sum(dim=-1, keepdim=True)
     if x.shape[0] <= DENSE_EXPERTS_TOKENS:
-        weights = torch.zeros_like(logits, dtype=top.dtype).scatter_(1, chosen, top)  # (N, E), zero where not chosen
+        weights = torch.zeros_like(logits).scatter_(1, chosen, top)  # (N, E), zero where not chosen (fp32 only)
         gate, up = torch.einsum("nd,efd->enf", x, experts.gate_up_proj).chunk(2, dim=-1)
         out = torch.einsum("enf,edf->end", experts.act_fn(gate) * up, experts.down_proj)
-        return torch.einsum("end,ne->nd", out, weights.to(out.dtype)), logits
+        return torch.einsum("end,ne->nd", out, weights), logits
     return experts(x, chosen, top), logits  # the library's own grouped expert kernels
